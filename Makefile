@@ -1,0 +1,42 @@
+# Two commands: `make demo` and `make test`. Both bootstrap .venv from the
+# committed lock (uv.lock) on a machine that has only Python 3.11, pip and make.
+PY ?= python3.11
+VENV ?= .venv
+UV_VERSION := 0.13.9
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+# No telemetry anywhere we run the stack (stack-notes: offline machines print errors).
+export DO_NOT_TRACK := 1
+export BENTOML_DO_NOT_TRACK := True
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export MLFLOW_ENABLE_TELEMETRY := false
+export MLFLOW_DISABLE_TELEMETRY := true
+
+.PHONY: install test demo lock clean help
+
+help:
+	@echo "make demo   - install from the lock, then run the demo on embedded defaults"
+	@echo "make test   - install from the lock, then run the test suite"
+	@echo "make lock   - re-resolve uv.lock after changing pyproject.toml"
+	@echo "make clean  - remove .venv (state under OFFER_BANDIT_HOME is left alone)"
+
+install: $(STAMP)
+
+$(STAMP): uv.lock pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	$(BIN)/uv sync --frozen --inexact --all-extras --python $(BIN)/python
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+demo: $(STAMP)
+	$(BIN)/offer-bandit demo
+
+lock:
+	$(BIN)/uv lock --python $(PY)
+
+clean:
+	rm -rf $(VENV)

@@ -1,0 +1,121 @@
+"""Typed interaction context: what a channel tells us when it asks for a decision.
+
+These models are the public contract of ``/decide`` and of the Python API, so the
+field names follow the README. Unknown fields are rejected (``extra="forbid"``):
+a misspelt ``distres`` must be a 4xx naming the field, not a silently ignored
+guardrail input.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+Identifier = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")]
+Label = Annotated[str, StringConstraints(min_length=1, max_length=64, strip_whitespace=True)]
+AttributeKey = Annotated[str, StringConstraints(max_length=64, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+AttributeValue = Annotated[str, StringConstraints(max_length=256)] | float | int | bool
+
+
+def as_utc(value: datetime) -> datetime:
+    """Naive times are taken as UTC so comparisons never mix aware and naive."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(as_utc)]
+
+
+class Channel(StrEnum):
+    phone = "phone"
+    chat = "chat"
+    email = "email"
+    sms = "sms"
+    web = "web"
+    messaging = "messaging"
+
+
+class RequestType(StrEnum):
+    """The five request types of point-of-service marketing (see the seeds)."""
+
+    informational = "informational"  # "tell me something"
+    diagnostic = "diagnostic"  # "solve my problem"
+    transactional = "transactional"  # "do something for me"
+    advisory = "advisory"  # "help me choose"
+    feedback = "feedback"  # "here's what I think about you"
+
+
+class Resolved(StrEnum):
+    yes = "true"
+    no = "false"
+    unknown = "unknown"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Customer(Strict):
+    id: Annotated[str, StringConstraints(min_length=1, max_length=256)] = Field(
+        description="The channel's customer id. Stored only as a salted hash; never a feature."
+    )
+    authenticated: bool = False
+    tier: Label = "standard"
+    tenure_months: int = Field(0, ge=0, le=1200)
+    products: tuple[Label, ...] = Field((), max_length=100)
+    region: Label | None = None
+    opted_out: bool = Field(False, description="Opted out of marketing: never an offer.")
+
+
+class Interaction(Strict):
+    request_type: RequestType
+    intent: Label | None = None
+    resolved: Resolved = Resolved.unknown
+    sentiment: float = Field(0.0, ge=-1.0, le=1.0, allow_inf_nan=False)
+    distress: bool = False
+
+
+class OfferEvent(Strict):
+    offer_id: Identifier
+    at: UtcDatetime
+
+
+class History(Strict):
+    """Contact history a channel may send; merged with what the decision log knows."""
+
+    shown: tuple[OfferEvent, ...] = Field((), max_length=200)
+    declined: tuple[OfferEvent, ...] = Field((), max_length=200)
+    accepted: tuple[OfferEvent, ...] = Field((), max_length=200)
+    last_complaint: UtcDatetime | None = None
+
+    def merged(self, other: "History") -> "History":
+        """Union of two histories (log-derived and channel-sent); pure."""
+        def union(a: tuple[OfferEvent, ...], b: tuple[OfferEvent, ...]) -> tuple[OfferEvent, ...]:
+            return tuple(sorted(set(a) | set(b), key=lambda e: (e.at, e.offer_id)))
+
+        complaints = [d for d in (self.last_complaint, other.last_complaint) if d is not None]
+        return History(
+            shown=union(self.shown, other.shown),
+            declined=union(self.declined, other.declined),
+            accepted=union(self.accepted, other.accepted),
+            last_complaint=max(complaints) if complaints else None,
+        )
+
+
+class DecisionRequest(Strict):
+    """One call for a decision. ``candidates`` can only narrow the catalog, never widen it."""
+
+    event_id: Identifier | None = None
+    channel: Channel
+    customer: Customer
+    interaction: Interaction
+    history: History = History()
+    candidates: tuple[Identifier, ...] | None = Field(None, max_length=50)
+    attributes: dict[AttributeKey, AttributeValue] = Field(
+        default_factory=dict,
+        max_length=50,
+        description="Extra context for templates and features (e.g. refill_price).",
+    )
+    defer_activation: bool = False

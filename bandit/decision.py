@@ -1,0 +1,295 @@
+"""The decision path: the one way any route or tool gets a decision.
+
+    validate -> contact history -> guardrails -> featurize -> score -> sample
+             -> render -> log durably -> answer
+
+A decision is written to the log before it is returned; a decision that cannot be
+logged is never an offer (the answer is ``no_offer`` with ``logged=False``). The
+same event id twice returns the logged decision and writes nothing.
+
+Modes: ``online`` (the model's exploring policy), ``cold_start`` (no model:
+explore around ``no_offer``), ``apprentice`` (serve ``no_offer`` always, log what
+the model would have done under ``payload.shadow``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import math
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from pydantic import BaseModel
+
+from bandit.catalog import NO_OFFER, Catalog
+from bandit.config import LiveConfig
+from bandit.context import DecisionRequest, History
+from bandit.errors import InvalidRequest, UnknownEvent
+from bandit.features import offer_features, shared_features
+from bandit.guardrails import Eligibility, eligible_offers
+from bandit.reward import OUTCOME_TYPES
+from bandit.sampling import baseline_pmf, sample_index, uniform_from
+from bandit.store import DecisionRecord, DecisionStore, Outcome, to_ts
+from bandit.vw import COLD_START, Scorer
+
+log = logging.getLogger(__name__)
+
+
+class RankedOffer(BaseModel):
+    id: str
+    probability: float
+
+
+class ExcludedOffer(BaseModel):
+    offer_id: str
+    reason: str
+
+
+class Decision(BaseModel):
+    """The answer to a decision request."""
+
+    event_id: str
+    offer_id: str
+    content: str | None
+    probability: float
+    ranking: list[RankedOffer]
+    model_version: str
+    mode: str
+    excluded: list[ExcludedOffer]
+    logged: bool = True
+    activated: bool = True
+
+
+def customer_key(secret: str, customer_id: str) -> str:
+    """Salted hash of a customer id: the only form in which it is stored."""
+    return hmac.new(secret.encode(), customer_id.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+class Observer(Protocol):
+    """Hooks for metrics; the core knows nothing of Prometheus."""
+
+    def decided(self, decision: Decision, channel: str, eligibility: Eligibility, explored: bool) -> None: ...
+    def log_failed(self, error: Exception) -> None: ...
+    def outcome(self, type_: str) -> None: ...
+
+
+class NullObserver:
+    def decided(self, decision: Decision, channel: str, eligibility: Eligibility, explored: bool) -> None:
+        pass
+
+    def log_failed(self, error: Exception) -> None:
+        pass
+
+    def outcome(self, type_: str) -> None:
+        pass
+
+
+class ModelSlot:
+    """The scorer being served; swapped atomically between requests."""
+
+    def __init__(self, scorer: Scorer):
+        self._scorer = scorer
+        self._lock = threading.Lock()
+
+    @property
+    def current(self) -> Scorer:
+        return self._scorer
+
+    def swap(self, scorer: Scorer) -> Scorer:
+        with self._lock:
+            old, self._scorer = self._scorer, scorer
+        return old
+
+
+@dataclass
+class Decider:
+    config: LiveConfig
+    store: DecisionStore
+    models: ModelSlot
+    secret: str
+    observer: Observer = NullObserver()
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+    # -- deciding ------------------------------------------------------------
+    def decide(self, request: DecisionRequest, now: datetime | None = None) -> Decision:
+        now = now or self.clock()
+        cfg = self.config.current
+        catalog, policy = cfg.catalog, cfg.policy
+        event_id = request.event_id or uuid.uuid4().hex
+
+        self._check_candidates(request, catalog)
+        ckey = customer_key(self.secret, request.customer.id)
+        g = policy.guardrails
+        lookback = max(365.0, g.complaint_cooldown_days, g.decline_pause_days,
+                       g.frequency_cap.window_days, g.impression_cap.window_days + g.impression_cap.pause_days)
+        try:
+            if request.event_id is not None:
+                existing = self.store.get_decision(event_id)
+                if existing is not None:
+                    return decision_from_record(existing)
+            history = self.store.history(ckey, now, lookback).merged(request.history)
+            suspended = self.store.suspended()
+        except Exception as exc:  # noqa: BLE001 - without the log, caps cannot be checked: no offer
+            log.error("decision %s: log unreadable: %s", event_id, exc)
+            self.observer.log_failed(exc)
+            return self._unlogged(event_id, self.models.current.version, Eligibility((NO_OFFER,), ()))
+        elig = eligible_offers(request, catalog, history, g, now, suspended)
+
+        shared = shared_features(request, history, now)
+        actions = [offer_features(catalog.get(oid)) for oid in elig.eligible]
+        scorer = self.models.current
+        model_pmf, version = self._score(scorer, shared, actions, policy.exploration.cold_start_epsilon)
+        mode = "cold_start" if version == COLD_START else "online"
+        shadow = None
+        if policy.mode == "apprentice":
+            shadow = {"pmf": model_pmf, "chosen": elig.eligible[sample_index(model_pmf, uniform_from(event_id, self.secret))]}
+            pmf = [1.0] + [0.0] * (len(actions) - 1)
+            mode = "apprentice"
+        else:
+            pmf = model_pmf
+        chosen = sample_index(pmf, uniform_from(event_id, self.secret))
+        offer_id = elig.eligible[chosen]
+        content = catalog.render(offer_id, request.channel.value, render_variables(request, catalog, offer_id))
+        offer = catalog.get(offer_id)
+
+        record = DecisionRecord(
+            event_id=event_id,
+            ts=to_ts(now),
+            customer_key=ckey,
+            channel=request.channel.value,
+            request_type=request.interaction.request_type.value,
+            mode=mode,
+            model_version=version,
+            catalog_version=catalog.version,
+            action_ids=list(elig.eligible),
+            pmf=pmf,
+            chosen_index=chosen,
+            activated=not request.defer_activation,
+            payload={
+                "context": request.model_dump(mode="json", exclude={"customer": {"id"}, "event_id": True}),
+                "shared": shared,
+                "actions": actions,
+                "excluded": [[e.offer_id, e.reason] for e in elig.excluded],
+                "content": content,
+                "offer_value": offer.value if offer else 0.0,
+                "shadow": shadow,
+            },
+        )
+        try:
+            inserted = self.store.log_decision(record)
+        except Exception as exc:  # noqa: BLE001 - any storage failure means: no offer
+            log.error("decision %s not logged: %s", event_id, exc)
+            self.observer.log_failed(exc)
+            return self._unlogged(event_id, version, elig)
+        if not inserted:  # a concurrent request with the same event id won the race
+            existing = self.store.get_decision(event_id)
+            if existing is not None:
+                return decision_from_record(existing)
+        decision = decision_from_record(record)
+        self.observer.decided(decision, request.channel.value, elig, explored=pmf[chosen] < max(pmf))
+        return decision
+
+    def _score(self, scorer: Scorer, shared: dict, actions: list, eps: float) -> tuple[list[float], str]:
+        if len(actions) == 1:
+            return [1.0], scorer.version
+        try:
+            return scorer.pmf(shared, actions), scorer.version
+        except Exception as exc:  # noqa: BLE001 - a broken model must not take decisions down
+            log.error("model %s failed to score, using cold start: %s", scorer.version, exc)
+            return baseline_pmf(len(actions), eps), COLD_START
+
+    @staticmethod
+    def _check_candidates(request: DecisionRequest, catalog: Catalog) -> None:
+        if request.candidates is None:
+            return
+        for i, oid in enumerate(request.candidates):
+            if oid != NO_OFFER and oid not in catalog.offers:
+                raise InvalidRequest(f"candidates[{i}]", f"unknown offer id '{oid}'")
+
+    @staticmethod
+    def _unlogged(event_id: str, version: str, elig: Eligibility) -> Decision:
+        return Decision(
+            event_id=event_id, offer_id=NO_OFFER, content=None, probability=1.0,
+            ranking=[RankedOffer(id=NO_OFFER, probability=1.0)], model_version=version, mode="not_logged",
+            excluded=[ExcludedOffer(offer_id=e.offer_id, reason=e.reason) for e in elig.excluded],
+            logged=False,
+        )
+
+    # -- outcomes and activation -----------------------------------------------
+    def record_outcome(
+        self, event_id: str, type_: str, value: float | None = None, score: float | None = None,
+        now: datetime | None = None,
+    ) -> bool:
+        """Append an outcome. Returns ``False`` for an exact duplicate (idempotent)."""
+        if type_ not in OUTCOME_TYPES:
+            raise InvalidRequest("type", f"must be one of {list(OUTCOME_TYPES)}, got '{type_}'")
+        check_outcome_values(type_, value, score)
+        rec = self.store.get_decision(event_id)
+        if rec is None:
+            raise UnknownEvent(event_id)
+        if type_ in ("accepted", "declined", "converted") and rec.chosen_id == NO_OFFER:
+            raise InvalidRequest("type", f"event '{event_id}' made no offer, so it cannot be {type_}")
+        new = self.store.add_outcome(Outcome(event_id, type_, to_ts(now or self.clock()), value, score))
+        if new:
+            self.observer.outcome(type_)
+        return new
+
+    def activate(self, event_id: str, now: datetime | None = None) -> bool:
+        """Mark a deferred decision as shown; only activated decisions are learned from."""
+        res = self.store.activate(event_id, to_ts(now or self.clock()))
+        if res is None:
+            raise UnknownEvent(event_id)
+        return res
+
+    def history_of(self, customer_id: str, now: datetime | None = None) -> History:
+        return self.store.history(customer_key(self.secret, customer_id), now or self.clock(), 365)
+
+
+def check_outcome_values(type_: str, value: float | None, score: float | None) -> None:
+    if value is not None and not math.isfinite(value):
+        raise InvalidRequest("value", "must be a finite number")
+    if type_ == "nps":
+        if score is None or not 0 <= score <= 10:
+            raise InvalidRequest("score", "an nps outcome needs a score from 0 to 10")
+    elif score is not None:
+        raise InvalidRequest("score", f"only nps outcomes carry a score, not '{type_}'")
+    if type_ == "reward" and value is None:
+        raise InvalidRequest("value", "a reward outcome needs a value")
+    if type_ in ("declined", "complaint") and value is not None:
+        raise InvalidRequest("value", f"a {type_} outcome carries no value")
+
+
+def render_variables(request: DecisionRequest, catalog: Catalog, offer_id: str) -> dict[str, Any]:
+    """What a template may see: no customer id."""
+    offer = catalog.get(offer_id)
+    return {
+        "customer": request.customer.model_dump(exclude={"id"}),
+        "interaction": request.interaction.model_dump(mode="json"),
+        "channel": request.channel.value,
+        "attrs": dict(request.attributes),
+        "offer": offer.model_dump(include={"id", "title", "family", "value"}) if offer else {},
+    }
+
+
+def decision_from_record(rec: DecisionRecord) -> Decision:
+    ranking = sorted(
+        (RankedOffer(id=a, probability=p) for a, p in zip(rec.action_ids, rec.pmf, strict=True)),
+        key=lambda r: -r.probability,
+    )
+    return Decision(
+        event_id=rec.event_id,
+        offer_id=rec.chosen_id,
+        content=rec.payload.get("content"),
+        probability=rec.probability,
+        ranking=ranking,
+        model_version=rec.model_version,
+        mode=rec.mode,
+        excluded=[ExcludedOffer(offer_id=o, reason=r) for o, r in rec.payload.get("excluded", [])],
+        activated=rec.activated,
+    )

@@ -1,0 +1,31 @@
+"""Errors the core raises for its callers to turn into clear messages or 4xx answers."""
+
+from __future__ import annotations
+
+
+class OfferBanditError(Exception):
+    """Base class: every error here carries a message fit for a user."""
+
+
+class ConfigError(OfferBanditError):
+    """A catalog or policy file is invalid; ``problems`` lists each with file and field."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+class UnknownEvent(OfferBanditError):
+    """An outcome or activation names an event id the log has never seen."""
+
+    def __init__(self, event_id: str):
+        self.event_id = event_id
+        super().__init__(f"unknown event_id '{event_id}': no decision with this id is in the log")
+
+
+class InvalidRequest(OfferBanditError):
+    """A request is well-formed but refers to something that does not exist (e.g. an offer id)."""
+
+    def __init__(self, field: str, message: str):
+        self.field = field
+        super().__init__(f"{field}: {message}")

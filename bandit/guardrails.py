@@ -1,0 +1,156 @@
+"""Guardrails: the service decides *when* an offer may be made.
+
+``eligible_offers`` is a pure function of the request, the catalog, the contact
+history, the policy file, the time and the set of suspended offers. It returns
+the offers the bandit may choose from (``no_offer`` always first, always present)
+and, for every catalog offer left out, the reason. The bandit never sees an
+excluded offer, so no learned preference can override a guardrail.
+
+Blocks that apply to the whole interaction (checked first, in this order):
+
+=====================  =============================================================
+reason                 when
+=====================  =============================================================
+``opted_out``          the customer opted out of marketing (not configurable)
+``distress``           the interaction is flagged as distressed (not configurable)
+``low_sentiment``      sentiment below ``guardrails.min_sentiment``
+``unresolved``         request type in ``guardrails.require_resolved`` and the issue
+                       is not resolved (``unknown`` counts as not resolved)
+``recent_complaint``   a complaint within ``guardrails.complaint_cooldown_days``
+``frequency_cap``      ``frequency_cap.max_offers`` offers already shown across all
+                       channels within ``frequency_cap.window_days``
+=====================  =============================================================
+
+Then per offer: ``suspended`` (kill switch), ``not_in_candidates``,
+``outside_window``, ``channel``, ``request_type_family`` (the policy's request
+type rules), and marketing's eligibility: ``request_type``, ``intent``, ``tier``,
+``region``, ``product_held``, ``product_required``, ``tenure``, ``not_authenticated``,
+``missing_attribute``; then contact history: ``declined_recently`` and
+``impression_cap``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from bandit.catalog import NO_OFFER, Catalog, Offer
+from bandit.context import DecisionRequest, History, Resolved
+from bandit.policyfile import ANY, Guardrails
+
+
+@dataclass(frozen=True)
+class Exclusion:
+    offer_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Eligibility:
+    eligible: tuple[str, ...]  # no_offer first
+    excluded: tuple[Exclusion, ...]
+
+
+def interaction_block(request: DecisionRequest, history: History, g: Guardrails, now: datetime) -> str | None:
+    """The reason no offer at all may be made in this interaction, or ``None``."""
+    c, i = request.customer, request.interaction
+    if c.opted_out:
+        return "opted_out"
+    if i.distress:
+        return "distress"
+    if i.sentiment < g.min_sentiment:
+        return "low_sentiment"
+    if i.request_type in g.require_resolved and i.resolved is not Resolved.yes:
+        return "unresolved"
+    if history.last_complaint is not None and now - history.last_complaint < timedelta(
+        days=g.complaint_cooldown_days
+    ):
+        return "recent_complaint"
+    cap = g.frequency_cap
+    since = now - timedelta(days=cap.window_days)
+    if sum(1 for e in history.shown if e.at >= since and e.offer_id != NO_OFFER) >= cap.max_offers:
+        return "frequency_cap"
+    return None
+
+
+def _impression_paused(times: list[datetime], g: Guardrails, now: datetime) -> bool:
+    """Shown ``max_impressions`` times within ``window_days``: paused ``pause_days`` after the last."""
+    cap = g.impression_cap
+    n = cap.max_impressions
+    times = sorted(times)
+    window, pause = timedelta(days=cap.window_days), timedelta(days=cap.pause_days)
+    for j in range(n - 1, len(times)):
+        if times[j] - times[j - n + 1] <= window and now - times[j] < pause:
+            return True
+    return False
+
+
+def offer_block(
+    offer: Offer, request: DecisionRequest, history: History, g: Guardrails, now: datetime
+) -> str | None:
+    """The reason this offer may not be made in this interaction, or ``None``."""
+    today = now.date()
+    if (offer.valid_from and today < offer.valid_from) or (offer.valid_until and today > offer.valid_until):
+        return "outside_window"
+    if request.channel not in offer.channels:
+        return "channel"
+    rt = request.interaction.request_type
+    families = g.families_for(rt)
+    if ANY not in families and offer.family not in families:
+        return "request_type_family"
+    e, c = offer.eligibility, request.customer
+    if e.request_types is not None and rt not in e.request_types:
+        return "request_type"
+    if e.intents is not None and request.interaction.intent not in e.intents:
+        return "intent"
+    if e.tiers is not None and c.tier not in e.tiers:
+        return "tier"
+    if e.regions is not None and c.region not in e.regions:
+        return "region"
+    if set(e.excluded_products) & set(c.products):
+        return "product_held"
+    if e.required_products and not set(e.required_products) & set(c.products):
+        return "product_required"
+    if c.tenure_months < e.min_tenure_months:
+        return "tenure"
+    if e.authenticated_only and not c.authenticated:
+        return "not_authenticated"
+    if any(a not in request.attributes for a in e.requires_attributes):
+        return "missing_attribute"
+    since_decline = now - timedelta(days=g.decline_pause_days)
+    if any(d.offer_id == offer.id and d.at >= since_decline for d in history.declined):
+        return "declined_recently"
+    if _impression_paused([s.at for s in history.shown if s.offer_id == offer.id], g, now):
+        return "impression_cap"
+    return None
+
+
+def eligible_offers(
+    request: DecisionRequest,
+    catalog: Catalog,
+    history: History,
+    guardrails: Guardrails,
+    now: datetime,
+    suspended: Iterable[str] = (),
+) -> Eligibility:
+    """Split the catalog into the eligible offers and the excluded ones with reasons."""
+    suspended = set(suspended) | set(guardrails.suspended_offers)
+    candidates = set(request.candidates) if request.candidates is not None else None
+    blocked = interaction_block(request, history, guardrails, now)
+    eligible = [NO_OFFER]
+    excluded = []
+    for offer in catalog.offers.values():
+        if blocked:
+            reason: str | None = blocked
+        elif offer.id in suspended:
+            reason = "suspended"
+        elif candidates is not None and offer.id not in candidates:
+            reason = "not_in_candidates"
+        else:
+            reason = offer_block(offer, request, history, guardrails, now)
+        if reason is None:
+            eligible.append(offer.id)
+        else:
+            excluded.append(Exclusion(offer.id, reason))
+    return Eligibility(tuple(eligible), tuple(excluded))

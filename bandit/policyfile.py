@@ -1,0 +1,160 @@
+"""The service's policy file: the service decides *when* an offer may be made.
+
+Separate from marketing's catalog (``config/policy.yaml``), owned by the service
+team: guardrail thresholds, which offer families each request type may carry,
+exploration, the VW learner's settings and the reward function. Every default
+here is documented in the README and in the shipped example file.
+
+Some blocks are not configurable at all: an opted-out or distressed customer never
+gets an offer, whatever this file says.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import Field, ValidationError
+
+from bandit.context import Identifier, RequestType, Strict
+from bandit.errors import ConfigError
+
+ANY = "*"
+
+# The seeds' guidance on which request types may carry which kind of offer.
+DEFAULT_REQUEST_TYPE_FAMILIES: dict[RequestType, tuple[str, ...]] = {
+    # "Tell me something": help them reach sales; upsell to interested buyers.
+    RequestType.informational: ("sales_contact", "upsell"),
+    # "Solve my problem": once resolved, something that prevents the problem.
+    RequestType.diagnostic: ("upgrade", "warranty"),
+    # "Do something for me": cross-sell, protection, retention on cancellation.
+    RequestType.transactional: ("cross_sell", "protection", "retention", "upgrade", "renewal"),
+    # "Help me choose": natural opportunity for consultative offers.
+    RequestType.advisory: (ANY,),
+    # "Here's what I think": only goodwill (feedback on feedback).
+    RequestType.feedback: ("goodwill",),
+}
+
+
+class FrequencyCap(Strict):
+    max_offers: int = Field(1, ge=0)
+    window_days: float = Field(7, gt=0)
+
+
+class ImpressionCap(Strict):
+    max_impressions: int = Field(3, ge=1)
+    window_days: float = Field(7, gt=0)
+    pause_days: float = Field(10, ge=0)
+
+
+class Guardrails(Strict):
+    min_sentiment: float = Field(0.0, ge=-1, le=1, description="Below this tone: only no_offer.")
+    require_resolved: tuple[RequestType, ...] = (RequestType.diagnostic, RequestType.transactional)
+    complaint_cooldown_days: float = Field(30, ge=0)
+    frequency_cap: FrequencyCap = FrequencyCap()
+    decline_pause_days: float = Field(30, ge=0)
+    impression_cap: ImpressionCap = ImpressionCap()
+    request_type_families: dict[RequestType, tuple[str, ...]] = Field(
+        default_factory=lambda: dict(DEFAULT_REQUEST_TYPE_FAMILIES)
+    )
+    suspended_offers: tuple[Identifier, ...] = Field((), description="Kill switch set in the file.")
+
+    def families_for(self, request_type: RequestType) -> tuple[str, ...]:
+        return self.request_type_families.get(request_type, ())
+
+
+class Exploration(Strict):
+    """How the policy explores; maps onto VW's ``--cb_explore_adf`` explorers."""
+
+    algorithm: Literal["epsilon", "softmax", "bag", "cover", "squarecb", "regcb"] = "epsilon"
+    epsilon: float = Field(0.1, ge=0, le=1)
+    softmax_lambda: float = Field(10.0, gt=0)
+    bag_size: int = Field(5, ge=2)
+    cover_size: int = Field(3, ge=1)
+    gamma_scale: float = Field(10.0, gt=0)
+    cold_start_epsilon: float = Field(0.1, ge=0, le=1, description="Without a model: exploration around no_offer.")
+
+    def vw_args(self) -> list[str]:
+        a = self.algorithm
+        if a == "epsilon":
+            return ["--epsilon", str(self.epsilon)]
+        if a == "softmax":
+            return ["--softmax", "--lambda", str(self.softmax_lambda)]
+        if a == "bag":
+            return ["--bag", str(self.bag_size), "--epsilon", str(self.epsilon)]
+        if a == "cover":
+            return ["--cover", str(self.cover_size), "--epsilon", str(self.epsilon)]
+        if a == "squarecb":
+            return ["--squarecb", "--gamma_scale", str(self.gamma_scale)]
+        return ["--regcb"]
+
+
+class Learner(Strict):
+    """VW learner settings; namespaces are documented in ``bandit.features``."""
+
+    interactions: tuple[str, ...] = ("co", "uo", "eo", "ho")
+    cb_type: Literal["ips", "dr", "mtr", "dm"] = "mtr"
+    learning_rate: float = Field(0.5, gt=0)
+    bit_precision: int = Field(18, ge=10, le=28)
+    power_t: float = Field(0.5, ge=0)
+
+    def vw_args(self) -> list[str]:
+        args = ["--cb_type", self.cb_type, "-l", str(self.learning_rate), "-b", str(self.bit_precision)]
+        args += ["--power_t", str(self.power_t)]
+        for q in self.interactions:
+            args += ["--interactions", q]
+        return args
+
+
+class RewardConfig(Strict):
+    """How raw outcomes become the reward learned from (computed at training time)."""
+
+    complaint_penalty: float = Field(100.0, ge=0, description="Subtracted once if any complaint arrives.")
+    default_reward: float = Field(0.0, description="When no outcome arrives within the window.")
+    declined_reward: float = 0.0
+    window_hours: float = Field(72, gt=0, description="Outcomes later than this are kept, not learned from.")
+    nps_weight: float = Field(0.0, description="Reward per NPS point above 0 (score 0..10 minus 5), 0 = unused.")
+    scale: float = Field(100.0, gt=0, description="VW cost = -reward / scale (keeps costs near unit size).")
+
+
+class Monitoring(Strict):
+    max_complaint_rate: float = Field(0.05, gt=0, le=1, description="Default per-offer complaint limit.")
+
+
+class PolicyFile(Strict):
+    version: int = 1
+    mode: Literal["online", "apprentice"] = Field(
+        "online", description="apprentice: always serve no_offer, log what the model would have done."
+    )
+    guardrails: Guardrails = Guardrails()
+    exploration: Exploration = Exploration()
+    learner: Learner = Learner()
+    reward: RewardConfig = RewardConfig()
+    monitoring: Monitoring = Monitoring()
+
+    def vw_args(self) -> list[str]:
+        return ["--cb_explore_adf", *self.exploration.vw_args(), *self.learner.vw_args()]
+
+
+def parse_policy(text: str, source: str = "<policy>") -> PolicyFile:
+    try:
+        raw = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{source}: not valid YAML: {exc}"]) from exc
+    if not isinstance(raw, dict):
+        raise ConfigError([f"{source}: expected a mapping at the top level"])
+    try:
+        return PolicyFile.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(
+            [f"{source}: field '{'.'.join(map(str, e['loc']))}': {e['msg']}" for e in exc.errors()]
+        ) from exc
+
+
+def load_policy(path: Path) -> PolicyFile:
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read policy file: {exc.strerror}"]) from exc
+    return parse_policy(text, str(path))

@@ -1,0 +1,74 @@
+"""Process settings: where state lives and where the configuration files are.
+
+Everything a user may want to see, back up or delete lives under one directory,
+``OFFER_BANDIT_HOME`` (default ``./.offer-bandit``): the decision log, the MLflow
+store, Prefect's home, the model cache and the hashing salt. The two configuration
+files (the marketing-owned catalog and the service-owned policy) are found from
+here too, so every command and adapter resolves paths the same way.
+
+Every field can be set from the environment as ``OFFER_BANDIT_<FIELD>``.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Resolved process settings; construct once per process (see ``get_settings``)."""
+
+    model_config = SettingsConfigDict(env_prefix="OFFER_BANDIT_", extra="ignore")
+
+    home: Path = Field(Path(".offer-bandit"), description="Directory holding all state.")
+    catalog: Path = Field(Path("config/offers.yaml"), description="Marketing's offer catalog (YAML).")
+    policy: Path = Field(Path("config/policy.yaml"), description="The service's policy file (YAML).")
+    database_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL of the decision log; default sqlite under home. "
+        "PostgreSQL: postgresql+psycopg://user@host:5432/db",
+    )
+    salt: str | None = Field(
+        None,
+        description="Secret for hashing customer ids and seeding sampling. Default: "
+        "generated once into <home>/salt. Replicas sharing a log must share it.",
+    )
+    model_path: Path | None = Field(None, description="A VW model file to serve; default: cold start.")
+
+    @property
+    def db_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.home / 'decisions.db').resolve()}"
+
+    @cached_property
+    def secret(self) -> str:
+        """The hashing salt: from the environment, else from ``<home>/salt`` (created once)."""
+        if self.salt:
+            return self.salt
+        path = self.home / "salt"
+        if not path.exists():
+            self.home.mkdir(parents=True, exist_ok=True)
+            # O_EXCL: two processes starting together agree on one salt.
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                pass
+            else:
+                with os.fdopen(fd, "w") as fh:
+                    fh.write(secrets.token_hex(32))
+        return path.read_text().strip()
+
+    def ensure_home(self) -> Path:
+        self.home.mkdir(parents=True, exist_ok=True)
+        return self.home
+
+
+def get_settings(**overrides: object) -> Settings:
+    """Settings from the environment, with explicit overrides (tests, CLI flags)."""
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})

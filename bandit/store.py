@@ -1,0 +1,363 @@
+"""The decision log: decisions, outcomes and kill-switch state, durably stored.
+
+One interface over SQLAlchemy Core, selected by URL: SQLite in WAL mode is the
+embedded default, PostgreSQL the scale-out store. A decision row is committed
+before the decision is returned to a caller. Outcomes are appended separately by
+event id and are never updated, so the raw history is kept and the reward is
+computed at training time (``bandit.reward``).
+
+Customer ids never reach this module: callers pass the salted hash.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+
+from bandit.context import History, OfferEvent
+
+metadata = MetaData()
+
+decisions = Table(
+    "decisions",
+    metadata,
+    Column("event_id", String(128), primary_key=True),
+    Column("ts", Float, nullable=False),
+    Column("customer_key", String(64)),
+    Column("channel", String(16)),
+    Column("request_type", String(16)),
+    Column("mode", String(16), nullable=False),
+    Column("model_version", String(128), nullable=False),
+    Column("catalog_version", String(32)),
+    Column("chosen_id", String(128), nullable=False),
+    Column("probability", Float, nullable=False),
+    Column("activated", Boolean, nullable=False),
+    Column("activated_ts", Float),
+    Column("source", String(16), nullable=False),
+    Column("payload", Text, nullable=False),
+    Index("ix_decisions_customer_ts", "customer_key", "ts"),
+    Index("ix_decisions_ts", "ts"),
+)
+
+outcomes = Table(
+    "outcomes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("event_id", String(128), ForeignKey("decisions.event_id"), nullable=False),
+    Column("type", String(16), nullable=False),
+    Column("value", Float),
+    Column("score", Float),
+    Column("ts", Float, nullable=False),
+    Column("dedupe", String(128), nullable=False),
+    UniqueConstraint("event_id", "dedupe", name="uq_outcome_dedupe"),
+    Index("ix_outcomes_event", "event_id"),
+)
+
+suspensions = Table(
+    "suspensions",
+    metadata,
+    Column("offer_id", String(128), primary_key=True),
+    Column("suspended", Boolean, nullable=False),
+    Column("reason", Text),
+    Column("ts", Float, nullable=False),
+)
+
+
+def to_ts(dt: datetime) -> float:
+    return dt.timestamp()
+
+
+def from_ts(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
+
+
+@dataclass(frozen=True)
+class DecisionRecord:
+    """A logged decision. ``payload`` holds the context, features and exclusions."""
+
+    event_id: str
+    ts: float
+    mode: str
+    model_version: str
+    action_ids: list[str]
+    pmf: list[float]
+    chosen_index: int
+    activated: bool
+    customer_key: str | None = None
+    channel: str | None = None
+    request_type: str | None = None
+    catalog_version: str | None = None
+    source: str = "live"
+    payload: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def chosen_id(self) -> str:
+        return self.action_ids[self.chosen_index]
+
+    @property
+    def probability(self) -> float:
+        return self.pmf[self.chosen_index]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    event_id: str
+    type: str
+    ts: float
+    value: float | None = None
+    score: float | None = None
+
+    @property
+    def dedupe(self) -> str:
+        """Identity of an outcome: the same type, value and score twice is one outcome."""
+        return f"{self.type}:{self.value!r}:{self.score!r}"
+
+
+def _record_to_row(rec: DecisionRecord) -> dict[str, Any]:
+    body = dict(rec.payload, action_ids=rec.action_ids, pmf=rec.pmf, chosen_index=rec.chosen_index)
+    return {
+        "event_id": rec.event_id,
+        "ts": rec.ts,
+        "customer_key": rec.customer_key,
+        "channel": rec.channel,
+        "request_type": rec.request_type,
+        "mode": rec.mode,
+        "model_version": rec.model_version,
+        "catalog_version": rec.catalog_version,
+        "chosen_id": rec.chosen_id,
+        "probability": rec.probability,
+        "activated": rec.activated,
+        "activated_ts": rec.ts if rec.activated else None,
+        "source": rec.source,
+        "payload": json.dumps(body, separators=(",", ":")),
+    }
+
+
+def _row_to_record(row: Any) -> DecisionRecord:
+    body = json.loads(row.payload)
+    return DecisionRecord(
+        event_id=row.event_id,
+        ts=row.ts,
+        customer_key=row.customer_key,
+        channel=row.channel,
+        request_type=row.request_type,
+        mode=row.mode,
+        model_version=row.model_version,
+        catalog_version=row.catalog_version,
+        action_ids=body.pop("action_ids"),
+        pmf=body.pop("pmf"),
+        chosen_index=body.pop("chosen_index"),
+        activated=bool(row.activated),
+        source=row.source,
+        payload=body,
+    )
+
+
+class DecisionStore:
+    """The log, on SQLite (WAL) or PostgreSQL."""
+
+    def __init__(self, url: str, *, sqlite_synchronous: str = "FULL"):
+        self.url = url
+        self.engine: Engine = create_engine(url, future=True, pool_pre_ping=not url.startswith("sqlite"))
+        if self.engine.dialect.name == "sqlite":
+
+            @event.listens_for(self.engine, "connect")
+            def _pragmas(dbapi_conn: Any, _: Any) -> None:
+                cur = dbapi_conn.cursor()
+                cur.execute("PRAGMA journal_mode=WAL")
+                cur.execute(f"PRAGMA synchronous={sqlite_synchronous}")
+                cur.execute("PRAGMA busy_timeout=10000")
+                cur.execute("PRAGMA foreign_keys=ON")
+                cur.close()
+
+        metadata.create_all(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- decisions -----------------------------------------------------------
+    def log_decision(self, rec: DecisionRecord) -> bool:
+        """Insert durably; ``False`` if the event id was already logged (nothing written)."""
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(decisions.insert(), _record_to_row(rec))
+        except IntegrityError:
+            return False
+        return True
+
+    def log_many(self, recs: list[DecisionRecord]) -> int:
+        """Insert a batch in one transaction (imports); skips event ids already present.
+
+        Returns how many were new. Duplicates within the batch keep the first.
+        """
+        if not recs:
+            return 0
+        with self.engine.begin() as conn:
+            ids = [r.event_id for r in recs]
+            present = {row[0] for row in conn.execute(select(decisions.c.event_id).where(decisions.c.event_id.in_(ids)))}
+            rows = []
+            for rec in recs:
+                if rec.event_id not in present:
+                    present.add(rec.event_id)
+                    rows.append(_record_to_row(rec))
+            if rows:
+                conn.execute(decisions.insert(), rows)
+        return len(rows)
+
+    def get_decision(self, event_id: str) -> DecisionRecord | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(decisions).where(decisions.c.event_id == event_id)).first()
+        return _row_to_record(row) if row else None
+
+    def activate(self, event_id: str, ts: float) -> bool | None:
+        """Mark a deferred decision shown. ``None``: unknown id; ``False``: already active."""
+        with self.engine.begin() as conn:
+            res = conn.execute(
+                update(decisions)
+                .where(decisions.c.event_id == event_id, decisions.c.activated.is_(False))
+                .values(activated=True, activated_ts=ts)
+            )
+            if res.rowcount:
+                return True
+            exists = conn.execute(select(decisions.c.event_id).where(decisions.c.event_id == event_id)).first()
+        return False if exists else None
+
+    def count_decisions(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(decisions)).scalar_one())
+
+    # -- outcomes ------------------------------------------------------------
+    def add_outcome(self, o: Outcome) -> bool:
+        """Append an outcome; ``False`` if the identical outcome was already recorded."""
+        row = {"event_id": o.event_id, "type": o.type, "value": o.value, "score": o.score, "ts": o.ts,
+               "dedupe": o.dedupe}
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(outcomes.insert(), row)
+        except IntegrityError:
+            return False
+        return True
+
+    def add_outcomes(self, items: list[Outcome]) -> int:
+        """Append a batch in one transaction, skipping exact duplicates. Returns how many were new."""
+        if not items:
+            return 0
+        with self.engine.begin() as conn:
+            ids = list({o.event_id for o in items})
+            have = {
+                (r.event_id, r.dedupe)
+                for r in conn.execute(select(outcomes.c.event_id, outcomes.c.dedupe).where(outcomes.c.event_id.in_(ids)))
+            }
+            rows = []
+            for o in items:
+                if (o.event_id, o.dedupe) not in have:
+                    have.add((o.event_id, o.dedupe))
+                    rows.append({"event_id": o.event_id, "type": o.type, "value": o.value, "score": o.score,
+                                 "ts": o.ts, "dedupe": o.dedupe})
+            if rows:
+                conn.execute(outcomes.insert(), rows)
+        return len(rows)
+
+    def outcomes_for(self, event_id: str) -> list[Outcome]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(outcomes).where(outcomes.c.event_id == event_id).order_by(outcomes.c.id)
+            ).all()
+        return [Outcome(r.event_id, r.type, r.ts, r.value, r.score) for r in rows]
+
+    # -- contact history -----------------------------------------------------
+    def history(self, customer_key: str, now: datetime, lookback_days: float) -> History:
+        """What the log knows of a customer: offers shown (activated), declined, accepted, complaints."""
+        since = to_ts(now - timedelta(days=lookback_days))
+        q = (
+            select(decisions.c.chosen_id, decisions.c.ts, decisions.c.activated, outcomes.c.type, outcomes.c.ts)
+            .select_from(decisions.outerjoin(outcomes, outcomes.c.event_id == decisions.c.event_id))
+            .where(decisions.c.customer_key == customer_key, decisions.c.ts >= since)
+        )
+        shown, declined, accepted, complaints = set(), set(), set(), []
+        with self.engine.connect() as conn:
+            for chosen, d_ts, activated, o_type, o_ts in conn.execute(q):
+                if activated and chosen != "no_offer":
+                    shown.add(OfferEvent(offer_id=chosen, at=from_ts(d_ts)))
+                if o_type == "declined":
+                    declined.add(OfferEvent(offer_id=chosen, at=from_ts(o_ts)))
+                elif o_type in ("accepted", "converted"):
+                    accepted.add(OfferEvent(offer_id=chosen, at=from_ts(o_ts)))
+                elif o_type == "complaint":
+                    complaints.append(o_ts)
+        key = lambda e: (e.at, e.offer_id)  # noqa: E731
+        return History(
+            shown=tuple(sorted(shown, key=key)),
+            declined=tuple(sorted(declined, key=key)),
+            accepted=tuple(sorted(accepted, key=key)),
+            last_complaint=from_ts(max(complaints)) if complaints else None,
+        )
+
+    # -- kill switch ---------------------------------------------------------
+    def set_suspended(self, offer_id: str, suspended: bool, reason: str = "") -> None:
+        with self.engine.begin() as conn:
+            conn.execute(suspensions.delete().where(suspensions.c.offer_id == offer_id))
+            conn.execute(
+                suspensions.insert(),
+                {"offer_id": offer_id, "suspended": suspended, "reason": reason, "ts": time.time()},
+            )
+
+    def suspended(self) -> set[str]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(suspensions.c.offer_id).where(suspensions.c.suspended.is_(True))).all()
+        return {r[0] for r in rows}
+
+    # -- reading the log for training and export -------------------------------
+    def iter_joined(
+        self, since: float | None = None, until: float | None = None, batch: int = 5000
+    ) -> Iterator[tuple[DecisionRecord, list[Outcome]]]:
+        """Decisions in ``[since, until)`` in time order, each with its outcomes."""
+        last: tuple[float, str] | None = None
+        while True:
+            q = select(decisions).order_by(decisions.c.ts, decisions.c.event_id).limit(batch)
+            if since is not None:
+                q = q.where(decisions.c.ts >= since)
+            if until is not None:
+                q = q.where(decisions.c.ts < until)
+            if last is not None:
+                q = q.where(
+                    (decisions.c.ts > last[0]) | ((decisions.c.ts == last[0]) & (decisions.c.event_id > last[1]))
+                )
+            with self.engine.connect() as conn:
+                rows = conn.execute(q).all()
+                if not rows:
+                    return
+                ids = [r.event_id for r in rows]
+                outs: dict[str, list[Outcome]] = {}
+                for r in conn.execute(
+                    select(outcomes).where(outcomes.c.event_id.in_(ids)).order_by(outcomes.c.id)
+                ):
+                    outs.setdefault(r.event_id, []).append(Outcome(r.event_id, r.type, r.ts, r.value, r.score))
+            for r in rows:
+                yield _row_to_record(r), outs.get(r.event_id, [])
+            last = (rows[-1].ts, rows[-1].event_id)

@@ -1,0 +1,104 @@
+"""The Vowpal Wabbit policy: ``--cb_explore_adf`` over the eligible offers only.
+
+A scorer turns (shared features, action features) into a probability mass over
+exactly the actions it is given, which are the guardrails' eligible offers; so the
+mass is over eligible offers only. Two scorers exist:
+
+- ``ColdStart``: no model yet; explores around ``no_offer`` as the baseline.
+- ``VWModel``: a VW workspace, from VW arguments (fresh) or a saved model file.
+
+A VW workspace is not thread-safe, so prediction and learning hold a lock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from pathlib import Path
+from typing import Protocol
+
+import vowpalwabbit
+
+from bandit.features import Namespaces, to_vw_lines
+from bandit.sampling import baseline_pmf, normalized
+
+COLD_START = "cold-start"
+
+
+class Scorer(Protocol):
+    version: str
+
+    def pmf(self, shared: Namespaces, actions: list[Namespaces]) -> list[float]: ...
+
+
+class ColdStart:
+    """The policy before any model exists: ``no_offer`` with 1-ε, the rest share ε."""
+
+    version = COLD_START
+
+    def __init__(self, epsilon: float):
+        self.epsilon = epsilon
+
+    def pmf(self, shared: Namespaces, actions: list[Namespaces]) -> list[float]:
+        return baseline_pmf(len(actions), self.epsilon)
+
+
+def file_version(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return "file:" + h.hexdigest()[:12]
+
+
+class VWModel:
+    """A VW contextual bandit over action-dependent features."""
+
+    def __init__(self, args: list[str], version: str, model_file: Path | None = None):
+        argv = [*args, "--quiet"]
+        if model_file is not None:
+            argv += ["-i", str(model_file)]
+        self._ws = vowpalwabbit.Workspace(" ".join(argv))
+        self._lock = threading.Lock()
+        self.args = list(args)
+        self.version = version
+
+    @classmethod
+    def fresh(cls, args: list[str]) -> "VWModel":
+        return cls(args, version="untrained")
+
+    @classmethod
+    def load(cls, path: Path, version: str | None = None) -> "VWModel":
+        """Load a saved model; its VW arguments are stored in the file itself."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"model file not found: {path}")
+        return cls([], version=version or file_version(path), model_file=path)
+
+    def pmf(self, shared: Namespaces, actions: list[Namespaces]) -> list[float]:
+        lines = to_vw_lines(shared, actions)
+        with self._lock:
+            out = self._ws.predict(lines)
+        if not isinstance(out, list) or len(out) != len(actions):
+            raise RuntimeError(f"VW returned {out!r} for {len(actions)} actions")
+        return normalized(out)
+
+    def learn(self, shared: Namespaces, actions: list[Namespaces], chosen: int, cost: float, prob: float) -> None:
+        lines = to_vw_lines(shared, actions, label=(chosen, cost, prob))
+        with self._lock:
+            self._ws.learn(lines)
+
+    def save(self, path: Path) -> str:
+        """Save the model; returns its content version."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        with self._lock:
+            self._ws.save(str(tmp))
+        tmp.replace(path)  # atomic: a reader never sees half a model
+        self.version = file_version(path)
+        return self.version
+
+    def describe(self) -> str:
+        return json.dumps({"version": self.version, "args": self.args})

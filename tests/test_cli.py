@@ -1,0 +1,76 @@
+"""The command line: every subcommand has --help; errors are precise and exit 2."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bandit.cli import build_parser, main
+from conftest import REPO
+
+COMMANDS = ["validate", "info", "decide", "outcome", "activate", "export-dsjson", "import-dsjson", "train", "demo"]
+
+
+def test_help_lists_every_command(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    for cmd in COMMANDS:
+        assert cmd in out
+
+
+@pytest.mark.parametrize("cmd", COMMANDS)
+def test_every_subcommand_has_help(cmd, capsys) -> None:
+    with pytest.raises(SystemExit) as e:
+        main([cmd, "--help"])
+    assert e.value.code == 0 and "usage: offer-bandit " + cmd in capsys.readouterr().out
+
+
+def test_parser_knows_exactly_these_commands() -> None:
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    assert sorted(sub.choices) == sorted(COMMANDS)
+
+
+def run(*args: str, home: Path, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "bandit.cli", *args, "--home", str(home)], input=stdin,
+                          capture_output=True, text=True, cwd=REPO, timeout=120)
+
+
+def test_decide_outcome_export_train_through_the_cli(tmp_path: Path) -> None:
+    home = tmp_path / "h"
+    body = {"event_id": "cli-1", "channel": "chat",
+            "customer": {"id": "c-9", "tier": "gold", "tenure_months": 40, "authenticated": True},
+            "interaction": {"request_type": "advisory", "resolved": "true", "sentiment": 0.7}}
+    p = run("decide", "-", home=home, stdin=json.dumps(body))
+    assert p.returncode == 0, p.stderr
+    d = json.loads(p.stdout)
+    assert d["event_id"] == "cli-1" and d["mode"] == "cold_start"
+    assert run("outcome", "cli-1", "complaint", home=home).stdout.strip() == "recorded"
+    assert "duplicate" in run("outcome", "cli-1", "complaint", home=home).stdout
+    bad = run("outcome", "nope", "complaint", home=home)
+    assert bad.returncode == 2 and "unknown event_id 'nope'" in bad.stderr
+    out = tmp_path / "x.json"
+    assert "wrote 1 events" in run("export-dsjson", str(out), home=home).stdout
+    t = run("train", "--out", str(tmp_path / "m.vw"), home=home)
+    assert t.returncode == 0 and "trained on 1 events" in t.stdout
+    p = subprocess.run([sys.executable, "-m", "bandit.cli", "decide", "-", "--home", str(home),
+                        "--model", str(tmp_path / "m.vw")], input=json.dumps({**body, "event_id": "cli-2"}),
+                       capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert json.loads(p.stdout)["model_version"].startswith("file:")
+
+
+def test_bad_request_names_the_field(tmp_path: Path) -> None:
+    body = {"channel": "fax", "customer": {"id": "c"}, "interaction": {"request_type": "advisory", "sentiment": 4}}
+    p = run("decide", "-", home=tmp_path, stdin=json.dumps(body))
+    assert p.returncode == 2
+    assert "field 'channel'" in p.stderr and "field 'interaction.sentiment'" in p.stderr
+
+
+def test_invalid_catalog_lists_problems_and_exits_2(tmp_path: Path) -> None:
+    cat = tmp_path / "offers.yaml"
+    cat.write_text("offers:\n  - id: x\n    title: t\n")
+    p = run("validate", "--catalog", str(cat), home=tmp_path)
+    assert p.returncode == 2
+    assert f"{cat}: offer 'x': field 'family'" in p.stderr and f"{cat}: offer 'x': field 'channels'" in p.stderr
