@@ -18,7 +18,7 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from bandit.context import Channel, Identifier, Label, RequestType, Strict
-from bandit.errors import ConfigError
+from bandit.errors import ConfigError, read_config_file
 from bandit.templates import CompiledOfferTemplates, compile_offer_templates
 
 NO_OFFER = "no_offer"
@@ -147,8 +147,4 @@ def parse_catalog(text: str, source: str = "<catalog>") -> Catalog:
 
 
 def load_catalog(path: Path) -> Catalog:
-    try:
-        text = Path(path).read_text()
-    except OSError as exc:
-        raise ConfigError([f"{path}: cannot read catalog: {exc.strerror}"]) from exc
-    return parse_catalog(text, str(path))
+    return parse_catalog(read_config_file(path, "catalog"), str(path))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 class OfferBanditError(Exception):
     """Base class: every error here carries a message fit for a user."""
@@ -29,3 +31,11 @@ class InvalidRequest(OfferBanditError):
     def __init__(self, field: str, message: str):
         self.field = field
         super().__init__(f"{field}: {message}")
+
+
+def read_config_file(path: Path, what: str) -> str:
+    """Read a configuration file, turning I/O errors into a ``ConfigError`` naming it."""
+    try:
+        return Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read {what}: {exc.strerror}"]) from exc

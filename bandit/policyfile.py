@@ -18,7 +18,7 @@ import yaml
 from pydantic import Field, ValidationError
 
 from bandit.context import Identifier, RequestType, Strict
-from bandit.errors import ConfigError
+from bandit.errors import ConfigError, read_config_file
 
 ANY = "*"
 
@@ -153,8 +153,4 @@ def parse_policy(text: str, source: str = "<policy>") -> PolicyFile:
 
 
 def load_policy(path: Path) -> PolicyFile:
-    try:
-        text = Path(path).read_text()
-    except OSError as exc:
-        raise ConfigError([f"{path}: cannot read policy file: {exc.strerror}"]) from exc
-    return parse_policy(text, str(path))
+    return parse_policy(read_config_file(path, "policy file"), str(path))
