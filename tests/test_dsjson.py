@@ -114,3 +114,16 @@ def test_a_bad_line_imports_nothing_and_names_the_line(store: DecisionStore, liv
     with pytest.raises(DSJSONError, match="line 2: field 'a': indices must be 1..2"):
         import_dsjson(store, [PERSONALIZER_LINE, PERSONALIZER_LINE.replace('"a": [2, 1]', '"a": [9, 1]')], cfg)
     assert store.count_decisions() == 0
+
+
+@pytest.mark.parametrize("algorithm", ["epsilon", "softmax", "bag", "cover", "squarecb", "regcb"])
+def test_every_explorer_trains_and_gives_a_pmf_over_eligible_offers(decider: Decider, algorithm: str) -> None:
+    from bandit.policyfile import Exploration, PolicyFile
+
+    fill(decider, 40)
+    policy = PolicyFile(exploration=Exploration(algorithm=algorithm))
+    model, n = train_from_log(decider.store, policy)
+    rec = decider.store.get_decision("e1")
+    pmf = model.pmf(rec.payload["shared"], rec.payload["actions"])
+    assert n == 36 and len(pmf) == len(rec.action_ids) and sum(pmf) == pytest.approx(1.0)
+    assert all(p >= 0 for p in pmf)
