@@ -3,8 +3,9 @@
     validate -> contact history -> guardrails -> featurize -> score -> sample
              -> render -> log durably -> answer
 
-A decision is written to the log before it is returned; a decision that cannot be
-logged is never an offer (the answer is ``no_offer`` with ``logged=False``). The
+A decision is written to the log before it is returned (servers share commits
+through ``GroupCommitWriter``; each caller still waits for its own); a decision
+that cannot be logged is never an offer (the answer is ``no_offer`` with ``logged=False``). The
 same event id twice returns the logged decision and writes nothing.
 
 Modes: ``online`` (the model's exploring policy), ``cold_start`` (no model:
@@ -14,6 +15,7 @@ the model would have done under ``payload.shadow``).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
@@ -35,7 +37,8 @@ from bandit.features import offer_features, shared_features
 from bandit.guardrails import Eligibility, eligible_offers
 from bandit.reward import OUTCOME_TYPES
 from bandit.sampling import baseline_pmf, sample_index, uniform_from
-from bandit.store import DecisionRecord, DecisionStore, Outcome, to_ts
+from bandit.logwriter import GroupCommitWriter
+from bandit.store import EMPTY_HISTORY, DecisionRecord, DecisionStore, Outcome, to_ts
 from bandit.vw import COLD_START, Scorer
 
 log = logging.getLogger(__name__)
@@ -107,6 +110,13 @@ class ModelSlot:
         return old
 
 
+@dataclass(frozen=True)
+class _Prepared:
+    record: DecisionRecord
+    eligibility: Eligibility
+    channel: str
+
+
 @dataclass
 class Decider:
     config: LiveConfig
@@ -118,6 +128,32 @@ class Decider:
 
     # -- deciding ------------------------------------------------------------
     def decide(self, request: DecisionRequest, now: datetime | None = None) -> Decision:
+        """Decide and log synchronously (CLI, flows, simulations)."""
+        p = self._prepare(request, now)
+        if isinstance(p, Decision):
+            return p
+        try:
+            inserted = self.store.log_decision(p.record)
+        except Exception as exc:  # noqa: BLE001 - any storage failure means: no offer
+            return self._log_failed(p, exc)
+        return self._finish(p, inserted)
+
+    async def decide_async(self, request: DecisionRequest, writer: GroupCommitWriter,
+                           now: datetime | None = None) -> Decision:
+        """The same path for servers: the log write is a group commit awaited without
+        blocking the event loop; the answer still waits for this decision's commit."""
+        p = self._prepare(request, now)
+        if isinstance(p, Decision):
+            return p
+        try:
+            inserted = await asyncio.wrap_future(writer.submit(p.record))
+        except Exception as exc:  # noqa: BLE001
+            return self._log_failed(p, exc)
+        return self._finish(p, inserted)
+
+    def _prepare(self, request: DecisionRequest, now: datetime | None) -> "_Prepared | Decision":
+        """Everything up to the log write. Returns a final ``Decision`` when no write is due
+        (a repeated event id, or an unreadable log)."""
         now = now or self.clock()
         cfg = self.config.current
         catalog, policy = cfg.catalog, cfg.policy
@@ -133,7 +169,9 @@ class Decider:
                 existing = self.store.get_decision(event_id)
                 if existing is not None:
                     return decision_from_record(existing)
-            history = self.store.history(ckey, now, lookback).merged(request.history)
+            history = self.store.history(ckey, now, lookback)
+            if request.history != EMPTY_HISTORY:
+                history = history.merged(request.history)
             suspended = self.store.suspended()
         except Exception as exc:  # noqa: BLE001 - without the log, caps cannot be checked: no offer
             log.error("decision %s: log unreadable: %s", event_id, exc)
@@ -147,13 +185,14 @@ class Decider:
         model_pmf, version = self._score(scorer, shared, actions, policy.exploration.cold_start_epsilon)
         mode = "cold_start" if version == COLD_START else "online"
         shadow = None
+        u = uniform_from(event_id, self.secret)
         if policy.mode == "apprentice":
-            shadow = {"pmf": model_pmf, "chosen": elig.eligible[sample_index(model_pmf, uniform_from(event_id, self.secret))]}
+            shadow = {"pmf": model_pmf, "chosen": elig.eligible[sample_index(model_pmf, u)]}
             pmf = [1.0] + [0.0] * (len(actions) - 1)
             mode = "apprentice"
         else:
             pmf = model_pmf
-        chosen = sample_index(pmf, uniform_from(event_id, self.secret))
+        chosen = sample_index(pmf, u)
         offer_id = elig.eligible[chosen]
         content = catalog.render(offer_id, request.channel.value, render_variables(request, catalog, offer_id))
         offer = catalog.get(offer_id)
@@ -181,18 +220,21 @@ class Decider:
                 "shadow": shadow,
             },
         )
-        try:
-            inserted = self.store.log_decision(record)
-        except Exception as exc:  # noqa: BLE001 - any storage failure means: no offer
-            log.error("decision %s not logged: %s", event_id, exc)
-            self.observer.log_failed(exc)
-            return self._unlogged(event_id, version, elig)
+        return _Prepared(record, elig, request.channel.value)
+
+    def _log_failed(self, p: "_Prepared", exc: Exception) -> Decision:
+        log.error("decision %s not logged: %s", p.record.event_id, exc)
+        self.observer.log_failed(exc)
+        return self._unlogged(p.record.event_id, p.record.model_version, p.eligibility)
+
+    def _finish(self, p: "_Prepared", inserted: bool) -> Decision:
         if not inserted:  # a concurrent request with the same event id won the race
-            existing = self.store.get_decision(event_id)
+            existing = self.store.get_decision(p.record.event_id)
             if existing is not None:
                 return decision_from_record(existing)
-        decision = decision_from_record(record)
-        self.observer.decided(decision, request.channel.value, elig, explored=pmf[chosen] < max(pmf))
+        decision = decision_from_record(p.record)
+        pmf = p.record.pmf
+        self.observer.decided(decision, p.channel, p.eligibility, explored=pmf[p.record.chosen_index] < max(pmf))
         return decision
 
     def _score(self, scorer: Scorer, shared: dict, actions: list, eps: float) -> tuple[list[float], str]:

@@ -34,6 +34,7 @@ from sqlalchemy import (
     event,
     func,
     select,
+    text,
     update,
 )
 from sqlalchemy.engine import Engine
@@ -86,6 +87,21 @@ suspensions = Table(
     Column("reason", Text),
     Column("ts", Float, nullable=False),
 )
+
+
+_DECISION_COLUMNS = [c.name for c in decisions.columns]
+# Prebuilt statements for the request path: no per-call statement construction.
+_INSERT_DECISION_SQL = text(
+    f"INSERT INTO decisions ({', '.join(_DECISION_COLUMNS)}) "
+    f"VALUES ({', '.join(':' + c for c in _DECISION_COLUMNS)}) ON CONFLICT (event_id) DO NOTHING"
+)
+_GET_DECISION_SQL = text(f"SELECT {', '.join(_DECISION_COLUMNS)} FROM decisions WHERE event_id = :e")
+_HISTORY_SQL = text(
+    "SELECT d.chosen_id, d.ts, d.activated, o.type, o.ts FROM decisions d "
+    "LEFT JOIN outcomes o ON o.event_id = d.event_id WHERE d.customer_key = :k AND d.ts >= :since"
+)
+_SUSPENDED_SQL = text("SELECT offer_id FROM suspensions WHERE suspended = :t").bindparams(t=True)
+EMPTY_HISTORY = History()
 
 
 def to_ts(dt: datetime) -> float:
@@ -181,8 +197,10 @@ def _row_to_record(row: Any) -> DecisionRecord:
 class DecisionStore:
     """The log, on SQLite (WAL) or PostgreSQL."""
 
-    def __init__(self, url: str, *, sqlite_synchronous: str = "FULL"):
+    def __init__(self, url: str, *, sqlite_synchronous: str = "FULL", suspension_refresh: float = 1.0):
         self.url = url
+        self.suspension_refresh = suspension_refresh
+        self._suspended_cache: tuple[float, frozenset[str]] | None = None
         self.engine: Engine = create_engine(url, future=True, pool_pre_ping=not url.startswith("sqlite"))
         if self.engine.dialect.name == "sqlite":
 
@@ -203,12 +221,16 @@ class DecisionStore:
     # -- decisions -----------------------------------------------------------
     def log_decision(self, rec: DecisionRecord) -> bool:
         """Insert durably; ``False`` if the event id was already logged (nothing written)."""
-        try:
-            with self.engine.begin() as conn:
-                conn.execute(decisions.insert(), _record_to_row(rec))
-        except IntegrityError:
-            return False
-        return True
+        return self.log_decisions([rec])[0]
+
+    def log_decisions(self, recs: list[DecisionRecord]) -> list[bool]:
+        """Insert several decisions in one transaction (one commit, one fsync).
+
+        Each row is inserted on its own ``ON CONFLICT DO NOTHING``, so a duplicate event id
+        is reported as ``False`` without failing the others.
+        """
+        with self.engine.begin() as conn:
+            return [conn.execute(_INSERT_DECISION_SQL, _record_to_row(r)).rowcount == 1 for r in recs]
 
     def log_many(self, recs: list[DecisionRecord]) -> int:
         """Insert a batch in one transaction (imports); skips event ids already present.
@@ -231,7 +253,7 @@ class DecisionStore:
 
     def get_decision(self, event_id: str) -> DecisionRecord | None:
         with self.engine.connect() as conn:
-            row = conn.execute(select(decisions).where(decisions.c.event_id == event_id)).first()
+            row = conn.execute(_GET_DECISION_SQL, {"e": event_id}).first()
         return _row_to_record(row) if row else None
 
     def activate(self, event_id: str, ts: float) -> bool | None:
@@ -292,26 +314,28 @@ class DecisionStore:
 
     # -- contact history -----------------------------------------------------
     def history(self, customer_key: str, now: datetime, lookback_days: float) -> History:
-        """What the log knows of a customer: offers shown (activated), declined, accepted, complaints."""
+        """What the log knows of a customer: offers shown (activated), declined, accepted, complaints.
+
+        On the request path: one prebuilt statement, no validation of our own rows.
+        """
         since = to_ts(now - timedelta(days=lookback_days))
-        q = (
-            select(decisions.c.chosen_id, decisions.c.ts, decisions.c.activated, outcomes.c.type, outcomes.c.ts)
-            .select_from(decisions.outerjoin(outcomes, outcomes.c.event_id == decisions.c.event_id))
-            .where(decisions.c.customer_key == customer_key, decisions.c.ts >= since)
-        )
-        shown, declined, accepted, complaints = set(), set(), set(), []
         with self.engine.connect() as conn:
-            for chosen, d_ts, activated, o_type, o_ts in conn.execute(q):
-                if activated and chosen != "no_offer":
-                    shown.add(OfferEvent(offer_id=chosen, at=from_ts(d_ts)))
-                if o_type == "declined":
-                    declined.add(OfferEvent(offer_id=chosen, at=from_ts(o_ts)))
-                elif o_type in ("accepted", "converted"):
-                    accepted.add(OfferEvent(offer_id=chosen, at=from_ts(o_ts)))
-                elif o_type == "complaint":
-                    complaints.append(o_ts)
+            rows = conn.execute(_HISTORY_SQL, {"k": customer_key, "since": since}).all()
+        if not rows:
+            return EMPTY_HISTORY
+        shown, declined, accepted, complaints = set(), set(), set(), []
+        event = OfferEvent.model_construct
+        for chosen, d_ts, activated, o_type, o_ts in rows:
+            if activated and chosen != "no_offer":
+                shown.add(event(offer_id=chosen, at=from_ts(d_ts)))
+            if o_type == "declined":
+                declined.add(event(offer_id=chosen, at=from_ts(o_ts)))
+            elif o_type in ("accepted", "converted"):
+                accepted.add(event(offer_id=chosen, at=from_ts(o_ts)))
+            elif o_type == "complaint":
+                complaints.append(o_ts)
         key = lambda e: (e.at, e.offer_id)  # noqa: E731
-        return History(
+        return History.model_construct(
             shown=tuple(sorted(shown, key=key)),
             declined=tuple(sorted(declined, key=key)),
             accepted=tuple(sorted(accepted, key=key)),
@@ -320,6 +344,7 @@ class DecisionStore:
 
     # -- kill switch ---------------------------------------------------------
     def set_suspended(self, offer_id: str, suspended: bool, reason: str = "") -> None:
+        self._suspended_cache = None
         with self.engine.begin() as conn:
             conn.execute(suspensions.delete().where(suspensions.c.offer_id == offer_id))
             conn.execute(
@@ -327,10 +352,19 @@ class DecisionStore:
                 {"offer_id": offer_id, "suspended": suspended, "reason": reason, "ts": time.time()},
             )
 
-    def suspended(self) -> set[str]:
+    def suspended(self, fresh: bool = False) -> frozenset[str]:
+        """Suspended offer ids. Cached for ``suspension_refresh`` seconds on the request path;
+        a change made through this store is seen at once, one made through another replica
+        within the refresh interval. ``fresh=True`` always reads the table."""
+        now = time.monotonic()
+        cached = self._suspended_cache
+        if not fresh and cached is not None and now - cached[0] < self.suspension_refresh:
+            return cached[1]
         with self.engine.connect() as conn:
-            rows = conn.execute(select(suspensions.c.offer_id).where(suspensions.c.suspended.is_(True))).all()
-        return {r[0] for r in rows}
+            rows = conn.execute(_SUSPENDED_SQL).all()
+        value = frozenset(r[0] for r in rows)
+        self._suspended_cache = (now, value)
+        return value
 
     # -- reading the log for training and export -------------------------------
     def iter_joined(
