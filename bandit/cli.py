@@ -25,6 +25,8 @@ environment (each overridable by the options above):
   OFFER_BANDIT_DATABASE_URL  decision log URL (default sqlite under the home)
   OFFER_BANDIT_SALT          secret for hashing customer ids (default <home>/salt)
   OFFER_BANDIT_MODEL_PATH    VW model file to serve (default: cold start)
+  OFFER_BANDIT_API_KEYS      service: channel keys, comma separated (or OFFER_BANDIT_API_KEYS_FILE)
+  OFFER_BANDIT_ADMIN_KEY     service: admin key (or OFFER_BANDIT_ADMIN_KEY_FILE)
 """
 
 
@@ -152,6 +154,31 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Run the BentoML service (``service.service:OfferBandit``) in this process."""
+    import os
+
+    s = _settings(args)
+    env = dict(os.environ)
+    for name, value in (("OFFER_BANDIT_HOME", s.home), ("OFFER_BANDIT_CATALOG", s.catalog),
+                        ("OFFER_BANDIT_POLICY", s.policy), ("OFFER_BANDIT_DATABASE_URL", s.database_url),
+                        ("OFFER_BANDIT_MODEL_PATH", s.model_path)):
+        if value is not None:
+            env[name] = str(value)
+    env.update(DO_NOT_TRACK="1", BENTOML_DO_NOT_TRACK="True")
+    if not s.channel_keys() and not s.admin_keys():
+        print("error: no API keys configured: set OFFER_BANDIT_API_KEYS (channel keys, comma separated) and "
+              "OFFER_BANDIT_ADMIN_KEY, or OFFER_BANDIT_API_KEYS_FILE / OFFER_BANDIT_ADMIN_KEY_FILE", file=sys.stderr)
+        return 2
+    from bandit.config import load_config
+
+    load_config(s)  # fail here, clearly, rather than in a worker
+    bentoml = Path(sys.executable).with_name("bentoml")
+    argv = [str(bentoml), "serve", "service.service:OfferBandit", "--host", args.host, "--port", str(args.port)]
+    os.execve(argv[0], argv, env)
+    return 0  # not reached
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from experiments.loop import run_loop
 
@@ -216,6 +243,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--since", help="first decision time, ISO 8601")
     sp.add_argument("--until", help="end of the window (exclusive), ISO 8601")
     sp.add_argument("--warm-start", type=Path, help="continue from this model file")
+
+    sp = add("serve", cmd_serve, "run the decision service (BentoML) over HTTP",
+             "Serve /decide, /outcome, /activate, /offers, the admin routes and the Personalizer-compatible "
+             "API. Needs OFFER_BANDIT_API_KEYS and OFFER_BANDIT_ADMIN_KEY (or their _FILE variants).")
+    sp.add_argument("--port", type=int, default=3000)
+    sp.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    sp.add_argument("--model", type=Path, help="VW model file to serve and watch (env OFFER_BANDIT_MODEL_PATH)")
 
     sp = add("demo", cmd_demo, "run a small simulated loop: decide, outcomes, train, decide again",
              "Simulated days of interactions through the decision path, retraining each night, "

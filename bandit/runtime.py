@@ -2,34 +2,47 @@
 
 from __future__ import annotations
 
-import logging
+from dataclasses import dataclass
+from typing import Any
 
 from bandit.config import LiveConfig
 from bandit.decision import Decider, ModelSlot
+from bandit.models import FileModelSource, ModelManager, ModelSource
 from bandit.settings import Settings
 from bandit.store import DecisionStore
-from bandit.vw import ColdStart, Scorer, VWModel
-
-log = logging.getLogger(__name__)
+from bandit.vw import ColdStart
 
 
-def initial_scorer(settings: Settings, live: LiveConfig) -> Scorer:
-    """The configured model file if it loads, else the cold-start policy."""
-    eps = live.current.policy.exploration.cold_start_epsilon
-    if settings.model_path is not None:
-        try:
-            return VWModel.load(settings.model_path)
-        except Exception as exc:  # noqa: BLE001 - a bad model file must not stop decisions
-            log.error("model %s failed to load, serving cold start: %s", settings.model_path, exc)
-    return ColdStart(eps)
+@dataclass
+class Runtime:
+    settings: Settings
+    config: LiveConfig
+    store: DecisionStore
+    models: ModelManager
+    decider: Decider
 
 
 def open_store(settings: Settings) -> DecisionStore:
     settings.ensure_home()
-    return DecisionStore(settings.db_url)
+    return DecisionStore(settings.db_url, suspension_refresh=settings.suspension_refresh_seconds)
 
 
-def build_decider(settings: Settings, **kw: object) -> Decider:
+def default_source(settings: Settings) -> ModelSource | None:
+    return FileModelSource(settings.model_path) if settings.model_path else None
+
+
+def build_runtime(settings: Settings, source: ModelSource | None = None, **decider_kw: Any) -> Runtime:
+    """Configuration, log, model (source, else last-known-good, else cold start) and decider."""
     live = LiveConfig(settings)
     store = open_store(settings)
-    return Decider(live, store, ModelSlot(initial_scorer(settings, live)), settings.secret, **kw)  # type: ignore[arg-type]
+    eps = live.current.policy.exploration.cold_start_epsilon
+    slot = ModelSlot(ColdStart(eps))
+    manager = ModelManager(slot, source if source is not None else default_source(settings),
+                           settings.home / "models", eps)
+    manager.start()
+    decider = Decider(live, store, slot, settings.secret, **decider_kw)
+    return Runtime(settings, live, store, manager, decider)
+
+
+def build_decider(settings: Settings, **kw: Any) -> Decider:
+    return build_runtime(settings, **kw).decider

@@ -39,6 +39,15 @@ class Settings(BaseSettings):
         "generated once into <home>/salt. Replicas sharing a log must share it.",
     )
     model_path: Path | None = Field(None, description="A VW model file to serve; default: cold start.")
+    model_poll_seconds: float = Field(30.0, gt=0, description="How often the service checks for a new model.")
+    api_keys: str | None = Field(None, description="Channel keys, comma separated: decide, outcomes, activate.")
+    api_keys_file: Path | None = Field(None, description="File with channel keys, one per line.")
+    admin_key: str | None = Field(None, description="Admin key: everything a channel key may, plus admin routes.")
+    admin_key_file: Path | None = Field(None, description="File holding the admin key.")
+    max_body_bytes: int = Field(65536, ge=1024, description="Requests with larger bodies get 413.")
+    suspension_refresh_seconds: float = Field(
+        1.0, ge=0, description="How stale a replica's view of the kill switch may be (set through it: at once)."
+    )
 
     @property
     def db_url(self) -> str:
@@ -64,9 +73,26 @@ class Settings(BaseSettings):
                     fh.write(secrets.token_hex(32))
         return path.read_text().strip()
 
+    def channel_keys(self) -> frozenset[str]:
+        return frozenset(_keys(self.api_keys, self.api_keys_file))
+
+    def admin_keys(self) -> frozenset[str]:
+        return frozenset(_keys(self.admin_key, self.admin_key_file))
+
     def ensure_home(self) -> Path:
         self.home.mkdir(parents=True, exist_ok=True)
         return self.home
+
+
+def _keys(inline: str | None, path: Path | None) -> list[str]:
+    """Keys from the environment value (comma separated) and/or a file (one per line, # comments)."""
+    keys = [k.strip() for k in (inline or "").split(",") if k.strip()]
+    if path is not None:
+        for line in Path(path).read_text().splitlines():
+            line = line.split("#", 1)[0].strip()
+            if line:
+                keys.append(line)
+    return keys
 
 
 def get_settings(**overrides: object) -> Settings:

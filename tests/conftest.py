@@ -95,3 +95,89 @@ def request(**over: object) -> DecisionRequest:
             node = node.setdefault(p, {})
         node[last] = value
     return DecisionRequest.model_validate(body)
+
+
+# -- a real served instance, started once per test session -------------------------
+
+import shutil  # noqa: E402
+import socket  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+
+import httpx  # noqa: E402
+
+CHANNEL_KEY, ADMIN_KEY = "test-channel-key", "test-admin-key"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Served:
+    url: str
+    home: Path
+    catalog: Path
+    model_path: Path
+    proc: subprocess.Popen
+
+    def client(self, key: str | None = CHANNEL_KEY) -> httpx.Client:
+        return httpx.Client(base_url=self.url, headers={"X-API-Key": key} if key else {}, timeout=30)
+
+    def count_decisions(self) -> int:
+        import sqlite3
+        with sqlite3.connect(self.home / "decisions.db") as c:
+            return c.execute("select count(*) from decisions").fetchone()[0]
+
+
+def start_service(tmp: Path, extra_env: dict[str, str] | None = None) -> Served:
+    home = tmp / "home"
+    catalog = tmp / "offers.yaml"
+    shutil.copy(REPO / "config/offers.yaml", catalog)
+    port = free_port()
+    env = {**os.environ, "OFFER_BANDIT_HOME": str(home), "OFFER_BANDIT_CATALOG": str(catalog),
+           "OFFER_BANDIT_POLICY": str(REPO / "config/policy.yaml"), "OFFER_BANDIT_API_KEYS": f"{CHANNEL_KEY},other",
+           "OFFER_BANDIT_ADMIN_KEY": ADMIN_KEY, "OFFER_BANDIT_MODEL_PATH": str(tmp / "model.vw"),
+           "OFFER_BANDIT_MODEL_POLL_SECONDS": "1", "OFFER_BANDIT_SALT": "served-salt",
+           "DO_NOT_TRACK": "1", "BENTOML_DO_NOT_TRACK": "True", **(extra_env or {})}
+    log = open(tmp / "serve.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "bandit.cli", "serve", "--port", str(port)],
+                            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"service exited: {(tmp / 'serve.log').read_text()[-3000:]}")
+        try:
+            if httpx.get(url + "/readyz", timeout=2).status_code == 200:
+                return Served(url, home, catalog, tmp / "model.vw", proc)
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    stop_service(proc)
+    raise RuntimeError(f"service not ready in 90 s: {(tmp / 'serve.log').read_text()[-3000:]}")
+
+
+def stop_service(proc: subprocess.Popen) -> None:
+    import signal
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=20)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="session")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    s = start_service(tmp_path_factory.mktemp("served"))
+    yield s
+    stop_service(s.proc)
+
+
+def body(**over: object) -> dict:
+    """A JSON decision request like ``request()`` builds, for HTTP tests."""
+    return request(**over).model_dump(mode="json", exclude_none=True, exclude_defaults=False)

@@ -1,0 +1,165 @@
+"""Which model the service serves: a source, a last-known-good copy, and cold start.
+
+A ``ModelSource`` says which version is current and materializes it as a local VW
+model file: a plain file path now, the MLflow registry's champion alias later (an
+adapter outside the core implements the same two methods). ``ModelManager``:
+
+- at start, loads the source's current version; if the source is unreachable or
+  the model broken, the local last-known-good copy; with neither, the cold-start
+  policy, and says which in ``status``;
+- polls the source, and swaps a new version in atomically between requests only
+  after it loaded and scored a probe; a model that fails to load never replaces
+  the one serving;
+- keeps the last model that loaded under ``<home>/models/`` as last-known-good.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from bandit.decision import ModelSlot
+from bandit.features import offer_features
+from bandit.vw import COLD_START, ColdStart, VWModel, file_version
+
+log = logging.getLogger(__name__)
+
+
+class ModelSource(Protocol):
+    name: str
+
+    def current_version(self) -> str | None:
+        """The version that should be served, or ``None`` when there is none yet."""
+
+    def fetch(self, version: str) -> Path:
+        """A local VW model file for ``version``."""
+
+
+class FileModelSource:
+    """A model file on disk; its version is its content hash."""
+
+    name = "file"
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def current_version(self) -> str | None:
+        return file_version(self.path) if self.path.is_file() else None
+
+    def fetch(self, version: str) -> Path:
+        return self.path
+
+
+@dataclass
+class ModelStatus:
+    source: str  # "file" | "registry" | "last_known_good" | "cold_start"
+    version: str
+    loaded_at: float = field(default_factory=time.time)
+    last_error: str | None = None
+
+    def as_dict(self) -> dict:
+        return {"source": self.source, "version": self.version, "loaded_at": self.loaded_at,
+                "last_error": self.last_error}
+
+
+_PROBE_SHARED = {"context": {"channel=web": 1.0}}
+_PROBE_ACTIONS = [offer_features(None), {"offer": {"id=probe": 1.0}}]
+
+
+def load_checked(path: Path, version: str) -> VWModel:
+    """Load a model and make it score a probe: a file that loads but cannot predict is broken."""
+    model = VWModel.load(path, version=version)
+    pmf = model.pmf(_PROBE_SHARED, _PROBE_ACTIONS)
+    if len(pmf) != 2:
+        raise RuntimeError(f"model {version} does not score action-dependent examples")
+    return model
+
+
+class ModelManager:
+    def __init__(self, slot: ModelSlot, source: ModelSource | None, cache_dir: Path, cold_epsilon: float):
+        self.slot = slot
+        self.source = source
+        self.cache_dir = Path(cache_dir)
+        self.cold_epsilon = cold_epsilon
+        self.status = ModelStatus("cold_start", COLD_START)
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def _good_file(self) -> Path:
+        return self.cache_dir / "last-known-good.vw"
+
+    @property
+    def _good_meta(self) -> Path:
+        return self.cache_dir / "last-known-good.json"
+
+    def start(self) -> ModelStatus:
+        """Initial load: source, else last-known-good, else cold start."""
+        if self.refresh():
+            return self.status
+        error = self.status.last_error
+        if self._good_file.is_file() and self._good_meta.is_file():
+            try:
+                meta = json.loads(self._good_meta.read_text())
+                model = load_checked(self._good_file, meta["version"])
+                self.slot.swap(model)
+                self.status = ModelStatus("last_known_good", model.version, last_error=error)
+                log.warning("serving last-known-good model %s (%s)", model.version, error)
+                return self.status
+            except Exception as exc:  # noqa: BLE001
+                error = f"{error}; last-known-good unusable: {exc}" if error else f"last-known-good unusable: {exc}"
+        self.slot.swap(ColdStart(self.cold_epsilon))
+        self.status = ModelStatus("cold_start", COLD_START, last_error=error)
+        return self.status
+
+    def refresh(self) -> bool:
+        """Check the source once; load and swap a new version. ``True`` if a source model serves."""
+        if self.source is None:
+            return False
+        with self._lock:
+            try:
+                version = self.source.current_version()
+                if version is None:
+                    self.status.last_error = f"{self.source.name}: no model available yet"
+                    return False
+                if version == self.status.version and self.status.source == self.source.name:
+                    return True
+                path = self.source.fetch(version)
+                model = load_checked(path, version)
+            except Exception as exc:  # noqa: BLE001 - keep serving what serves
+                self.status.last_error = f"{self.source.name}: {type(exc).__name__}: {exc}"
+                log.error("model refresh failed, keeping %s: %s", self.status.version, self.status.last_error)
+                return False
+            self.slot.swap(model)
+            self.status = ModelStatus(self.source.name, version)
+            self._keep_good(path, version)
+            log.info("serving model %s from %s", version, self.source.name)
+            return True
+
+    def _keep_good(self, path: Path, version: str) -> None:
+        try:
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            tmp = self._good_file.with_suffix(".tmp")
+            shutil.copyfile(path, tmp)
+            tmp.replace(self._good_file)
+            self._good_meta.write_text(json.dumps({"version": version, "saved_at": time.time()}))
+        except OSError as exc:
+            log.warning("could not keep last-known-good copy: %s", exc)
+
+    def start_polling(self, interval: float) -> None:
+        def loop() -> None:
+            while not self._stop.wait(interval):
+                self.refresh()
+
+        self._thread = threading.Thread(target=loop, name="model-poller", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()

@@ -1,0 +1,134 @@
+"""ASGI middleware around every route: API keys, body size limit, readiness detail.
+
+Pure ASGI (no per-request Starlette objects) so the request path stays cheap.
+
+Keys: channel keys (``OFFER_BANDIT_API_KEYS``) may decide, send outcomes and
+activate; the admin key (``OFFER_BANDIT_ADMIN_KEY``) may do that and administer.
+They arrive in ``X-API-Key``, or ``Ocp-Apim-Subscription-Key`` on the
+Personalizer routes. No key or an unknown one: 401; a channel key on an admin
+route: 403. Health, readiness, metrics and the API documents are public.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+Scope = dict[str, Any]
+ASGIApp = Callable[[Scope, Callable, Callable], Awaitable[None]]
+
+PUBLIC_PREFIXES = ("/livez", "/healthz", "/readyz", "/metrics", "/docs.json", "/schema.json", "/static_content",
+                   "/assets")
+ADMIN_PREFIX = "/admin/"
+PERSONALIZER_PREFIX = "/personalizer/"
+
+
+def is_public(path: str) -> bool:
+    return path == "/" or path.startswith(PUBLIC_PREFIXES)
+
+
+def error_body(path: str, status: int, message: str) -> bytes:
+    """Errors as the caller's API expects them: Personalizer's shape on its routes."""
+    if path.startswith(PERSONALIZER_PREFIX):
+        code = {401: "Unauthorized", 403: "Forbidden", 413: "PayloadTooLarge"}.get(status, "BadRequest")
+        return json.dumps({"error": {"code": code, "message": message}}).encode()
+    return json.dumps({"error": message}).encode()
+
+
+async def send_json(send: Callable, status: int, body: bytes, headers: list | None = None) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            *(headers or [])]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _matches(key: str, keys: frozenset[str]) -> bool:
+    return any(hmac.compare_digest(key.encode(), k.encode()) for k in keys)
+
+
+class ApiKeyMiddleware:
+    def __init__(self, app: ASGIApp, channel_keys: frozenset[str], admin_keys: frozenset[str]):
+        self.app = app
+        self.channel_keys = channel_keys
+        self.admin_keys = admin_keys
+
+    async def __call__(self, scope: Scope, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http" or is_public(scope["path"]):
+            return await self.app(scope, receive, send)
+        path = scope["path"]
+        wanted = [b"x-api-key"] + ([b"ocp-apim-subscription-key"] if path.startswith(PERSONALIZER_PREFIX) else [])
+        key = next((v.decode("latin-1") for k, v in scope["headers"] if k in wanted), None)
+        if not key:
+            names = "X-API-Key" + (" or Ocp-Apim-Subscription-Key" if len(wanted) > 1 else "")
+            return await send_json(send, 401, error_body(path, 401, f"missing API key: send it in {names}"),
+                                   [(b"www-authenticate", b"ApiKey")])
+        is_admin = _matches(key, self.admin_keys)
+        if not is_admin and not _matches(key, self.channel_keys):
+            return await send_json(send, 401, error_body(path, 401, "unknown API key"),
+                                   [(b"www-authenticate", b"ApiKey")])
+        if path.startswith(ADMIN_PREFIX) and not is_admin:
+            return await send_json(send, 403, error_body(path, 403, "this key may not use admin routes"))
+        return await self.app(scope, receive, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class BodyLimitMiddleware:
+    """413 for a body over ``max_bytes``, by Content-Length or by counting the stream."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        path = scope["path"]
+        message = f"request body over {self.max_bytes} bytes"
+        for k, v in scope["headers"]:
+            if k == b"content-length" and v.isdigit() and int(v) > self.max_bytes:
+                return await send_json(send, 413, error_body(path, 413, message))
+        seen = 0
+        started = False
+
+        async def counting_receive() -> dict:
+            nonlocal seen
+            msg = await receive()
+            if msg["type"] == "http.request":
+                seen += len(msg.get("body", b""))
+                if seen > self.max_bytes:
+                    raise _TooLarge
+            return msg
+
+        async def tracking_send(msg: dict) -> None:
+            nonlocal started
+            started = started or msg["type"] == "http.response.start"
+            await send(msg)
+
+        try:
+            await self.app(scope, counting_receive, tracking_send)
+        except _TooLarge:
+            if not started:
+                await send_json(send, 413, error_body(path, 413, message))
+
+
+class ReadinessMiddleware:
+    """``GET /readyz`` with detail: 200 once catalog and policy are loaded, else 503;
+    the body says which model serves (registry, file, last-known-good or cold start)."""
+
+    def __init__(self, app: ASGIApp, status: Callable[[], dict | None]):
+        self.app = app
+        self.status = status
+
+    async def __call__(self, scope: Scope, receive: Callable, send: Callable) -> None:
+        if scope["type"] == "http" and scope["path"] == "/readyz":
+            detail = self.status()
+            if detail is None:
+                body = json.dumps({"ready": False, "detail": "starting: catalog and policy not loaded yet"})
+                return await send_json(send, 503, body.encode())
+            return await send_json(send, 200 if detail["ready"] else 503, json.dumps(detail).encode())
+        return await self.app(scope, receive, send)

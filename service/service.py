@@ -1,0 +1,308 @@
+"""The decision service: a BentoML 1.4 service with every route in one FastAPI app.
+
+BentoML runs the server, workers and lifecycle, answers ``/livez``, builds the
+bento and merges these routes into its OpenAPI document (``/docs.json``). The
+routes are FastAPI class views, so one validation and error format covers the
+native API and the Personalizer-compatible one, including GET routes, path
+parameters and Personalizer's 201/204 answers. Every decision goes through
+``Decider.decide_async``: the core's one decision path.
+
+Start it with ``offer-bandit serve`` or ``bentoml serve service.service:OfferBandit``.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+import bentoml
+from fastapi import Body, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
+
+from bandit.context import DecisionRequest, Identifier, Strict
+from bandit.decision import Decision
+from bandit.errors import ConfigError, InvalidRequest, UnknownEvent
+from bandit.logwriter import GroupCommitWriter
+from bandit.runtime import Runtime, build_runtime
+from bandit.settings import get_settings
+from service import metrics
+from service.middleware import (
+    PERSONALIZER_PREFIX,
+    ApiKeyMiddleware,
+    BodyLimitMiddleware,
+    ReadinessMiddleware,
+)
+from service.personalizer import RankRequest, RankResponse, RewardRequest, to_decision_request, to_rank_response
+
+log = logging.getLogger("offer_bandit.service")
+
+OutcomeType = Literal["accepted", "declined", "converted", "complaint", "nps"]
+
+
+class OutcomeRequest(Strict):
+    event_id: Identifier
+    type: OutcomeType
+    value: float | None = Field(None, allow_inf_nan=False, description="Revenue (accepted, converted).")
+    score: float | None = Field(None, ge=0, le=10, description="NPS score 0..10 (nps).")
+
+
+class OutcomeAnswer(BaseModel):
+    event_id: str
+    recorded: bool = Field(description="false: the identical outcome was already recorded")
+
+
+class ActivateRequest(Strict):
+    event_id: Identifier
+
+
+class ActivateAnswer(BaseModel):
+    event_id: str
+    activated: bool = Field(description="false: it was already active")
+
+
+class OfferStatus(BaseModel):
+    id: str
+    title: str
+    family: str
+    value: float
+    channels: list[str]
+    valid_from: str | None
+    valid_until: str | None
+    status: Literal["active", "outside_window", "suspended"]
+
+
+class OffersAnswer(BaseModel):
+    catalog_version: str
+    offers: list[OfferStatus]
+
+
+class SuspendRequest(Strict):
+    reason: str = Field("", max_length=500)
+
+
+class ErrorAnswer(BaseModel):
+    error: str
+    detail: list[dict[str, Any]] | None = None
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorAnswer, "description": "The request names something that does not exist"},
+    401: {"model": ErrorAnswer, "description": "No API key, or an unknown one"},
+    413: {"model": ErrorAnswer, "description": "Body over the size limit"},
+    422: {"model": ErrorAnswer, "description": "Invalid request: each problem names its field"},
+}
+
+app = FastAPI(title="offer-bandit", version="0.1.0", openapi_url=None, docs_url=None, redoc_url=None,
+              description="Point-of-service offer decisions: guarded, exploring, logged.")
+
+
+def _field(loc: tuple) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or "body"
+
+
+@app.exception_handler(RequestValidationError)
+async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+    detail = [{"field": _field(e["loc"]), "message": e["msg"], "type": e["type"]} for e in exc.errors()]
+    summary = "; ".join(f"{d['field']}: {d['message']}" for d in detail[:5])
+    if request.url.path.startswith(PERSONALIZER_PREFIX):
+        return JSONResponse({"error": {"code": "BadRequest", "message": summary}}, status_code=400)
+    return JSONResponse({"error": f"invalid request: {summary}", "detail": detail}, status_code=422)
+
+
+@app.exception_handler(InvalidRequest)
+async def _bad(request: Request, exc: InvalidRequest) -> JSONResponse:
+    if request.url.path.startswith(PERSONALIZER_PREFIX):
+        return JSONResponse({"error": {"code": "BadRequest", "message": str(exc)}}, status_code=400)
+    return JSONResponse({"error": str(exc), "detail": [{"field": exc.field, "message": str(exc)}]},
+                        status_code=400)
+
+
+@app.exception_handler(UnknownEvent)
+async def _unknown(request: Request, exc: UnknownEvent) -> JSONResponse:
+    if request.url.path.startswith(PERSONALIZER_PREFIX):
+        return JSONResponse({"error": {"code": "EventNotFound", "message": str(exc)}}, status_code=404)
+    return JSONResponse({"error": str(exc)}, status_code=404)
+
+
+@bentoml.asgi_app(app, path="/")
+@bentoml.service(
+    name="offer_bandit",
+    workers=1,  # SQLite has one writer; scale out with replicas on PostgreSQL
+    traffic={"timeout": 30},
+    # The request path carries its own metrics (/metrics below); BentoML's per-request
+    # access log, traffic histograms and tracing spans cost more than the decision.
+    logging={"access": {"enabled": False}},
+    metrics={"enabled": False},
+    tracing={"sample_rate": 0.0, "excluded_urls": ["decide", "outcome", "activate", "personalizer"]},
+)
+class OfferBandit:
+    """Decides what to offer, or no offer, for a contact-center interaction."""
+
+    def __init__(self) -> None:
+        settings = _SETTINGS
+        if not settings.channel_keys() and not settings.admin_keys():
+            raise RuntimeError(
+                "no API keys configured: set OFFER_BANDIT_API_KEYS (channel keys, comma separated) and "
+                "OFFER_BANDIT_ADMIN_KEY, or the *_FILE variants; see README 'Running the service'"
+            )
+        self.rt: Runtime = build_runtime(settings, observer=metrics.PrometheusObserver())
+        self.writer = GroupCommitWriter(self.rt.store)
+        self.rt.models.start_polling(settings.model_poll_seconds)
+        cfg = self.rt.config.current
+        log.info("ready: %d offers (catalog %s), model %s", len(cfg.catalog.offers), cfg.catalog.version,
+                 self.rt.models.status.version)
+
+    def readiness(self) -> dict:
+        cfg = self.rt.config.current
+        status = self.rt.models.status
+        return {"ready": True, "catalog_version": cfg.catalog.version, "offers": len(cfg.catalog.offers),
+                "policy_mode": cfg.policy.mode, "model": status.as_dict(),
+                "detail": "cold start: no model, exploring around no_offer" if status.source == "cold_start"
+                else f"serving {status.version} from {status.source}"}
+
+    @bentoml.on_shutdown
+    def shutdown(self) -> None:
+        self.rt.models.stop()
+        self.writer.close()
+
+    # -- native API ------------------------------------------------------------
+    @app.post("/decide", response_model=Decision, responses=ERRORS, tags=["decisions"])
+    async def decide(self, request: DecisionRequest) -> Decision:
+        """Decide what to offer (or ``no_offer``). Logged durably before it is answered."""
+        return await self.rt.decider.decide_async(request, self.writer)
+
+    @app.post("/outcome", response_model=OutcomeAnswer, responses={**ERRORS, 404: {"model": ErrorAnswer}},
+              tags=["decisions"])
+    def outcome(self, body: OutcomeRequest) -> OutcomeAnswer:
+        """Record what happened after a decision: accepted (with revenue), declined, converted, complaint, nps."""
+        new = self.rt.decider.record_outcome(body.event_id, body.type, value=body.value, score=body.score)
+        return OutcomeAnswer(event_id=body.event_id, recorded=new)
+
+    @app.post("/activate", response_model=ActivateAnswer, responses={**ERRORS, 404: {"model": ErrorAnswer}},
+              tags=["decisions"])
+    def activate(self, body: ActivateRequest) -> ActivateAnswer:
+        """Mark a decision made with ``defer_activation`` as shown; only activated decisions are learned from."""
+        return ActivateAnswer(event_id=body.event_id, activated=self.rt.decider.activate(body.event_id))
+
+    @app.get("/offers", response_model=OffersAnswer, responses=ERRORS, tags=["catalog"])
+    def offers(self) -> OffersAnswer:
+        """The catalog as loaded, with each offer's live status."""
+        catalog = self.rt.config.current.catalog
+        suspended = self.rt.store.suspended(fresh=True) | set(self.rt.config.current.policy.guardrails.suspended_offers)
+        today = datetime.now(UTC).date()
+        return OffersAnswer(catalog_version=catalog.version, offers=[
+            OfferStatus(id=o.id, title=o.title, family=o.family, value=o.value,
+                        channels=[c.value for c in o.channels],
+                        valid_from=o.valid_from.isoformat() if o.valid_from else None,
+                        valid_until=o.valid_until.isoformat() if o.valid_until else None,
+                        status=o.live_status(today, o.id in suspended))  # type: ignore[arg-type]
+            for o in catalog.offers.values()])
+
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus(self) -> Response:
+        return Response(metrics.render(), media_type=metrics.CONTENT_TYPE)
+
+    # -- admin -----------------------------------------------------------------
+    @app.post("/admin/reload", tags=["admin"], responses={**ERRORS, 403: {"model": ErrorAnswer}})
+    def reload_config(self) -> dict:
+        """Reload catalog and policy from disk; on any problem keep serving the old ones (422 lists them)."""
+        try:
+            cfg = self.rt.config.reload()
+        except ConfigError as exc:
+            return JSONResponse({"error": "configuration not reloaded; still serving the previous one",
+                                 "problems": exc.problems}, status_code=422)  # type: ignore[return-value]
+        return {"catalog_version": cfg.catalog.version, "offers": len(cfg.catalog.offers), "mode": cfg.policy.mode}
+
+    @app.post("/admin/offers/{offer_id}/suspend", tags=["admin"], responses={**ERRORS, 403: {"model": ErrorAnswer}})
+    def suspend(self, offer_id: str, body: Annotated[SuspendRequest | None, Body()] = None) -> dict:
+        """Kill switch: the offer is not made from the next request on."""
+        self._known_offer(offer_id)
+        self.rt.store.set_suspended(offer_id, True, body.reason if body else "")
+        return {"offer_id": offer_id, "status": "suspended"}
+
+    @app.post("/admin/offers/{offer_id}/resume", tags=["admin"], responses={**ERRORS, 403: {"model": ErrorAnswer}})
+    def resume(self, offer_id: str) -> dict:
+        self._known_offer(offer_id)
+        self.rt.store.set_suspended(offer_id, False)
+        return {"offer_id": offer_id, "status": "resumed"}
+
+    @app.post("/admin/model/reload", tags=["admin"], responses={**ERRORS, 403: {"model": ErrorAnswer}})
+    def reload_model(self) -> dict:
+        """Check the model source now; a model that fails to load never replaces the one serving."""
+        self.rt.models.refresh()
+        return {"model": self.rt.models.status.as_dict()}
+
+    def _known_offer(self, offer_id: str) -> None:
+        if offer_id not in self.rt.config.current.catalog.offers:
+            raise UnknownOffer(offer_id)
+
+    # -- Personalizer-compatible API --------------------------------------------
+    async def _rank(self, body: RankRequest) -> JSONResponse:
+        request = to_decision_request(body, self.rt.config.current.catalog)
+        decision = await self.rt.decider.decide_async(request, self.writer)
+        return JSONResponse(to_rank_response(body, decision).model_dump(), status_code=201)
+
+    def _reward(self, event_id: str, body: RewardRequest) -> Response:
+        self.rt.decider.record_outcome(event_id, "reward", value=body.value)
+        return Response(status_code=204)
+
+    def _activate(self, event_id: str) -> Response:
+        self.rt.decider.activate(event_id)
+        return Response(status_code=204)
+
+    @app.post("/personalizer/rank", status_code=201, response_model=RankResponse, tags=["personalizer"])
+    async def p_rank(self, body: RankRequest, api_version: str | None = Query(None, alias="api-version")) -> Any:
+        """Personalizer's Rank: same guardrails and decision path as /decide."""
+        return await self._rank(body)
+
+    @app.post("/personalizer/v1.0/rank", status_code=201, response_model=RankResponse, tags=["personalizer"])
+    async def p_rank_v1(self, body: RankRequest, api_version: str | None = Query(None, alias="api-version")) -> Any:
+        return await self._rank(body)
+
+    @app.post("/personalizer/events/{eventId}/reward", status_code=204, tags=["personalizer"])
+    def p_reward(self, eventId: str, body: RewardRequest,  # noqa: N803
+                 api_version: str | None = Query(None, alias="api-version")) -> Response:
+        """Personalizer's Reward: the value becomes a ``reward`` outcome."""
+        return self._reward(eventId, body)
+
+    @app.post("/personalizer/v1.0/events/{eventId}/reward", status_code=204, tags=["personalizer"])
+    def p_reward_v1(self, eventId: str, body: RewardRequest,  # noqa: N803
+                    api_version: str | None = Query(None, alias="api-version")) -> Response:
+        return self._reward(eventId, body)
+
+    @app.post("/personalizer/events/{eventId}/activate", status_code=204, tags=["personalizer"])
+    def p_activate(self, eventId: str, api_version: str | None = Query(None, alias="api-version")) -> Response:  # noqa: N803
+        """Personalizer's Activate, for ranks made with ``deferActivation``."""
+        return self._activate(eventId)
+
+    @app.post("/personalizer/v1.0/events/{eventId}/activate", status_code=204, tags=["personalizer"])
+    def p_activate_v1(self, eventId: str, api_version: str | None = Query(None, alias="api-version")) -> Response:  # noqa: N803
+        return self._activate(eventId)
+
+
+class UnknownOffer(InvalidRequest):
+    def __init__(self, offer_id: str):
+        super().__init__("offer_id", f"unknown offer id '{offer_id}'")
+
+
+@app.exception_handler(UnknownOffer)
+async def _unknown_offer(request: Request, exc: UnknownOffer) -> JSONResponse:
+    return JSONResponse({"error": str(exc)}, status_code=404)
+
+
+def _readiness() -> dict | None:
+    svc = bentoml.get_current_service()
+    return svc.readiness() if svc is not None else None
+
+
+# Around every route, BentoML's own included (its /readyz comes before any mounted app).
+# Listed outermost first.
+_SETTINGS = get_settings()
+OfferBandit.add_asgi_middleware(ReadinessMiddleware, status=_readiness)
+OfferBandit.add_asgi_middleware(ApiKeyMiddleware, channel_keys=_SETTINGS.channel_keys(),
+                                admin_keys=_SETTINGS.admin_keys())
+OfferBandit.add_asgi_middleware(BodyLimitMiddleware, max_bytes=_SETTINGS.max_body_bytes)
