@@ -13,12 +13,13 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export MLFLOW_ENABLE_TELEMETRY := false
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: install test demo lock clean help
+.PHONY: install test demo lock bento clean help
 
 help:
 	@echo "make demo   - install from the lock, then run the demo on embedded defaults"
 	@echo "make test   - install from the lock, then run the test suite"
 	@echo "make lock   - re-resolve uv.lock after changing pyproject.toml"
+	@echo "make bento  - build the service as a bento (bentoml build) from the locked requirements"
 	@echo "make clean  - remove .venv (state under OFFER_BANDIT_HOME is left alone)"
 
 install: $(STAMP)
@@ -34,6 +35,13 @@ test: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/offer-bandit demo
+
+OFFER_BANDIT_HOME ?= .offer-bandit
+
+bento: $(STAMP)
+	mkdir -p build
+	$(BIN)/uv export --frozen --no-hashes --no-emit-project --no-dev --format requirements-txt -o build/requirements.txt
+	BENTOML_HOME=$(OFFER_BANDIT_HOME)/bentoml $(BIN)/bentoml build
 
 lock:
 	$(BIN)/uv lock --python $(PY)
