@@ -15,7 +15,6 @@ the model would have done under ``payload.shadow``).
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import logging
@@ -146,7 +145,7 @@ class Decider:
         if isinstance(p, Decision):
             return p
         try:
-            inserted = await asyncio.wrap_future(writer.submit(p.record))
+            inserted = await writer.write(p.record)
         except Exception as exc:  # noqa: BLE001
             return self._log_failed(p, exc)
         return self._finish(p, inserted)

@@ -167,7 +167,6 @@ class OfferBandit:
     @bentoml.on_shutdown
     def shutdown(self) -> None:
         self.rt.models.stop()
-        self.writer.close()
 
     # -- native API ------------------------------------------------------------
     @app.post("/decide", response_model=Decision, responses=ERRORS, tags=["decisions"])

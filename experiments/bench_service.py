@@ -1,0 +1,195 @@
+"""Service benchmark: the real decision service against a bare reference, same load.
+
+Starts, on this machine:
+- the real service (``offer-bandit serve``: BentoML, keys, guardrails, contact history,
+  VW predict, sampling, rendering, durable logging to SQLite with group commit), serving a
+  VW model trained on simulated traffic;
+- the bare reference (``experiments/bench_reference.py`` under uvicorn): the same JSON
+  parsing, featurization and VW predict on the same payloads, nothing else.
+
+Both are driven by ``wrk`` with one Lua script that sends varied decision requests
+(random customers, channels, request types, tone). Two runs each: at full load (fixed
+connections) and at a fixed rate (default 500/s, half the 1,000/s target) where the
+p99 latency is read. Prints requests/s, p50 and p99 of both and their ratio.
+
+    python experiments/bench_service.py [--seconds 15] [--connections 16] [--rate 500] [--json out.json]
+
+Needs ``wrk`` (Debian: ``apt-get install wrk``). Sends traffic to 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parent.parent
+KEY = "bench-key"
+
+LUA = r"""
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["X-API-Key"] = "%(key)s"
+local channels = {"phone", "chat", "email", "sms", "web"}
+local rtypes = {"informational", "diagnostic", "transactional", "advisory", "feedback"}
+local tiers = {"standard", "silver", "gold", "platinum"}
+local resolved = {"true", "true", "true", "false", "unknown"}
+local delay_ms = %(delay_ms)s
+function setup(thread) thread:set("id", math.random(1, 1000000)) end
+function init(args) math.randomseed(os.time() + id) end
+function delay() return delay_ms end
+function request()
+  local body = string.format(
+    '{"channel":"%%s","customer":{"id":"bench-%%d","authenticated":true,"tier":"%%s","tenure_months":%%d,"products":["mobile"],"region":"north"},"interaction":{"request_type":"%%s","resolved":"%%s","sentiment":%%.2f,"distress":%%s}}',
+    channels[math.random(#channels)], math.random(1, 10000000), tiers[math.random(#tiers)], math.random(0, 120),
+    rtypes[math.random(#rtypes)], resolved[math.random(#resolved)], math.random() * 1.6 - 0.6,
+    (math.random() < 0.04) and "true" or "false")
+  return wrk.format(nil, nil, nil, body)
+end
+function done(summary, latency, requests)
+  io.write(string.format("JSON {\"requests\": %%d, \"seconds\": %%.3f, \"p50_ms\": %%.3f, \"p99_ms\": %%.3f, \"errors\": %%d, \"non2xx\": %%d}\n",
+    summary.requests, summary.duration / 1e6, latency:percentile(50) / 1000, latency:percentile(99) / 1000,
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout, summary.errors.status))
+end
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(url: str, proc: subprocess.Popen, log: Path) -> None:
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            sys.exit(f"server exited:\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(url, timeout=2).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    sys.exit(f"server not ready:\n{log.read_text()[-3000:]}")
+
+
+def train_model(work: Path) -> Path:
+    """A real VW model: simulated days through the decision path, then trained on the log."""
+    from bandit.settings import get_settings
+    from experiments.loop import run_loop
+
+    settings = get_settings(home=work / "train", catalog=REPO / "config/offers.yaml",
+                            policy=REPO / "config/policy.yaml", salt="bench")
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        run_loop(settings, days=2, per_day=1500, seed=5)
+    return work / "train" / "demo" / "model.vw"
+
+
+def wrk(url: str, seconds: int, connections: int, delay_ms: float, work: Path, name: str) -> dict:
+    script = work / f"{name}.lua"
+    script.write_text(LUA % {"key": KEY, "delay_ms": delay_ms})
+    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
+                         capture_output=True, text=True, timeout=seconds + 60)
+    m = re.search(r"^JSON (\{.*\})$", out.stdout, re.M)
+    if not m:
+        sys.exit(f"wrk failed: {out.stdout}\n{out.stderr}")
+    r = json.loads(m.group(1))
+    r["rps"] = r["requests"] / r["seconds"]
+    return r
+
+
+def run_target(name: str, cmd: list[str], env: dict, url: str, probe: str, args: argparse.Namespace,
+               work: Path) -> dict:
+    log = work / f"{name}.log"
+    proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=open(log, "w"), stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+        wait_ready(probe, proc, log)
+        wrk(url, 3, args.connections, 0, work, f"{name}-warm")
+        full = wrk(url, args.seconds, args.connections, 0, work, f"{name}-full")
+        # Fixed rate: each connection waits connections/rate seconds between requests.
+        rated = wrk(url, args.seconds, args.connections, 1000.0 * args.connections / args.rate, work,
+                    f"{name}-rate")
+        return {"full": full, "rate": rated}
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    p.add_argument("--seconds", type=int, default=15, help="length of each measured run")
+    p.add_argument("--connections", type=int, default=16)
+    p.add_argument("--rate", type=float, default=500.0, help="target rate of the fixed-rate run (req/s)")
+    p.add_argument("--json", type=Path, help="also write the results here")
+    args = p.parse_args()
+    if not shutil.which("wrk"):
+        sys.exit("wrk not found: install it (Debian: apt-get install wrk)")
+    work = Path(tempfile.mkdtemp(prefix="bench-service-"))
+    print(f"training a model on simulated traffic ... (work dir {work})", flush=True)
+    model = train_model(work)
+    base_env = {**os.environ, "DO_NOT_TRACK": "1", "BENTOML_DO_NOT_TRACK": "True"}
+
+    port = free_port()
+    svc_env = {**base_env, "OFFER_BANDIT_HOME": str(work / "svc"), "OFFER_BANDIT_API_KEYS": KEY,
+               "OFFER_BANDIT_ADMIN_KEY": "bench-admin", "OFFER_BANDIT_MODEL_PATH": str(model),
+               "OFFER_BANDIT_CATALOG": str(REPO / "config/offers.yaml"),
+               "OFFER_BANDIT_POLICY": str(REPO / "config/policy.yaml")}
+    print("service: offer-bandit serve ...", flush=True)
+    service = run_target("service", [sys.executable, "-m", "bandit.cli", "serve", "--port", str(port)], svc_env,
+                         f"http://127.0.0.1:{port}/decide", f"http://127.0.0.1:{port}/readyz", args, work)
+    logged = subprocess.run([sys.executable, "-c", "import sqlite3,sys; print(sqlite3.connect(sys.argv[1])"
+                             ".execute('select count(*) from decisions').fetchone()[0])",
+                             str(work / "svc" / "decisions.db")], capture_output=True, text=True).stdout.strip()
+
+    port = free_port()
+    ref_env = {**base_env, "BENCH_CATALOG": str(REPO / "config/offers.yaml"), "BENCH_MODEL": str(model),
+               "PYTHONPATH": str(REPO)}
+    print("reference: bare Starlette + VW predict ...", flush=True)
+    uvicorn = Path(sys.executable).with_name("uvicorn")
+    reference = run_target("reference", [str(uvicorn), "experiments.bench_reference:app", "--port", str(port),
+                                         "--log-level", "warning"], ref_env, f"http://127.0.0.1:{port}/decide",
+                           f"http://127.0.0.1:{port}/decide", args, work)
+
+    def row(name: str, r: dict) -> str:
+        f, q = r["full"], r["rate"]
+        return (f"{name:<10} {f['rps']:>9.0f} {f['p50_ms']:>8.2f} {f['p99_ms']:>8.2f} {f['errors'] + f['non2xx']:>7}"
+                f" | {q['rps']:>9.0f} {q['p50_ms']:>8.2f} {q['p99_ms']:>8.2f} {q['errors'] + q['non2xx']:>7}")
+
+    print(f"\n{'':<10} {'full load':^35} | {'fixed rate (target ' + str(int(args.rate)) + '/s)':^35}")
+    print(f"{'':<10} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} | {'req/s':>9} {'p50 ms':>8} "
+          f"{'p99 ms':>8} {'errors':>7}")
+    print(row("service", service))
+    print(row("reference", reference))
+    ratio = service["full"]["rps"] / reference["full"]["rps"]
+    print(f"\nthroughput ratio service/reference: {ratio:.2f}; decisions logged by the service: {logged}")
+    print(f"wrk: 1 thread, {args.connections} connections, {args.seconds} s per run; machine: {os.cpu_count()} cores")
+    if args.json:
+        args.json.write_text(json.dumps({"service": service, "reference": reference, "ratio": ratio,
+                                         "logged": int(logged or 0), "args": vars(args) | {"json": str(args.json)}},
+                                        indent=2))
+    shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
