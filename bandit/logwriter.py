@@ -28,8 +28,6 @@ class GroupCommitWriter:
         self.max_batch = max_batch
         self._pending: list[tuple[DecisionRecord, asyncio.Future[bool]]] = []
         self._scheduled = False
-        self.batches = 0
-        self.rows = 0
 
     async def write(self, rec: DecisionRecord) -> bool:
         """Commit ``rec``; ``True`` once durable, ``False`` if the event id was already
@@ -56,8 +54,6 @@ class GroupCommitWriter:
                 if not fut.done():
                     fut.set_exception(exc)
             return
-        self.batches += 1
-        self.rows += len(batch)
         for (_, fut), ok in zip(batch, results, strict=True):
             if not fut.done():
                 fut.set_result(ok)

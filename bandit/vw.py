@@ -13,7 +13,6 @@ A VW workspace is not thread-safe, so prediction and learning hold a lock.
 from __future__ import annotations
 
 import hashlib
-import json
 import threading
 from pathlib import Path
 from typing import Protocol
@@ -99,6 +98,3 @@ class VWModel:
         tmp.replace(path)  # atomic: a reader never sees half a model
         self.version = file_version(path)
         return self.version
-
-    def describe(self) -> str:
-        return json.dumps({"version": self.version, "args": self.args})
