@@ -6,14 +6,22 @@ before the decision is returned to a caller. Outcomes are appended separately by
 event id and are never updated, so the raw history is kept and the reward is
 computed at training time (``bandit.reward``).
 
+The request path (contact history, kill-switch state, event-id lookups and the
+decision insert) runs prebuilt statements, compiled once for the driver, on a raw
+DBAPI connection held per thread: SQLAlchemy's per-execute machinery (connection
+checkout, result metadata, row objects) cost more than the query itself. Everything
+else goes through SQLAlchemy.
+
 Customer ids never reach this module: callers pass the salted hash.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -37,8 +45,9 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql.elements import TextClause
 
 from bandit.context import History, OfferEvent
 
@@ -100,7 +109,6 @@ _HISTORY_SQL = text(
     "SELECT d.chosen_id, d.ts, d.activated, o.type, o.ts FROM decisions d "
     "LEFT JOIN outcomes o ON o.event_id = d.event_id WHERE d.customer_key = :k AND d.ts >= :since"
 )
-_SUSPENDED_SQL = text("SELECT offer_id FROM suspensions WHERE suspended = :t").bindparams(t=True)
 EMPTY_HISTORY = History()
 
 
@@ -175,23 +183,36 @@ def _record_to_row(rec: DecisionRecord) -> dict[str, Any]:
 
 
 def _row_to_record(row: Any) -> DecisionRecord:
-    body = json.loads(row.payload)
+    """A decision from a row of ``decisions`` (a mapping by column name)."""
+    body = json.loads(row["payload"])
     return DecisionRecord(
-        event_id=row.event_id,
-        ts=row.ts,
-        customer_key=row.customer_key,
-        channel=row.channel,
-        request_type=row.request_type,
-        mode=row.mode,
-        model_version=row.model_version,
-        catalog_version=row.catalog_version,
+        event_id=row["event_id"],
+        ts=row["ts"],
+        customer_key=row["customer_key"],
+        channel=row["channel"],
+        request_type=row["request_type"],
+        mode=row["mode"],
+        model_version=row["model_version"],
+        catalog_version=row["catalog_version"],
         action_ids=body.pop("action_ids"),
         pmf=body.pop("pmf"),
         chosen_index=body.pop("chosen_index"),
-        activated=bool(row.activated),
-        source=row.source,
+        activated=bool(row["activated"]),
+        source=row["source"],
         payload=body,
     )
+
+
+class _Compiled:
+    """A prebuilt statement compiled once for the driver's parameter style."""
+
+    def __init__(self, stmt: TextClause, dialect: Dialect):
+        compiled = stmt.compile(dialect=dialect)
+        self.sql = compiled.string
+        self._order = compiled.positiontup  # positional styles (sqlite's qmark); None for named ones
+
+    def params(self, values: dict[str, Any]) -> Sequence[Any] | dict[str, Any]:
+        return values if self._order is None else tuple(values[k] for k in self._order)
 
 
 class DecisionStore:
@@ -214,9 +235,62 @@ class DecisionStore:
                 cur.close()
 
         metadata.create_all(self.engine)
+        d = self.engine.dialect
+        self._sql_insert = _Compiled(_INSERT_DECISION_SQL, d)
+        self._sql_get = _Compiled(_GET_DECISION_SQL, d)
+        self._sql_history = _Compiled(_HISTORY_SQL, d)
+        self._sql_suspended = _Compiled(text("SELECT offer_id FROM suspensions WHERE suspended = :t"), d)
+        self._local = threading.local()
+        self._raw_conns: list[Any] = []
+        self._raw_lock = threading.Lock()
 
     def close(self) -> None:
+        with self._raw_lock:
+            for conn in self._raw_conns:
+                try:
+                    conn.close()
+                except Exception:  # noqa: BLE001 - closing a broken connection is best effort
+                    pass
+            self._raw_conns.clear()
+        self._local = threading.local()
         self.engine.dispose()
+
+    # -- the request path's raw connection -------------------------------------
+    @contextmanager
+    def _cursor(self) -> Iterator[Any]:
+        """A cursor on this thread's raw connection, in the driver's autocommit mode
+        (reads see committed data and hold no transaction; writes say BEGIN/COMMIT).
+        A connection that raised is dropped, so the next call reconnects."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            fairy = self.engine.raw_connection()
+            conn = fairy.driver_connection
+            fairy.detach()  # ours alone, and never handed back to the pool in autocommit mode
+            if self.engine.dialect.name == "sqlite":
+                conn.isolation_level = None
+            else:
+                conn.autocommit = True
+            self._local.conn = conn
+            with self._raw_lock:
+                self._raw_conns.append(conn)
+        cur = conn.cursor()
+        try:
+            yield cur
+        except Exception:
+            self._local.conn = None
+            with self._raw_lock:
+                if conn in self._raw_conns:
+                    self._raw_conns.remove(conn)
+            try:
+                conn.close()
+            except Exception:  # noqa: BLE001
+                pass
+            raise
+        finally:
+            try:
+                cur.close()
+            except Exception:  # noqa: BLE001
+                pass
 
     # -- decisions -----------------------------------------------------------
     def log_decision(self, rec: DecisionRecord) -> bool:
@@ -227,10 +301,25 @@ class DecisionStore:
         """Insert several decisions in one transaction (one commit, one fsync).
 
         Each row is inserted on its own ``ON CONFLICT DO NOTHING``, so a duplicate event id
-        is reported as ``False`` without failing the others.
+        is reported as ``False`` without failing the others. On any error nothing is committed.
         """
-        with self.engine.begin() as conn:
-            return [conn.execute(_INSERT_DECISION_SQL, _record_to_row(r)).rowcount == 1 for r in recs]
+        stmt = self._sql_insert
+        rows = [stmt.params(_record_to_row(r)) for r in recs]
+        with self._cursor() as cur:
+            cur.execute("BEGIN")
+            try:
+                inserted = []
+                for row in rows:
+                    cur.execute(stmt.sql, row)
+                    inserted.append(cur.rowcount == 1)
+                cur.execute("COMMIT")
+            except BaseException:
+                try:
+                    cur.execute("ROLLBACK")
+                except Exception:  # noqa: BLE001 - the original error is the one to report
+                    pass
+                raise
+        return inserted
 
     def log_many(self, recs: list[DecisionRecord]) -> int:
         """Insert a batch in one transaction (imports); skips event ids already present.
@@ -252,9 +341,10 @@ class DecisionStore:
         return len(rows)
 
     def get_decision(self, event_id: str) -> DecisionRecord | None:
-        with self.engine.connect() as conn:
-            row = conn.execute(_GET_DECISION_SQL, {"e": event_id}).first()
-        return _row_to_record(row) if row else None
+        with self._cursor() as cur:
+            cur.execute(self._sql_get.sql, self._sql_get.params({"e": event_id}))
+            row = cur.fetchone()
+        return _row_to_record(dict(zip(_DECISION_COLUMNS, row, strict=True))) if row else None
 
     def activate(self, event_id: str, ts: float) -> bool | None:
         """Mark a deferred decision shown. ``None``: unknown id; ``False``: already active."""
@@ -319,8 +409,9 @@ class DecisionStore:
         On the request path: one prebuilt statement, no validation of our own rows.
         """
         since = to_ts(now - timedelta(days=lookback_days))
-        with self.engine.connect() as conn:
-            rows = conn.execute(_HISTORY_SQL, {"k": customer_key, "since": since}).all()
+        with self._cursor() as cur:
+            cur.execute(self._sql_history.sql, self._sql_history.params({"k": customer_key, "since": since}))
+            rows = cur.fetchall()
         if not rows:
             return EMPTY_HISTORY
         shown, declined, accepted, complaints = set(), set(), set(), []
@@ -360,8 +451,9 @@ class DecisionStore:
         cached = self._suspended_cache
         if not fresh and cached is not None and now - cached[0] < self.suspension_refresh:
             return cached[1]
-        with self.engine.connect() as conn:
-            rows = conn.execute(_SUSPENDED_SQL).all()
+        with self._cursor() as cur:
+            cur.execute(self._sql_suspended.sql, self._sql_suspended.params({"t": True}))
+            rows = cur.fetchall()
         value = frozenset(r[0] for r in rows)
         self._suspended_cache = (now, value)
         return value
@@ -393,5 +485,5 @@ class DecisionStore:
                 ):
                     outs.setdefault(r.event_id, []).append(Outcome(r.event_id, r.type, r.ts, r.value, r.score))
             for r in rows:
-                yield _row_to_record(r), outs.get(r.event_id, [])
+                yield _row_to_record(r._mapping), outs.get(r.event_id, [])
             last = (rows[-1].ts, rows[-1].event_id)

@@ -16,25 +16,18 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from service.answers import PERSONALIZER_PREFIX, refused
+
 Scope = dict[str, Any]
 ASGIApp = Callable[[Scope, Callable, Callable], Awaitable[None]]
 
 PUBLIC_PREFIXES = ("/livez", "/healthz", "/readyz", "/metrics", "/docs.json", "/schema.json", "/static_content",
                    "/assets")
 ADMIN_PREFIX = "/admin/"
-PERSONALIZER_PREFIX = "/personalizer/"
 
 
 def is_public(path: str) -> bool:
     return path == "/" or path.startswith(PUBLIC_PREFIXES)
-
-
-def error_body(path: str, status: int, message: str) -> bytes:
-    """Errors as the caller's API expects them: Personalizer's shape on its routes."""
-    if path.startswith(PERSONALIZER_PREFIX):
-        code = {401: "Unauthorized", 403: "Forbidden", 413: "PayloadTooLarge"}.get(status, "BadRequest")
-        return json.dumps({"error": {"code": code, "message": message}}).encode()
-    return json.dumps({"error": message}).encode()
 
 
 async def send_json(send: Callable, status: int, body: bytes, headers: list | None = None) -> None:
@@ -62,14 +55,14 @@ class ApiKeyMiddleware:
         key = next((v.decode("latin-1") for k, v in scope["headers"] if k in wanted), None)
         if not key:
             names = "X-API-Key" + (" or Ocp-Apim-Subscription-Key" if len(wanted) > 1 else "")
-            return await send_json(send, 401, error_body(path, 401, f"missing API key: send it in {names}"),
+            return await send_json(send, 401, refused(path, 401, f"missing API key: send it in {names}"),
                                    [(b"www-authenticate", b"ApiKey")])
         is_admin = _matches(key, self.admin_keys)
         if not is_admin and not _matches(key, self.channel_keys):
-            return await send_json(send, 401, error_body(path, 401, "unknown API key"),
+            return await send_json(send, 401, refused(path, 401, "unknown API key"),
                                    [(b"www-authenticate", b"ApiKey")])
         if path.startswith(ADMIN_PREFIX) and not is_admin:
-            return await send_json(send, 403, error_body(path, 403, "this key may not use admin routes"))
+            return await send_json(send, 403, refused(path, 403, "this key may not use admin routes"))
         return await self.app(scope, receive, send)
 
 
@@ -90,8 +83,11 @@ class BodyLimitMiddleware:
         path = scope["path"]
         message = f"request body over {self.max_bytes} bytes"
         for k, v in scope["headers"]:
-            if k == b"content-length" and v.isdigit() and int(v) > self.max_bytes:
-                return await send_json(send, 413, error_body(path, 413, message))
+            if k == b"content-length" and v.isdigit():
+                if int(v) > self.max_bytes:
+                    return await send_json(send, 413, refused(path, 413, message))
+                # The server reads no more than Content-Length: nothing left to count.
+                return await self.app(scope, receive, send)
         seen = 0
         started = False
 
@@ -113,7 +109,7 @@ class BodyLimitMiddleware:
             await self.app(scope, counting_receive, tracking_send)
         except _TooLarge:
             if not started:
-                await send_json(send, 413, error_body(path, 413, message))
+                await send_json(send, 413, refused(path, 413, message))
 
 
 class ReadinessMiddleware:

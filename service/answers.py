@@ -1,0 +1,64 @@
+"""Error answers, in one place for the FastAPI routes and the decision lane.
+
+Native routes answer ``{"error": ..., "detail": [{"field", "message", ...}]}``;
+Personalizer routes answer Personalizer's ``{"error": {"code", "message"}}`` with
+400 where the native API says 422, so its clients see the errors they expect.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from bandit.errors import InvalidRequest, UnknownEvent
+
+PERSONALIZER_PREFIX = "/personalizer/"
+
+Answer = tuple[int, bytes]
+
+
+def _json(body: Any) -> bytes:
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def _field(loc: Iterable[Any]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or "body"
+
+
+def invalid(path: str, errors: Iterable[Mapping[str, Any]]) -> Answer:
+    """A request that failed validation: every problem with the field it concerns."""
+    detail = [{"field": _field(e["loc"]), "message": e["msg"], "type": e["type"]} for e in errors]
+    summary = "; ".join(f"{d['field']}: {d['message']}" for d in detail[:5])
+    if path.startswith(PERSONALIZER_PREFIX):
+        return 400, _json({"error": {"code": "BadRequest", "message": summary}})
+    return 422, _json({"error": f"invalid request: {summary}", "detail": detail})
+
+
+def bad(path: str, exc: InvalidRequest) -> Answer:
+    """A well-formed request naming something that does not exist (an offer, a candidate)."""
+    if path.startswith(PERSONALIZER_PREFIX):
+        return 400, _json({"error": {"code": "BadRequest", "message": str(exc)}})
+    return 400, _json({"error": str(exc), "detail": [{"field": exc.field, "message": str(exc)}]})
+
+
+def unknown_event(path: str, exc: UnknownEvent) -> Answer:
+    if path.startswith(PERSONALIZER_PREFIX):
+        return 404, _json({"error": {"code": "EventNotFound", "message": str(exc)}})
+    return 404, _json({"error": str(exc)})
+
+
+def internal(path: str) -> Answer:
+    message = "internal error; the decision was not made (see the service log)"
+    if path.startswith(PERSONALIZER_PREFIX):
+        return 500, _json({"error": {"code": "InternalServerError", "message": message}})
+    return 500, _json({"error": message})
+
+
+def refused(path: str, status: int, message: str) -> bytes:
+    """The body of a 401, 403 or 413 answered before any route runs."""
+    if path.startswith(PERSONALIZER_PREFIX):
+        code = {401: "Unauthorized", 403: "Forbidden", 413: "PayloadTooLarge"}.get(status, "BadRequest")
+        return _json({"error": {"code": code, "message": message}})
+    return _json({"error": message})
