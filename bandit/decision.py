@@ -319,18 +319,17 @@ def render_variables(request: DecisionRequest, catalog: Catalog, offer_id: str) 
 
 
 def decision_from_record(rec: DecisionRecord) -> Decision:
-    ranking = sorted(
-        (RankedOffer(id=a, probability=p) for a, p in zip(rec.action_ids, rec.pmf, strict=True)),
-        key=lambda r: -r.probability,
-    )
-    return Decision(
-        event_id=rec.event_id,
-        offer_id=rec.chosen_id,
-        content=rec.payload.get("content"),
-        probability=rec.probability,
-        ranking=ranking,
-        model_version=rec.model_version,
-        mode=rec.mode,
-        excluded=[ExcludedOffer(offer_id=o, reason=r) for o, r in rec.payload.get("excluded", [])],
-        activated=rec.activated,
-    )
+    """The answer for a logged decision (validated from plain dicts: pydantic's fastest
+    way to build it, measured faster than ``model_construct``)."""
+    ranked = sorted(zip(rec.action_ids, rec.pmf, strict=True), key=lambda r: -r[1])
+    return Decision.model_validate({
+        "event_id": rec.event_id,
+        "offer_id": rec.chosen_id,
+        "content": rec.payload.get("content"),
+        "probability": rec.probability,
+        "ranking": [{"id": a, "probability": p} for a, p in ranked],
+        "model_version": rec.model_version,
+        "mode": rec.mode,
+        "excluded": [{"offer_id": o, "reason": r} for o, r in rec.payload.get("excluded", [])],
+        "activated": rec.activated,
+    })

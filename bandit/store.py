@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pydantic_core import to_json
 from sqlalchemy import (
     Boolean,
     Column,
@@ -178,7 +179,7 @@ def _record_to_row(rec: DecisionRecord) -> dict[str, Any]:
         "activated": rec.activated,
         "activated_ts": rec.ts if rec.activated else None,
         "source": rec.source,
-        "payload": json.dumps(body, separators=(",", ":")),
+        "payload": to_json(body).decode(),
     }
 
 
@@ -300,18 +301,39 @@ class DecisionStore:
     def log_decisions(self, recs: list[DecisionRecord]) -> list[bool]:
         """Insert several decisions in one transaction (one commit, one fsync).
 
-        Each row is inserted on its own ``ON CONFLICT DO NOTHING``, so a duplicate event id
-        is reported as ``False`` without failing the others. On any error nothing is committed.
+        A duplicate event id is reported as ``False`` without failing the others.
+        On any error nothing is committed.
         """
-        stmt = self._sql_insert
-        rows = [stmt.params(_record_to_row(r)) for r in recs]
+        return self.insert_decision_rows([self.decision_row(r) for r in recs])
+
+    def decision_row(self, rec: DecisionRecord) -> Any:
+        """``rec`` as the driver's parameters for the insert (serialized here, so a writer
+        thread only has to hand them to the driver)."""
+        return self._sql_insert.params(_record_to_row(rec))
+
+    def insert_decision_rows(self, rows: list[Any]) -> list[bool]:
+        """Insert rows made by ``decision_row`` in one transaction; ``False`` for each
+        event id that was already logged.
+
+        All rows go to the driver in one ``executemany``. When fewer rows than sent were
+        inserted (a repeated event id: rare), the transaction is rolled back and redone
+        row by row to learn which ones."""
+        if not rows:
+            return []
+        sql = self._sql_insert.sql
         with self._cursor() as cur:
             cur.execute("BEGIN")
             try:
-                inserted = []
-                for row in rows:
-                    cur.execute(stmt.sql, row)
-                    inserted.append(cur.rowcount == 1)
+                cur.executemany(sql, rows)
+                if cur.rowcount == len(rows):
+                    inserted = [True] * len(rows)
+                else:
+                    cur.execute("ROLLBACK")
+                    cur.execute("BEGIN")
+                    inserted = []
+                    for row in rows:
+                        cur.execute(sql, row)
+                        inserted.append(cur.rowcount == 1)
                 cur.execute("COMMIT")
             except BaseException:
                 try:

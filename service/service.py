@@ -35,6 +35,7 @@ from bandit.settings import get_settings
 from service import answers, metrics
 from service.lane import DecisionLane
 from service.middleware import (
+    ASGIApp,
     ApiKeyMiddleware,
     BodyLimitMiddleware,
     ReadinessMiddleware,
@@ -103,6 +104,9 @@ app = FastAPI(title="offer-bandit", version="0.1.0", openapi_url=None, docs_url=
               description="Point-of-service offer decisions: guarded, exploring, logged.")
 
 
+_SETTINGS = get_settings()
+
+
 def _answer(answer: tuple[int, bytes]) -> Response:
     status, body = answer
     return Response(body, status_code=status, media_type="application/json")
@@ -123,8 +127,36 @@ async def _unknown(request: Request, exc: UnknownEvent) -> Response:
     return _answer(answers.unknown_event(request.url.path, exc))
 
 
+def front(app: ASGIApp) -> ASGIApp:
+    """Our layers, outermost first, in front of the BentoML app: readiness detail, API keys,
+    body size limit, then the decision lane; every other request goes on into BentoML."""
+    lane = DecisionLane(app, service=_current)
+    limited = BodyLimitMiddleware(lane, max_bytes=_SETTINGS.max_body_bytes)
+    keyed = ApiKeyMiddleware(limited, channel_keys=_SETTINGS.channel_keys(), admin_keys=_SETTINGS.admin_keys())
+    return ReadinessMiddleware(keyed, status=_readiness)
+
+
+class FrontedService(bentoml.Service):  # type: ignore[type-arg]
+    """A BentoML service whose ASGI app has our layers in front of BentoML's own.
+
+    Why not ``add_asgi_middleware``: BentoML puts those inside its own per-request layers
+    (OpenTelemetry, proxy headers, error and timeout middleware, request context). Measured
+    on the service benchmark, moving our layers in front of them took the decision from
+    about 650 to 370 us of worker CPU and the full-load p99 from about 70 to 15 ms: the
+    timeout middleware alone keeps a 30 s timer and a future alive for every request,
+    which made full garbage collections slow. Routes other than the lane's still get
+    BentoML's layers, its 30 s request timeout included.
+    """
+
+    __slots__ = ()
+
+    def to_asgi(self, is_main: bool = True) -> ASGIApp:
+        return front(super().to_asgi(is_main))
+
+
 @bentoml.asgi_app(app, path="/")
 @bentoml.service(
+    service_class=FrontedService,
     name="offer_bandit",
     workers=1,  # SQLite has one writer; scale out with replicas on PostgreSQL
     traffic={"timeout": 30},
@@ -144,7 +176,7 @@ class OfferBandit:
                 "no API keys configured: set OFFER_BANDIT_API_KEYS (channel keys, comma separated) and "
                 "OFFER_BANDIT_ADMIN_KEY, or the *_FILE variants; see README 'Running the service'"
             )
-        self.rt: Runtime = build_runtime(settings, observer=metrics.PrometheusObserver())
+        self.rt: Runtime = build_runtime(settings, observer=metrics.observer())
         self.writer = GroupCommitWriter(self.rt.store)
         self.rt.models.start_polling(settings.model_poll_seconds)
         cfg = self.rt.config.current
@@ -307,13 +339,3 @@ def _current() -> OfferBandit | None:
 def _readiness() -> dict | None:
     svc = _current()
     return svc.readiness() if svc is not None else None
-
-
-# Around every route, BentoML's own included (its /readyz comes before any mounted app).
-# Listed outermost first.
-_SETTINGS = get_settings()
-OfferBandit.add_asgi_middleware(ReadinessMiddleware, status=_readiness)
-OfferBandit.add_asgi_middleware(ApiKeyMiddleware, channel_keys=_SETTINGS.channel_keys(),
-                                admin_keys=_SETTINGS.admin_keys())
-OfferBandit.add_asgi_middleware(BodyLimitMiddleware, max_bytes=_SETTINGS.max_body_bytes)
-OfferBandit.add_asgi_middleware(DecisionLane, service=_current)
