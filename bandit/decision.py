@@ -20,7 +20,8 @@ import hmac
 import logging
 import math
 import threading
-import uuid
+import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -66,6 +67,16 @@ class Decision(BaseModel):
     excluded: list[ExcludedOffer]
     logged: bool = True
     activated: bool = True
+
+
+def new_event_id() -> str:
+    """32 hex digits: 12 of milliseconds since the epoch, then 80 random bits (the layout
+    of a UUIDv7, without its version bits).
+
+    Why time first: the log's primary-key index then grows at its end instead of at a
+    random page per decision, so a group commit writes one index page, not one per row.
+    80 random bits make a collision within one millisecond negligible."""
+    return f"{time.time_ns() // 1_000_000:012x}{os.urandom(10).hex()}"
 
 
 def customer_key(secret: str, customer_id: str) -> str:
@@ -156,7 +167,7 @@ class Decider:
         now = now or self.clock()
         cfg = self.config.current
         catalog, policy = cfg.catalog, cfg.policy
-        event_id = request.event_id or uuid.uuid4().hex
+        event_id = request.event_id or new_event_id()
 
         self._check_candidates(request, catalog)
         ckey = customer_key(self.secret, request.customer.id)
@@ -193,7 +204,8 @@ class Decider:
             pmf = model_pmf
         chosen = sample_index(pmf, u)
         offer_id = elig.eligible[chosen]
-        content = catalog.render(offer_id, request.channel.value, render_variables(request, catalog, offer_id))
+        context = request.model_dump(mode="json", exclude={"customer": {"id"}, "event_id": True})
+        content = catalog.render(offer_id, request.channel.value, render_variables(context, catalog, offer_id))
         offer = catalog.get(offer_id)
 
         record = DecisionRecord(
@@ -210,7 +222,7 @@ class Decider:
             chosen_index=chosen,
             activated=not request.defer_activation,
             payload={
-                "context": request.model_dump(mode="json", exclude={"customer": {"id"}, "event_id": True}),
+                "context": context,
                 "shared": shared,
                 "actions": actions,
                 "excluded": [[e.offer_id, e.reason] for e in elig.excluded],
@@ -306,15 +318,15 @@ def check_outcome_values(type_: str, value: float | None, score: float | None) -
         raise InvalidRequest("value", f"a {type_} outcome carries no value")
 
 
-def render_variables(request: DecisionRequest, catalog: Catalog, offer_id: str) -> dict[str, Any]:
-    """What a template may see: no customer id."""
+def render_variables(context: dict[str, Any], catalog: Catalog, offer_id: str) -> dict[str, Any]:
+    """What a template may see, from the request as logged (``context``: no customer id)."""
     offer = catalog.get(offer_id)
     return {
-        "customer": request.customer.model_dump(exclude={"id"}),
-        "interaction": request.interaction.model_dump(mode="json"),
-        "channel": request.channel.value,
-        "attrs": dict(request.attributes),
-        "offer": offer.model_dump(include={"id", "title", "family", "value"}) if offer else {},
+        "customer": context["customer"],
+        "interaction": context["interaction"],
+        "channel": context["channel"],
+        "attrs": context["attributes"],
+        "offer": {"id": offer.id, "title": offer.title, "family": offer.family, "value": offer.value} if offer else {},
     }
 
 

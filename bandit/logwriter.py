@@ -12,7 +12,10 @@ worse: one going through SQLAlchemy per row (far slower: it contended with the l
 for the GIL, and a waiting thread can sit out the whole 5 ms switch interval), and
 one doing a single ``executemany`` and commit per batch on a raw connection (higher
 throughput in some runs, but p50 at 500 requests/s doubled and p99 went from 13 to
-78 ms).
+78 ms). So was a thread doing passive WAL checkpoints beside the loop: under
+``synchronous=FULL`` its fsync of the database held up the commits' fsyncs and p99
+at 500 requests/s reached 150-780 ms; SQLite's own checkpoint in the commit measured
+better.
 """
 
 from __future__ import annotations

@@ -24,7 +24,8 @@ class Runtime:
 
 def open_store(settings: Settings) -> DecisionStore:
     settings.ensure_home()
-    return DecisionStore(settings.db_url, suspension_refresh=settings.suspension_refresh_seconds)
+    return DecisionStore(settings.db_url, suspension_refresh=settings.suspension_refresh_seconds,
+                         sqlite_synchronous=settings.sqlite_synchronous)
 
 
 def default_source(settings: Settings) -> ModelSource | None:

@@ -15,6 +15,7 @@ import os
 import secrets
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -47,6 +48,11 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(65536, ge=1024, description="Requests with larger bodies get 413.")
     suspension_refresh_seconds: float = Field(
         1.0, ge=0, description="How stale a replica's view of the kill switch may be (set through it: at once)."
+    )
+    sqlite_synchronous: Literal["FULL", "NORMAL"] = Field(
+        "FULL",
+        description="SQLite log: FULL fsyncs every commit (a logged decision survives power loss); NORMAL "
+        "fsyncs only at checkpoints (it survives a crash of the service, not of the machine).",
     )
 
     @property

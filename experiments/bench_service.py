@@ -122,9 +122,12 @@ def run_target(name: str, cmd: list[str], env: dict, url: str, probe: str, args:
         wait_ready(probe, proc, log)
         wrk(url, 3, args.connections, 0, work, f"{name}-warm")
         full = wrk(url, args.seconds, args.connections, 0, work, f"{name}-full")
-        # Fixed rate: each connection waits connections/rate seconds between requests.
-        rated = wrk(url, args.seconds, args.connections, 1000.0 * args.connections / args.rate, work,
-                    f"{name}-rate")
+        # Fixed rate: each connection pauses between requests so that pause + latency makes
+        # connections/rate seconds; the latency is learned from a short calibration run.
+        cycle_ms = 1000.0 * args.connections / args.rate
+        probe = wrk(url, 3, args.connections, cycle_ms, work, f"{name}-calibrate")
+        latency_ms = max(0.0, 1000.0 * args.connections / probe["rps"] - cycle_ms)
+        rated = wrk(url, args.seconds, args.connections, max(0.0, cycle_ms - latency_ms), work, f"{name}-rate")
         return {"full": full, "rate": rated}
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
@@ -182,7 +185,9 @@ def main() -> int:
     print(row("reference", reference))
     ratio = service["full"]["rps"] / reference["full"]["rps"]
     print(f"\nthroughput ratio service/reference: {ratio:.2f}; decisions logged by the service: {logged}")
-    print(f"wrk: 1 thread, {args.connections} connections, {args.seconds} s per run; machine: {os.cpu_count()} cores")
+    sync = os.environ.get("OFFER_BANDIT_SQLITE_SYNCHRONOUS", "FULL")
+    print(f"wrk: 1 thread, {args.connections} connections, {args.seconds} s per run; machine: {os.cpu_count()} cores;"
+          f" service log: SQLite, synchronous={sync}")
     if args.json:
         args.json.write_text(json.dumps({"service": service, "reference": reference, "ratio": ratio,
                                          "logged": int(logged or 0), "args": vars(args) | {"json": str(args.json)}},

@@ -24,14 +24,13 @@ from __future__ import annotations
 
 import math
 import re
-import uuid
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bandit.catalog import NO_OFFER, Catalog
 from bandit.context import DecisionRequest, Identifier
-from bandit.decision import Decision
+from bandit.decision import Decision, new_event_id
 from bandit.errors import InvalidRequest
 
 MAX_ACTIONS = 50
@@ -122,7 +121,7 @@ def to_decision_request(rank: RankRequest, catalog: Catalog) -> DecisionRequest:
         "defer_activation": rank.defer_activation,
         "attributes": {},
     }
-    event_id = rank.event_id or uuid.uuid4().hex
+    event_id = rank.event_id or new_event_id()
     body["event_id"] = event_id
     for obj in rank.context_features:
         for key, value in obj.items():

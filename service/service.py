@@ -199,6 +199,7 @@ class OfferBandit:
     @bentoml.on_shutdown
     def shutdown(self) -> None:
         self.rt.models.stop()
+        self.rt.store.close()
 
     # -- what the decision routes do, whichever way they are reached (see service.lane) --
     async def decide_request(self, request: DecisionRequest) -> Decision:

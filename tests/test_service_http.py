@@ -51,6 +51,9 @@ def test_malformed_json_unknown_candidate_and_huge_body(served: Served) -> None:
     assert r.status_code == 400 and "candidates[1]: unknown offer id 'nope'" in r.json()["error"]
     r = c.post("/decide", json={**body(), "attributes": {"pad": "x" * 200}, "pad": "y" * 70000})
     assert r.status_code == 413
+    chunks = (b"x" * 8192 for _ in range(10))  # no Content-Length: counted as it streams
+    r = c.post("/decide", content=chunks, headers={"content-type": "application/json"})
+    assert r.status_code == 413 and "request body over" in r.json()["error"]
     assert served.count_decisions() == before
 
 

@@ -1,0 +1,77 @@
+"""The log's request path: batched inserts, duplicates, failures, the group-commit writer."""
+
+import asyncio
+import re
+import time
+from dataclasses import replace
+
+import pytest
+
+from bandit.decision import new_event_id
+from bandit.logwriter import GroupCommitWriter
+from bandit.settings import Settings
+from bandit.store import DecisionRecord, DecisionStore
+
+
+def rec(event_id: str, chosen: int = 0) -> DecisionRecord:
+    return DecisionRecord(event_id=event_id, ts=1_800_000_000.0, mode="online", model_version="m1",
+                          action_ids=["no_offer", "a"], pmf=[0.5, 0.5], chosen_index=chosen, activated=True,
+                          customer_key="k", channel="chat", request_type="advisory", payload={"content": "x"})
+
+
+def test_a_batch_with_repeated_event_ids_inserts_each_once(store: DecisionStore) -> None:
+    assert store.log_decisions([rec("old", chosen=1)]) == [True]
+    got = store.log_decisions([rec("n1"), rec("old"), rec("n2"), rec("n1", chosen=1)])
+    assert got == [True, False, True, False]
+    assert store.count_decisions() == 3
+    assert store.get_decision("old").chosen_id == "a"  # the first write stands
+    assert store.get_decision("n1").chosen_id == "no_offer"
+
+
+def test_a_failing_batch_commits_nothing_and_the_store_recovers(store: DecisionStore) -> None:
+    bad = replace(rec("bad"), mode=None)  # NOT NULL column
+    with pytest.raises(Exception):
+        store.log_decisions([rec("ok-1"), bad])
+    assert store.get_decision("ok-1") is None and store.count_decisions() == 0
+    assert store.log_decisions([rec("ok-2")]) == [True]
+    assert store.get_decision("ok-2") is not None
+
+
+@pytest.mark.parametrize(("level", "code"), [("FULL", 2), ("NORMAL", 1)])
+def test_sqlite_synchronous_setting_reaches_the_request_path(settings: Settings, level: str, code: int) -> None:
+    settings.ensure_home()
+    s = DecisionStore(settings.db_url, sqlite_synchronous=level)
+    try:
+        with s._cursor() as cur:
+            cur.execute("PRAGMA synchronous")
+            assert cur.fetchone()[0] == code
+    finally:
+        s.close()
+
+
+def test_generated_event_ids_are_hex_and_ordered_by_time() -> None:
+    a = new_event_id()
+    time.sleep(0.002)
+    b = new_event_id()
+    assert re.fullmatch(r"[0-9a-f]{32}", a) and a < b
+    assert len({new_event_id() for _ in range(10_000)}) == 10_000
+
+
+def test_group_commit_answers_each_writer_with_its_own_result(store: DecisionStore) -> None:
+    async def run() -> list[bool]:
+        writer = GroupCommitWriter(store)
+        return await asyncio.gather(*(writer.write(rec(e)) for e in ["w1", "w2", "w1", "w3"]))
+
+    assert asyncio.run(run()) == [True, True, False, True]
+    assert store.count_decisions() == 3
+
+
+def test_group_commit_failure_reaches_every_waiter_and_logs_nothing(store: DecisionStore) -> None:
+    async def run() -> list[object]:
+        writer = GroupCommitWriter(store)
+        bad = replace(rec("bad"), mode=None)
+        return await asyncio.gather(writer.write(rec("g1")), writer.write(bad), return_exceptions=True)
+
+    results = asyncio.run(run())
+    assert all(isinstance(r, Exception) for r in results)
+    assert store.count_decisions() == 0
