@@ -7,12 +7,14 @@ Starts, on this machine:
 - the bare reference (``experiments/bench_reference.py`` under uvicorn): the same JSON
   parsing, featurization and VW predict on the same payloads, nothing else.
 
-Both are driven by ``wrk`` with one Lua script that sends varied decision requests
-(random customers, channels, request types, tone). Two runs each: at full load (fixed
-connections) and at a fixed rate (default 500/s, half the 1,000/s target) where the
-p99 latency is read. Prints requests/s, p50 and p99 of both and their ratio.
+Both run side by side and are driven by ``wrk`` with one Lua script that sends varied
+decision requests (random customers, channels, request types, tone): first at full load
+(fixed connections), in alternating rounds (service, reference, service, ...) so that
+the machine's slower and faster spells fall on both; then each at a fixed rate (default
+500/s, half the 1,000/s target), where the p99 latency is read. Prints requests/s, p50
+and p99 of both (full load: the median round) and the ratio of the median throughputs.
 
-    python experiments/bench_service.py [--seconds 15] [--connections 16] [--rate 500] [--json out.json]
+    python experiments/bench_service.py [--seconds 10] [--rounds 3] [--connections 16] [--rate 500] [--json out.json]
 
 Needs ``wrk`` (Debian: ``apt-get install wrk``). Sends traffic to 127.0.0.1 only.
 """
@@ -113,34 +115,46 @@ def wrk(url: str, seconds: int, connections: int, delay_ms: float, work: Path, n
     return r
 
 
-def run_target(name: str, cmd: list[str], env: dict, url: str, probe: str, args: argparse.Namespace,
-               work: Path) -> dict:
-    log = work / f"{name}.log"
-    proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=open(log, "w"), stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    try:
-        wait_ready(probe, proc, log)
-        wrk(url, 3, args.connections, 0, work, f"{name}-warm")
-        full = wrk(url, args.seconds, args.connections, 0, work, f"{name}-full")
-        # Fixed rate: each connection pauses between requests so that pause + latency makes
-        # connections/rate seconds; the latency is learned from a short calibration run.
+class Target:
+    """A server started for the benchmark, stopped with ``stop``."""
+
+    def __init__(self, name: str, cmd: list[str], env: dict, url: str, probe: str, work: Path):
+        self.name, self.url, self.work = name, url, work
+        log = work / f"{name}.log"
+        self.proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=open(log, "w"), stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        wait_ready(probe, self.proc, log)
+
+    def full(self, args: argparse.Namespace, tag: str) -> dict:
+        return wrk(self.url, args.seconds, args.connections, 0, self.work, f"{self.name}-full-{tag}")
+
+    def rated(self, args: argparse.Namespace) -> dict:
+        """Fixed rate: each connection pauses between requests so that pause + latency makes
+        connections/rate seconds; the latency is learned from a short calibration run."""
         cycle_ms = 1000.0 * args.connections / args.rate
-        probe = wrk(url, 3, args.connections, cycle_ms, work, f"{name}-calibrate")
+        probe = wrk(self.url, 3, args.connections, cycle_ms, self.work, f"{self.name}-calibrate")
         latency_ms = max(0.0, 1000.0 * args.connections / probe["rps"] - cycle_ms)
-        rated = wrk(url, args.seconds, args.connections, max(0.0, cycle_ms - latency_ms), work, f"{name}-rate")
-        return {"full": full, "rate": rated}
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
+        return wrk(self.url, args.seconds, args.connections, max(0.0, cycle_ms - latency_ms), self.work,
+                   f"{self.name}-rate")
+
+    def stop(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGTERM)
         try:
-            proc.wait(timeout=20)
+            self.proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+            os.killpg(self.proc.pid, signal.SIGKILL)
+
+
+def median_run(runs: list[dict]) -> dict:
+    """The run with the median throughput (its latencies are that run's own)."""
+    return sorted(runs, key=lambda r: r["rps"])[len(runs) // 2]
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    p.add_argument("--seconds", type=int, default=15, help="length of each measured run")
+    p.add_argument("--seconds", type=int, default=10, help="length of each measured run")
+    p.add_argument("--rounds", type=int, default=3, help="alternating full-load rounds per server")
     p.add_argument("--connections", type=int, default=16)
     p.add_argument("--rate", type=float, default=500.0, help="target rate of the fixed-rate run (req/s)")
     p.add_argument("--json", type=Path, help="also write the results here")
@@ -152,26 +166,47 @@ def main() -> int:
     model = train_model(work)
     base_env = {**os.environ, "DO_NOT_TRACK": "1", "BENTOML_DO_NOT_TRACK": "True"}
 
-    port = free_port()
     svc_env = {**base_env, "OFFER_BANDIT_HOME": str(work / "svc"), "OFFER_BANDIT_API_KEYS": KEY,
                "OFFER_BANDIT_ADMIN_KEY": "bench-admin", "OFFER_BANDIT_MODEL_PATH": str(model),
                "OFFER_BANDIT_CATALOG": str(REPO / "config/offers.yaml"),
                "OFFER_BANDIT_POLICY": str(REPO / "config/policy.yaml")}
-    print("service: offer-bandit serve ...", flush=True)
-    service = run_target("service", [sys.executable, "-m", "bandit.cli", "serve", "--port", str(port)], svc_env,
-                         f"http://127.0.0.1:{port}/decide", f"http://127.0.0.1:{port}/readyz", args, work)
+    ref_env = {**base_env, "BENCH_CATALOG": str(REPO / "config/offers.yaml"), "BENCH_MODEL": str(model),
+               "PYTHONPATH": str(REPO)}
+    uvicorn = Path(sys.executable).with_name("uvicorn")
+    targets: list[Target] = []
+    try:
+        print("starting the service (offer-bandit serve) and the reference (bare Starlette + VW predict) ...",
+              flush=True)
+        port = free_port()
+        svc = Target("service", [sys.executable, "-m", "bandit.cli", "serve", "--port", str(port)], svc_env,
+                     f"http://127.0.0.1:{port}/decide", f"http://127.0.0.1:{port}/readyz", work)
+        targets.append(svc)
+        port = free_port()
+        ref = Target("reference", [str(uvicorn), "experiments.bench_reference:app", "--port", str(port),
+                                   "--log-level", "warning"], ref_env, f"http://127.0.0.1:{port}/decide",
+                     f"http://127.0.0.1:{port}/decide", work)
+        targets.append(ref)
+        for t in targets:
+            wrk(t.url, 3, args.connections, 0, work, f"{t.name}-warm")
+        # Alternate the full-load runs, so that a slower or faster spell of this (shared)
+        # machine falls on both alike; the ratio is that of the medians.
+        full: dict[str, list[dict]] = {"service": [], "reference": []}
+        for i in range(args.rounds):
+            for t in targets:
+                print(f"  round {i + 1}/{args.rounds}: {t.name} at full load, {args.seconds} s", flush=True)
+                full[t.name].append(t.full(args, str(i)))
+        rated = {}
+        for t in targets:
+            print(f"  {t.name} at {args.rate:.0f} requests/s, {args.seconds} s", flush=True)
+            rated[t.name] = t.rated(args)
+    finally:
+        for t in targets:
+            t.stop()
     logged = subprocess.run([sys.executable, "-c", "import sqlite3,sys; print(sqlite3.connect(sys.argv[1])"
                              ".execute('select count(*) from decisions').fetchone()[0])",
                              str(work / "svc" / "decisions.db")], capture_output=True, text=True).stdout.strip()
-
-    port = free_port()
-    ref_env = {**base_env, "BENCH_CATALOG": str(REPO / "config/offers.yaml"), "BENCH_MODEL": str(model),
-               "PYTHONPATH": str(REPO)}
-    print("reference: bare Starlette + VW predict ...", flush=True)
-    uvicorn = Path(sys.executable).with_name("uvicorn")
-    reference = run_target("reference", [str(uvicorn), "experiments.bench_reference:app", "--port", str(port),
-                                         "--log-level", "warning"], ref_env, f"http://127.0.0.1:{port}/decide",
-                           f"http://127.0.0.1:{port}/decide", args, work)
+    service = {"full": median_run(full["service"]), "rate": rated["service"], "rounds": full["service"]}
+    reference = {"full": median_run(full["reference"]), "rate": rated["reference"], "rounds": full["reference"]}
 
     def row(name: str, r: dict) -> str:
         f, q = r["full"], r["rate"]
@@ -184,12 +219,16 @@ def main() -> int:
     print(row("service", service))
     print(row("reference", reference))
     ratio = service["full"]["rps"] / reference["full"]["rps"]
-    print(f"\nthroughput ratio service/reference: {ratio:.2f}; decisions logged by the service: {logged}")
+    per_round = [s_["rps"] / r_["rps"] for s_, r_ in zip(full["service"], full["reference"], strict=True)]
+    print(f"\nthroughput ratio service/reference (medians of {args.rounds} alternating rounds): {ratio:.2f};"
+          f" per round: {', '.join(f'{x:.2f}' for x in per_round)}")
+    print(f"decisions logged by the service: {logged}")
     sync = os.environ.get("OFFER_BANDIT_SQLITE_SYNCHRONOUS", "FULL")
     print(f"wrk: 1 thread, {args.connections} connections, {args.seconds} s per run; machine: {os.cpu_count()} cores;"
           f" service log: SQLite, synchronous={sync}")
     if args.json:
         args.json.write_text(json.dumps({"service": service, "reference": reference, "ratio": ratio,
+                                         "ratio_per_round": per_round,
                                          "logged": int(logged or 0), "args": vars(args) | {"json": str(args.json)}},
                                         indent=2))
     shutil.rmtree(work, ignore_errors=True)
