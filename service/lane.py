@@ -71,10 +71,11 @@ class DecisionLane:
     def __init__(self, app: ASGIApp, service: Callable[[], "OfferBandit | None"]):
         self.app = app
         self.service = service
+        self._svc: OfferBandit | None = None  # one instance per worker process, once built
 
     async def __call__(self, scope: Scope, receive: Callable, send: Callable) -> None:
         handler = ROUTES.get(scope["path"]) if scope["type"] == "http" and scope["method"] == "POST" else None
-        svc = self.service() if handler is not None else None
+        svc = (self._svc or self._find()) if handler is not None else None
         if handler is None or svc is None:
             return await self.app(scope, receive, send)
         body = await read_body(receive)  # the size limit's own error passes through untouched
@@ -94,3 +95,7 @@ class DecisionLane:
             log.exception("%s failed", path)
             status, payload = answers.internal(path)
         await send_json(send, status, payload)
+
+    def _find(self) -> "OfferBandit | None":
+        self._svc = self.service()
+        return self._svc
