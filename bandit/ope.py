@@ -1,0 +1,204 @@
+"""Off-policy evaluation: what a policy would have earned on the logged decisions.
+
+Every logged decision carries the eligible actions, the action taken, the logging
+probability of that action and (at training time) its reward. A policy to evaluate
+gives probabilities over the same eligible actions for each logged context. The
+estimators below turn that into an estimate of the policy's value (mean reward per
+decision) with a 95% confidence interval, so the promotion gate can compare a
+candidate with the champion and with simple baselines on the same held-out log.
+
+Notation (as in Open Bandit Pipeline's ``ope/estimators.py``):
+
+- ``n`` logged rounds ``i``, each with eligible actions ``A_i``, taken action ``a_i``,
+  logging probability ``p_i = π_0(a_i | x_i)`` and reward ``r_i``;
+- ``π(a | x_i)`` the evaluated policy's probabilities over ``A_i``;
+- ``w_i = π(a_i | x_i) / p_i`` the importance weight;
+- ``q̂(x_i, a)`` a reward model (for the doubly robust estimator).
+
+Intervals are normal approximations, ``V̂ ± 1.96·SE``, with the standard error from
+the per-round terms (IPS, DR) or from the delta method (SNIPS). They need enough
+overlap between the policies: the effective sample size says how many logged rounds
+the estimate is really worth, and ``Estimate.trustworthy`` is false below a floor.
+
+Arrays are padded to the largest number of eligible actions ``K``: row ``i`` holds
+``A_i`` in its first ``len(A_i)`` columns; a policy's probabilities and a reward model's
+predictions beyond them are ignored (treated as zero).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+Z95 = 1.959963984540054
+MIN_ESS = 100.0
+
+
+@dataclass(frozen=True)
+class LoggedRounds:
+    """The held-out log in the shape the estimators need.
+
+    ``n_actions[i]`` eligible actions in round ``i``; ``chosen[i]`` the index (into that
+    round's eligible actions) of the action taken; ``propensity[i]`` its logging
+    probability; ``reward[i]`` its reward."""
+
+    n_actions: np.ndarray  # (n,) int
+    chosen: np.ndarray  # (n,) int
+    propensity: np.ndarray  # (n,) float in (0, 1]
+    reward: np.ndarray  # (n,) float
+
+    def __post_init__(self) -> None:
+        n = len(self.chosen)
+        for name in ("n_actions", "propensity", "reward"):
+            if len(getattr(self, name)) != n:
+                raise ValueError(f"LoggedRounds.{name}: {len(getattr(self, name))} values for {n} rounds")
+        if n and not np.all((self.propensity > 0) & (self.propensity <= 1)):
+            raise ValueError("LoggedRounds.propensity: every logging probability must be in (0, 1]")
+        if n and not np.all((self.chosen >= 0) & (self.chosen < self.n_actions)):
+            raise ValueError("LoggedRounds.chosen: an index outside the round's eligible actions")
+
+    def __len__(self) -> int:
+        return len(self.chosen)
+
+    @property
+    def width(self) -> int:
+        return int(self.n_actions.max()) if len(self) else 0
+
+    def mask(self) -> np.ndarray:
+        """(n, K) true where column ``k`` is one of round ``i``'s eligible actions."""
+        return np.arange(self.width)[None, :] < self.n_actions[:, None]
+
+
+@dataclass(frozen=True)
+class Estimate:
+    estimator: str
+    value: float
+    low: float
+    high: float
+    se: float
+    n: int
+    ess: float
+    min_ess: float = MIN_ESS
+
+    @property
+    def trustworthy(self) -> bool:
+        """Enough effective samples for the interval to mean something."""
+        return self.ess >= self.min_ess
+
+    @property
+    def warning(self) -> str | None:
+        if self.trustworthy:
+            return None
+        return (f"{self.estimator}: effective sample size {self.ess:.0f} of {self.n} rounds is below "
+                f"{self.min_ess:.0f}; the policy rarely agrees with the logged actions, do not trust this estimate")
+
+    def as_dict(self) -> dict[str, float | int | str | bool]:
+        return {"estimator": self.estimator, "value": self.value, "low": self.low, "high": self.high,
+                "se": self.se, "n": self.n, "ess": self.ess, "trustworthy": self.trustworthy}
+
+
+def _policy_matrix(log: LoggedRounds, pi: np.ndarray) -> np.ndarray:
+    """``pi`` checked and cut to the eligible actions: (n, K), each row summing to 1."""
+    pi = np.asarray(pi, dtype=float)
+    if pi.ndim != 2 or pi.shape[0] != len(log) or pi.shape[1] < log.width:
+        raise ValueError(f"policy probabilities: shape {pi.shape}, need ({len(log)}, >= {log.width})")
+    pi = np.where(log.mask(), pi[:, : log.width], 0.0)
+    sums = pi.sum(axis=1)
+    if len(log) and not np.allclose(sums, 1.0, atol=1e-6):
+        bad = int(np.argmax(np.abs(sums - 1.0)))
+        raise ValueError(f"policy probabilities: round {bad} sums to {sums[bad]:.6f} over its eligible actions, not 1")
+    return pi
+
+
+def importance_weights(log: LoggedRounds, pi: np.ndarray) -> np.ndarray:
+    """``w_i = π(a_i | x_i) / p_i``."""
+    pi = _policy_matrix(log, pi)
+    return pi[np.arange(len(log)), log.chosen] / log.propensity
+
+
+def effective_sample_size(w: np.ndarray) -> float:
+    """Kish's effective sample size of importance weights: ``ESS = (Σ w_i)² / Σ w_i²``.
+
+    ``n`` when the evaluated policy is the logging policy (all ``w_i = 1``); small when
+    a few rounds carry most of the weight."""
+    w = np.asarray(w, dtype=float)
+    sq = float(np.sum(w * w))
+    return float(np.sum(w)) ** 2 / sq if sq > 0 else 0.0
+
+
+def _normal(name: str, terms: np.ndarray, w: np.ndarray, min_ess: float) -> Estimate:
+    n = len(terms)
+    value = float(terms.mean()) if n else math.nan
+    se = float(terms.std(ddof=1) / math.sqrt(n)) if n > 1 else math.inf
+    return Estimate(name, value, value - Z95 * se, value + Z95 * se, se, n, effective_sample_size(w), min_ess)
+
+
+def ips(log: LoggedRounds, pi: np.ndarray, min_ess: float = MIN_ESS) -> Estimate:
+    """Inverse propensity scoring.
+
+    ``V̂_IPS(π) = (1/n) Σ_i w_i r_i`` with ``w_i = π(a_i | x_i) / p_i``.
+
+    Unbiased when every action ``π`` may take had a positive logging probability; its
+    variance grows with the weights. ``SE = sd(w_i r_i) / √n``."""
+    w = importance_weights(log, pi)
+    return _normal("ips", w * log.reward, w, min_ess)
+
+
+def snips(log: LoggedRounds, pi: np.ndarray, min_ess: float = MIN_ESS) -> Estimate:
+    """Self-normalized inverse propensity scoring.
+
+    ``V̂_SNIPS(π) = Σ_i w_i r_i / Σ_i w_i``.
+
+    Slightly biased, much lower variance than IPS, and bounded by the observed rewards.
+    Standard error by the delta method: ``SE = √(Σ_i w_i² (r_i − V̂)²) / Σ_i w_i``."""
+    w = importance_weights(log, pi)
+    n, total = len(log), float(w.sum())
+    if n == 0 or total == 0:
+        return Estimate("snips", math.nan, math.nan, math.nan, math.inf, n, 0.0, min_ess)
+    value = float((w * log.reward).sum() / total)
+    se = float(math.sqrt(float(np.sum((w * (log.reward - value)) ** 2))) / total)
+    return Estimate("snips", value, value - Z95 * se, value + Z95 * se, se, n, effective_sample_size(w), min_ess)
+
+
+def dr(log: LoggedRounds, pi: np.ndarray, q_hat: np.ndarray, min_ess: float = MIN_ESS) -> Estimate:
+    """Doubly robust.
+
+    ``V̂_DR(π) = (1/n) Σ_i [ Σ_{a ∈ A_i} π(a | x_i) q̂(x_i, a) + w_i (r_i − q̂(x_i, a_i)) ]``.
+
+    The reward model's prediction for the policy, corrected by importance-weighted
+    residuals on the logged action: unbiased if either the propensities or the reward
+    model are right, and lower variance than IPS when the model is good.
+    ``SE = sd(per-round term) / √n``."""
+    pi = _policy_matrix(log, pi)
+    q = np.asarray(q_hat, dtype=float)
+    if q.shape[0] != len(log) or q.ndim != 2 or q.shape[1] < log.width:
+        raise ValueError(f"reward model predictions: shape {q.shape}, need ({len(log)}, >= {log.width})")
+    q = np.where(log.mask(), q[:, : log.width], 0.0)
+    rows = np.arange(len(log))
+    w = pi[rows, log.chosen] / log.propensity
+    terms = (pi * q).sum(axis=1) + w * (log.reward - q[rows, log.chosen])
+    return _normal("dr", terms, w, min_ess)
+
+
+def mean_reward_model(log: LoggedRounds, action_ids: list[list[str]], prior: float = 0.0,
+                      prior_weight: float = 1.0) -> np.ndarray:
+    """The simplest reward model for DR: each action's mean logged reward, shrunk toward
+    ``prior`` with ``prior_weight`` pseudo-rounds. ``action_ids[i]`` names round ``i``'s
+    eligible actions; returns ``q̂`` as an (n, K) array.
+
+    It ignores the context, so DR with it corrects IPS only by a per-action baseline;
+    a context model fits in the same slot."""
+    sums: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    for i in range(len(log)):
+        a = action_ids[i][int(log.chosen[i])]
+        sums[a] = sums.get(a, 0.0) + float(log.reward[i])
+        counts[a] = counts.get(a, 0) + 1
+    means = {a: (sums[a] + prior * prior_weight) / (counts[a] + prior_weight) for a in sums}
+    q = np.full((len(log), max(log.width, 1)), prior, dtype=float)
+    for i, ids in enumerate(action_ids):
+        for k, a in enumerate(ids):
+            q[i, k] = means.get(a, prior)
+    return q

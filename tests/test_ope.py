@@ -1,0 +1,104 @@
+"""Off-policy estimators: values computed by hand on a small log, and interval coverage on
+simulated logs whose true policy value is known."""
+
+import math
+
+import numpy as np
+import pytest
+
+from bandit.ope import LoggedRounds, dr, effective_sample_size, ips, mean_reward_model, snips
+
+# Three rounds with 2, 3 and 2 eligible actions.
+LOG = LoggedRounds(n_actions=np.array([2, 3, 2]), chosen=np.array([1, 0, 0]),
+                   propensity=np.array([0.5, 0.8, 0.25]), reward=np.array([1.0, 0.0, 2.0]))
+PI = np.array([[0.0, 1.0, 0.0], [0.5, 0.25, 0.25], [1.0, 0.0, 0.0]])
+Q = np.array([[0.2, 0.6, 0.0], [0.1, 0.3, 0.5], [1.5, 0.0, 0.0]])
+# By hand: w = (1/0.5, 0.5/0.8, 1/0.25) = (2, 0.625, 4).
+
+
+def test_ips_by_hand() -> None:
+    e = ips(LOG, PI)
+    # w*r = (2, 0, 8): mean 10/3; sample sd sqrt(((−4/3)² + (−10/3)² + (14/3)²) / 2) = sqrt(52/3)
+    assert e.value == pytest.approx(10 / 3)
+    assert e.se == pytest.approx(math.sqrt(52 / 3) / math.sqrt(3))
+    assert (e.low, e.high) == pytest.approx((10 / 3 - 1.959964 * e.se, 10 / 3 + 1.959964 * e.se))
+
+
+def test_snips_by_hand() -> None:
+    e = snips(LOG, PI)
+    v = 10 / 6.625  # Σ w r / Σ w
+    assert e.value == pytest.approx(v)
+    resid = [2 * (1 - v), 0.625 * (0 - v), 4 * (2 - v)]
+    assert e.se == pytest.approx(math.sqrt(sum(x * x for x in resid)) / 6.625)
+
+
+def test_dr_by_hand() -> None:
+    # Round terms: Σ π q̂ + w (r − q̂(a_i)):
+    #   0.6 + 2 (1 − 0.6) = 1.4;  0.25 + 0.625 (0 − 0.1) = 0.1875;  1.5 + 4 (2 − 1.5) = 3.5
+    e = dr(LOG, PI, Q)
+    assert e.value == pytest.approx((1.4 + 0.1875 + 3.5) / 3)
+
+
+def test_effective_sample_size() -> None:
+    assert effective_sample_size(np.array([2, 0.625, 4])) == pytest.approx(6.625**2 / (4 + 0.390625 + 16))
+    assert effective_sample_size(np.ones(50)) == pytest.approx(50)
+    e = ips(LOG, PI)
+    assert not e.trustworthy and "effective sample size 2 of 3" in e.warning
+
+
+def test_logging_policy_evaluates_to_the_logged_mean_with_full_ess() -> None:
+    rng = np.random.default_rng(3)
+    n = 500
+    p = rng.uniform(0.2, 0.8, n)
+    log = LoggedRounds(np.full(n, 2), np.zeros(n, dtype=int), p, rng.uniform(0, 1, n))
+    # The degenerate "policy" that always takes the logged action with the logged probability
+    # is not a policy; the logging policy itself is: (p, 1 - p) with the logged action first.
+    pi = np.stack([p, 1 - p], axis=1)
+    assert ips(log, pi).value == pytest.approx(log.reward.mean())
+    assert snips(log, pi).ess == pytest.approx(n)
+
+
+def test_bad_inputs_name_the_problem() -> None:
+    with pytest.raises(ValueError, match="round 1 sums to"):
+        ips(LOG, np.array([[0.0, 1.0, 0.0], [0.5, 0.25, 0.0], [1.0, 0.0, 0.0]]))
+    with pytest.raises(ValueError, match="shape"):
+        snips(LOG, np.ones((2, 3)) / 3)
+    with pytest.raises(ValueError, match="propensity"):
+        LoggedRounds(np.array([2]), np.array([0]), np.array([0.0]), np.array([1.0]))
+    with pytest.raises(ValueError, match="chosen"):
+        LoggedRounds(np.array([2]), np.array([2]), np.array([0.5]), np.array([1.0]))
+
+
+def _simulated(rng: np.random.Generator, n: int, mu: np.ndarray) -> tuple[LoggedRounds, np.ndarray]:
+    """A log from a known world: 10 context types, 4 actions, Bernoulli rewards with means
+    ``mu[x, a]``, a logging policy that explores with random softmax probabilities."""
+    x = rng.integers(0, mu.shape[0], n)
+    logits = rng.normal(0, 1, (n, mu.shape[1]))
+    p0 = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    a = (rng.uniform(0, 1, (n, 1)) > np.cumsum(p0, axis=1)).sum(axis=1)
+    r = (rng.uniform(0, 1, n) < mu[x, a]).astype(float)
+    return LoggedRounds(np.full(n, mu.shape[1]), a, p0[np.arange(n), a], r), x
+
+
+def test_intervals_cover_the_true_value_on_simulated_logs() -> None:
+    rng = np.random.default_rng(20261123)
+    mu = rng.uniform(0.05, 0.6, (10, 4))
+    target = np.full((10, 4), 0.05)  # mostly greedy on a noisy view of the truth
+    target[np.arange(10), np.argmax(mu + rng.normal(0, 0.1, mu.shape), axis=1)] = 0.85
+    truth = float(np.mean((target * mu).sum(axis=1)))  # contexts are uniform
+    reps, covered = 150, {"ips": 0, "snips": 0, "dr": 0}
+    for _ in range(reps):
+        log, x = _simulated(rng, 2000, mu)
+        pi = target[x]
+        q = mean_reward_model(log, [["a0", "a1", "a2", "a3"]] * len(log))
+        for est in (ips(log, pi), snips(log, pi), dr(log, pi, q)):
+            covered[est.estimator] += est.low <= truth <= est.high
+    for name, c in covered.items():
+        assert c / reps >= 0.88, f"{name}: 95% intervals covered the true value in {c} of {reps} logs"
+
+
+def test_mean_reward_model_shrinks_toward_the_prior() -> None:
+    q = mean_reward_model(LOG, [["no_offer", "x"], ["no_offer", "x", "y"], ["no_offer", "x"]], prior=0.0,
+                          prior_weight=1.0)
+    # no_offer taken twice with rewards 0 and 2 -> (0 + 2 + 0) / (2 + 1); x once with 1 -> 1 / 2; y never
+    assert q[0, 0] == pytest.approx(2 / 3) and q[0, 1] == pytest.approx(0.5) and q[1, 2] == 0.0
