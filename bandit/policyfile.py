@@ -122,6 +122,16 @@ class Monitoring(Strict):
     max_complaint_rate: float = Field(0.05, gt=0, le=1, description="Default per-offer complaint limit.")
 
 
+class Promotion(Strict):
+    """When a retrained candidate replaces the champion (``bandit.gate``)."""
+
+    estimator: Literal["ips", "snips", "dr"] = Field("snips", description="Off-policy estimator the gate reads.")
+    margin: float = Field(0.0, description="The candidate's lower bound must beat the champion's estimate by this.")
+    max_complaint_rate: float = Field(0.02, gt=0, le=1, description="Absolute cap on the candidate's estimate.")
+    min_events: int = Field(1000, ge=1, description="Fewer evaluated decisions than this: keep the champion.")
+    min_ess: float = Field(100.0, gt=0, description="Effective sample size below this: keep the champion.")
+
+
 class PolicyFile(Strict):
     version: int = 1
     mode: Literal["online", "apprentice"] = Field(
@@ -132,6 +142,7 @@ class PolicyFile(Strict):
     learner: Learner = Learner()
     reward: RewardConfig = RewardConfig()
     monitoring: Monitoring = Monitoring()
+    promotion: Promotion = Promotion()
 
     def vw_args(self) -> list[str]:
         return ["--cb_explore_adf", *self.exploration.vw_args(), *self.learner.vw_args()]

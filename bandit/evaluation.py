@@ -1,0 +1,180 @@
+"""Evaluating policies on a held-out stretch of the log, side by side.
+
+The retraining flow compares, on the same logged decisions: the candidate, the
+champion, ``no_offer`` always, uniform random over the eligible offers, and a
+rules-only policy (a marketing heuristic written by hand). For each it reports the
+estimated reward per decision (IPS, SNIPS, DR, each with its 95% interval), the
+estimated complaint rate (SNIPS on the complaint indicator) and the effective sample
+size (``bandit.ope``).
+
+Which logged decisions count: activated ones (a decision never shown has no
+outcome to learn from) whose reward window has closed by ``as_of`` (else the
+reward is not known yet). Rewards come from the raw outcomes through the policy
+file's reward function (``bandit.reward``), as in training.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from bandit.catalog import NO_OFFER, Catalog
+from bandit.features import Namespaces
+from bandit.ope import MIN_ESS, Estimate, LoggedRounds, dr, ips, mean_reward_model, snips
+from bandit.policyfile import RewardConfig
+from bandit.reward import in_window, reward, window_closed
+from bandit.store import DecisionRecord, DecisionStore, Outcome
+from bandit.vw import Scorer
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    """Logged decisions ready for off-policy evaluation."""
+
+    records: list[DecisionRecord]
+    rewards: LoggedRounds
+    complaints: LoggedRounds  # the same rounds with reward = 1 if a complaint arrived in the window
+
+    @property
+    def action_ids(self) -> list[list[str]]:
+        return [r.action_ids for r in self.records]
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+
+def eval_set(pairs: list[tuple[DecisionRecord, list[Outcome]]], cfg: RewardConfig, as_of: float) -> EvalSet:
+    """Keep the learnable decisions (activated, reward window closed by ``as_of``) and
+    compute each one's reward and complaint indicator."""
+    kept, rewards, complaints = [], [], []
+    for rec, outs in pairs:
+        if not rec.activated or not window_closed(rec.ts, as_of, cfg):
+            continue
+        kept.append(rec)
+        rewards.append(reward(outs, rec.ts, float(rec.payload.get("offer_value", 0.0)), cfg))
+        complaints.append(float(any(o.type == "complaint" for o in in_window(outs, rec.ts, cfg))))
+    n_actions = np.array([len(r.action_ids) for r in kept], dtype=int)
+    chosen = np.array([r.chosen_index for r in kept], dtype=int)
+    propensity = np.array([r.probability for r in kept], dtype=float)
+    return EvalSet(kept, LoggedRounds(n_actions, chosen, propensity, np.array(rewards, dtype=float)),
+                   LoggedRounds(n_actions, chosen, propensity, np.array(complaints, dtype=float)))
+
+
+def eval_set_from_store(store: DecisionStore, cfg: RewardConfig, since: float | None, until: float | None,
+                        as_of: float) -> EvalSet:
+    return eval_set(list(store.iter_joined(since, until)), cfg, as_of)
+
+
+# -- policies: each gives an (n, K) matrix of probabilities over the logged eligible actions ----
+
+Policy = Callable[[EvalSet], np.ndarray]
+
+
+def _matrix(evals: EvalSet) -> np.ndarray:
+    return np.zeros((len(evals), max(evals.rewards.width, 1)))
+
+
+def no_offer_policy(evals: EvalSet) -> np.ndarray:
+    """``no_offer`` always (it is the first eligible action of every logged decision)."""
+    pi = _matrix(evals)
+    pi[:, 0] = 1.0
+    return pi
+
+
+def uniform_policy(evals: EvalSet) -> np.ndarray:
+    """Uniform random over each decision's eligible actions, ``no_offer`` included."""
+    pi = _matrix(evals)
+    for i, ids in enumerate(evals.action_ids):
+        pi[i, : len(ids)] = 1.0 / len(ids)
+    return pi
+
+
+def rules_policy(catalog: Catalog, min_sentiment: float = 0.3) -> Policy:
+    """The hand-written marketing heuristic: when the issue is resolved and the customer's
+    tone is at least ``min_sentiment``, make the eligible offer with the highest margin;
+    otherwise no offer. It sees exactly what the guardrails let through."""
+
+    def policy(evals: EvalSet) -> np.ndarray:
+        pi = _matrix(evals)
+        for i, rec in enumerate(evals.records):
+            interaction = rec.payload.get("context", {}).get("interaction", {})
+            offers = [(catalog.offers[a].value, k) for k, a in enumerate(rec.action_ids)
+                      if a != NO_OFFER and a in catalog.offers]
+            good_moment = interaction.get("resolved") == "true" and interaction.get("sentiment", 0.0) >= min_sentiment
+            pi[i, max(offers)[1] if offers and good_moment else 0] = 1.0
+        return pi
+
+    return policy
+
+
+def model_policy(scorer: Scorer) -> Policy:
+    """A trained model's exploring policy, scored on the features that were logged."""
+
+    def policy(evals: EvalSet) -> np.ndarray:
+        pi = _matrix(evals)
+        for i, rec in enumerate(evals.records):
+            shared: Namespaces = rec.payload["shared"]
+            actions: list[Namespaces] = rec.payload["actions"]
+            pi[i, : len(actions)] = scorer.pmf(shared, actions) if len(actions) > 1 else [1.0]
+        return pi
+
+    return policy
+
+
+# -- comparing ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PolicyEvaluation:
+    policy: str
+    reward: dict[str, Estimate]  # by estimator: ips, snips, dr
+    complaint_rate: Estimate  # SNIPS on the complaint indicator
+    offer_rate: float  # the policy's expected share of decisions that make an offer
+    ess: float
+
+    def warnings(self) -> list[str]:
+        return [w for w in (e.warning for e in self.reward.values()) if w]
+
+    def as_metrics(self) -> dict[str, float]:
+        out: dict[str, float] = {"ess": self.ess, "offer_rate": self.offer_rate,
+                                 "complaint_rate": self.complaint_rate.value,
+                                 "complaint_rate_high": self.complaint_rate.high}
+        for name, e in self.reward.items():
+            out.update({f"{name}": e.value, f"{name}_low": e.low, f"{name}_high": e.high})
+        return out
+
+
+@dataclass(frozen=True)
+class Comparison:
+    n: int
+    policies: dict[str, PolicyEvaluation] = field(default_factory=dict)
+
+    def table(self, estimator: str = "snips") -> list[dict[str, Any]]:
+        """One row per policy, for reports."""
+        rows = []
+        for name, ev in self.policies.items():
+            e = ev.reward[estimator]
+            rows.append({"policy": name, "value": e.value, "low": e.low, "high": e.high,
+                         "complaint_rate": ev.complaint_rate.value, "offer_rate": ev.offer_rate, "ess": ev.ess})
+        return rows
+
+
+def evaluate(evals: EvalSet, policies: Mapping[str, Policy], min_ess: float = MIN_ESS) -> Comparison:
+    """Every policy on the same logged decisions, with every estimator."""
+    q_hat = mean_reward_model(evals.rewards, evals.action_ids) if len(evals) else np.zeros((0, 1))
+    out: dict[str, PolicyEvaluation] = {}
+    for name, policy in policies.items():
+        pi = policy(evals)
+        estimates = {"ips": ips(evals.rewards, pi, min_ess), "snips": snips(evals.rewards, pi, min_ess),
+                     "dr": dr(evals.rewards, pi, q_hat, min_ess)}
+        offer_rate = float(1.0 - pi[:, 0].mean()) if len(evals) else 0.0
+        out[name] = PolicyEvaluation(name, estimates, snips(evals.complaints, pi, min_ess), offer_rate,
+                                     estimates["snips"].ess)
+    return Comparison(len(evals), out)
+
+
+def baselines(catalog: Catalog) -> dict[str, Policy]:
+    """The policies every candidate is compared with, besides the champion."""
+    return {"no_offer": no_offer_policy, "uniform": uniform_policy, "rules": rules_policy(catalog)}

@@ -1,0 +1,59 @@
+"""The promotion gate: a retrained candidate replaces the champion only on evidence.
+
+Promote only when all hold, on the same held-out log (``bandit.evaluation``):
+
+- enough evidence: at least ``min_events`` evaluated decisions, and the candidate's
+  effective sample size at least ``min_ess``;
+- better: the candidate's lower 95% bound on reward per decision beats the champion's
+  estimate by ``margin`` (``low_cand > V̂_champ + margin``), with the configured estimator;
+- no more complaints: the candidate's estimated complaint rate is at or below the
+  champion's and under the absolute cap ``max_complaint_rate``.
+
+Otherwise the champion stays, and every reason is recorded. Pure: the flow that
+calls it moves registry aliases and logs the verdict.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bandit.evaluation import Comparison
+from bandit.policyfile import Promotion
+
+
+@dataclass(frozen=True)
+class Verdict:
+    promote: bool
+    reasons: list[str]  # why not (empty when promoted), or why, when promoted
+
+    def summary(self) -> str:
+        return ("promote: " if self.promote else "keep the champion: ") + "; ".join(self.reasons)
+
+
+def gate(comparison: Comparison, cfg: Promotion, candidate: str = "candidate",
+         champion: str | None = "champion") -> Verdict:
+    """Decide from a comparison holding ``candidate`` and (unless there is none yet)
+    ``champion``. With no champion, the candidate must beat ``no_offer`` instead: a first
+    model is promoted only if it does better than making no offers at all."""
+    cand = comparison.policies[candidate]
+    base_name = champion if champion is not None and champion in comparison.policies else "no_offer"
+    base = comparison.policies[base_name]
+    c_est, b_est = cand.reward[cfg.estimator], base.reward[cfg.estimator]
+    problems = []
+    if comparison.n < cfg.min_events:
+        problems.append(f"only {comparison.n} evaluated decisions, {cfg.min_events} needed")
+    if cand.ess < cfg.min_ess:
+        problems.append(f"candidate's effective sample size {cand.ess:.0f} is below {cfg.min_ess:.0f}")
+    if not c_est.low > b_est.value + cfg.margin:
+        problems.append(f"candidate's lower bound {c_est.low:.4f} ({cfg.estimator}) does not beat {base_name}'s "
+                        f"{b_est.value:.4f} + margin {cfg.margin:g}")
+    c_rate, b_rate = cand.complaint_rate.value, base.complaint_rate.value
+    if c_rate > b_rate:
+        problems.append(f"candidate's complaint rate {c_rate:.4f} is above {base_name}'s {b_rate:.4f}")
+    if c_rate > cfg.max_complaint_rate:
+        problems.append(f"candidate's complaint rate {c_rate:.4f} is above the cap {cfg.max_complaint_rate:g}")
+    if problems:
+        return Verdict(False, problems)
+    return Verdict(True, [f"lower bound {c_est.low:.4f} > {base_name} {b_est.value:.4f} + {cfg.margin:g}; "
+                          f"complaint rate {c_rate:.4f} <= {b_rate:.4f} and <= {cfg.max_complaint_rate:g}; "
+                          f"{comparison.n} decisions, ESS {cand.ess:.0f}"])

@@ -1,0 +1,122 @@
+"""Policies compared on a held-out log, and the promotion gate."""
+
+import numpy as np
+import pytest
+
+from bandit.catalog import load_catalog
+from bandit.evaluation import (
+    Comparison,
+    PolicyEvaluation,
+    eval_set,
+    eval_set_from_store,
+    evaluate,
+    model_policy,
+    no_offer_policy,
+    rules_policy,
+    uniform_policy,
+)
+from bandit.gate import gate
+from bandit.ope import Estimate
+from bandit.policyfile import Promotion, RewardConfig
+from bandit.store import DecisionRecord, DecisionStore, Outcome
+from bandit.vw import ColdStart
+
+CFG = RewardConfig(window_hours=1, complaint_penalty=100)
+T0 = 1_800_000_000.0
+CATALOG = load_catalog(__import__("pathlib").Path("config/offers.yaml"))
+
+
+def rec(eid: str, ids: list[str], chosen: int, pmf: list[float], *, activated: bool = True, ts: float = T0,
+        resolved: str = "true", sentiment: float = 0.5) -> DecisionRecord:
+    return DecisionRecord(eid, ts, "online", "m", ids, pmf, chosen, activated, customer_key="k",
+                          payload={"offer_value": 10.0, "context": {"interaction": {"resolved": resolved,
+                                                                                   "sentiment": sentiment}},
+                                   "shared": {"context": {"x": 1.0}},
+                                   "actions": [{"offer": {f"id={a}": 1.0}} for a in ids]})
+
+
+def test_only_activated_decisions_with_a_closed_window_count(store: DecisionStore) -> None:
+    ids = ["no_offer", "fiber_upgrade"]
+    store.log_decisions([rec("a", ids, 1, [0.5, 0.5]), rec("shown-later", ids, 1, [0.5, 0.5], activated=False),
+                         rec("too-new", ids, 1, [0.5, 0.5], ts=T0 + 7200), rec("c", ids, 1, [0.5, 0.5])])
+    store.add_outcome(Outcome("a", "accepted", T0 + 60, value=25.0))
+    store.add_outcome(Outcome("c", "complaint", T0 + 60))
+    store.add_outcome(Outcome("c", "accepted", T0 + 7200, value=99.0))  # after the window: not learned
+    ev = eval_set_from_store(store, CFG, None, None, as_of=T0 + 3600)
+    assert [r.event_id for r in ev.records] == ["a", "c"]
+    assert list(ev.rewards.reward) == [25.0, -100.0] and list(ev.complaints.reward) == [0.0, 1.0]
+    assert list(ev.rewards.propensity) == [0.5, 0.5]
+
+
+def test_baseline_policies() -> None:
+    ev = eval_set([(rec("1", ["no_offer", "fiber_upgrade", "premium_bundle"], 0, [0.8, 0.1, 0.1]), []),
+                   (rec("2", ["no_offer", "fiber_upgrade"], 1, [0.5, 0.5], sentiment=0.1), []),
+                   (rec("3", ["no_offer"], 0, [1.0], resolved="false"), [])], CFG, as_of=T0 + 3600)
+    assert no_offer_policy(ev)[:, 0].tolist() == [1, 1, 1]
+    assert np.allclose(uniform_policy(ev), [[1 / 3] * 3, [0.5, 0.5, 0], [1, 0, 0]])
+    best = max(("fiber_upgrade", "premium_bundle"), key=lambda o: CATALOG.offers[o].value)
+    rules = rules_policy(CATALOG)(ev)
+    assert rules[0, ["no_offer", "fiber_upgrade", "premium_bundle"].index(best)] == 1.0
+    assert rules[1, 0] == 1.0 and rules[2, 0] == 1.0  # tone too low; nothing eligible
+    assert model_policy(ColdStart(0.1))(ev)[0].tolist() == pytest.approx([0.9 + 0.1 / 3, 0.1 / 3, 0.1 / 3])
+
+
+def test_evaluate_orders_policies_by_what_they_would_have_earned() -> None:
+    # Logged uniformly over [no_offer, fiber_upgrade]: the offer earns 10, no_offer 0.
+    rng = np.random.default_rng(1)
+    pairs = []
+    for i in range(4000):
+        chosen = int(rng.integers(0, 2))
+        outs = [Outcome(str(i), "accepted", T0 + 1, value=10.0)] if chosen else []
+        pairs.append((rec(str(i), ["no_offer", "fiber_upgrade"], chosen, [0.5, 0.5]), outs))
+    ev = eval_set(pairs, CFG, as_of=T0 + 3600)
+
+    def always_offer(e):  # noqa: ANN001, ANN202
+        pi = np.zeros((len(e), 2))
+        pi[:, 1] = 1.0
+        return pi
+
+    cmp = evaluate(ev, {"no_offer": no_offer_policy, "uniform": uniform_policy, "offer": always_offer})
+    assert cmp.policies["no_offer"].reward["snips"].value == 0.0
+    assert cmp.policies["offer"].reward["snips"].value == pytest.approx(10.0)
+    for name in ("ips", "dr"):
+        e = cmp.policies["uniform"].reward[name]
+        assert e.low < 5.0 < e.high
+    assert cmp.policies["offer"].offer_rate == 1.0 and cmp.policies["uniform"].ess == pytest.approx(4000)
+    assert [r["policy"] for r in cmp.table()] == ["no_offer", "uniform", "offer"]
+
+
+def _ev(name: str, value: float, low: float, complaints: float, ess: float = 5000) -> PolicyEvaluation:
+    est = {k: Estimate(k, value, low, value + (value - low), 0.1, 5000, ess) for k in ("ips", "snips", "dr")}
+    return PolicyEvaluation(name, est, Estimate("snips", complaints, 0, 1, 0.01, 5000, ess), 0.3, ess)
+
+
+def _cmp(*evs: PolicyEvaluation, n: int = 5000) -> Comparison:
+    return Comparison(n, {e.policy: e for e in evs})
+
+
+GATE = Promotion(margin=0.1, max_complaint_rate=0.02, min_events=1000, min_ess=100)
+
+
+def test_gate_promotes_a_better_candidate_and_says_why() -> None:
+    v = gate(_cmp(_ev("candidate", 3.0, 2.5, 0.005), _ev("champion", 2.0, 1.5, 0.006)), GATE)
+    assert v.promote and "lower bound 2.5000 > champion 2.0000" in v.summary()
+
+
+@pytest.mark.parametrize(("cand", "champ", "n", "expected"), [
+    (_ev("candidate", 3.0, 2.05, 0.005), _ev("champion", 2.0, 1.5, 0.006), 5000, "does not beat champion"),
+    (_ev("candidate", 3.0, 2.5, 0.008), _ev("champion", 2.0, 1.5, 0.006), 5000, "above champion's"),
+    (_ev("candidate", 3.0, 2.5, 0.03), _ev("champion", 2.0, 1.5, 0.04), 5000, "above the cap"),
+    (_ev("candidate", 3.0, 2.5, 0.005, ess=50), _ev("champion", 2.0, 1.5, 0.006), 5000, "effective sample size"),
+    (_ev("candidate", 3.0, 2.5, 0.005), _ev("champion", 2.0, 1.5, 0.006), 500, "only 500 evaluated"),
+])
+def test_gate_keeps_the_champion_and_records_why(cand: PolicyEvaluation, champ: PolicyEvaluation, n: int,
+                                                 expected: str) -> None:
+    v = gate(_cmp(cand, champ, n=n), GATE)
+    assert not v.promote and expected in v.summary()
+
+
+def test_first_model_must_beat_no_offer() -> None:
+    assert gate(_cmp(_ev("candidate", 1.0, 0.5, 0.0), _ev("no_offer", 0.0, 0.0, 0.0)), GATE, champion=None).promote
+    v = gate(_cmp(_ev("candidate", 1.0, -0.5, 0.0), _ev("no_offer", 0.0, 0.0, 0.0)), GATE, champion=None)
+    assert not v.promote and "no_offer" in v.summary()
