@@ -1,0 +1,136 @@
+"""Training benchmark: the retraining step against raw Vowpal Wabbit on the same data.
+
+Builds a decision log of ``--decisions`` simulated decisions through the real decision
+path (SQLite, cold-start policy, outcomes from the toy simulator of ``experiments/loop.py``),
+then, in one run:
+
+- exports it to DSJSON (``offer-bandit export-dsjson``'s code) and times the export;
+- raw VW: ``python -m vowpalwabbit --dsjson --cb_explore_adf <the policy file's learner
+  arguments> -d <export>``, VW's own command-line trainer, timed as a subprocess, less its
+  start-up (the same command on an empty file);
+- ours, the training step alone: ``bandit.training.train_dsjson_file`` on the same file;
+- ours, end to end: ``bandit.training.train_from_log`` (read and join the log, compute
+  rewards, train), which is what the nightly retrain does.
+
+Prints events/s of each and the ratio of ours to raw VW.
+
+    python experiments/bench_training.py [--decisions 200000] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from bandit.catalog import NO_OFFER  # noqa: E402
+from bandit.config import LiveConfig  # noqa: E402
+from bandit.decision import Decider, ModelSlot  # noqa: E402
+from bandit.dsjson import export_dsjson  # noqa: E402
+from bandit.settings import get_settings  # noqa: E402
+from bandit.store import DecisionStore  # noqa: E402
+from bandit.training import train_dsjson_file, train_from_log  # noqa: E402
+from bandit.vw import ColdStart  # noqa: E402
+from experiments.loop import random_request, respond  # noqa: E402
+
+
+def build_log(work: Path, n: int, seed: int = 11) -> tuple[DecisionStore, LiveConfig]:
+    settings = get_settings(home=work, catalog=REPO / "config/offers.yaml", policy=REPO / "config/policy.yaml",
+                            salt="bench")
+    live = LiveConfig(settings)
+    store = DecisionStore(f"sqlite:///{work / 'decisions.db'}", sqlite_synchronous="NORMAL")
+    decider = Decider(live, store, ModelSlot(ColdStart(0.3)), settings.secret)
+    rng = random.Random(seed)
+    start = datetime(2026, 11, 2, 8, tzinfo=UTC)
+    t0 = time.perf_counter()
+    for i in range(n):
+        now = start + timedelta(seconds=i * 3)
+        req = random_request(rng, n_customers=max(1000, n // 4))
+        d = decider.decide(req, now=now)
+        if d.offer_id != NO_OFFER:
+            accepted, complaint = respond(rng, req, d.offer_id, live.current.catalog)
+            decider.record_outcome(d.event_id, "accepted" if accepted else "declined", now=now + timedelta(minutes=5))
+            if complaint:
+                decider.record_outcome(d.event_id, "complaint", now=now + timedelta(minutes=5))
+        if (i + 1) % 20000 == 0:
+            rate = (i + 1) / (time.perf_counter() - t0)
+            print(f"  logged {i + 1:,} decisions ({rate:,.0f}/s)", flush=True)
+    return store, live
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    p.add_argument("--decisions", type=int, default=200_000, help="size of the simulated log")
+    p.add_argument("--json", type=Path, help="also write the results here")
+    p.add_argument("--keep", action="store_true", help="keep the work directory (log, export, models)")
+    args = p.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench-training-"))
+    try:
+        print(f"building a log of {args.decisions:,} decisions in {work} ...", flush=True)
+        store, live = build_log(work, args.decisions)
+        policy = live.current.policy
+        vw_args = policy.vw_args()
+
+        export = work / "events.json"
+        t = time.perf_counter()
+        with open(export, "w") as fh:
+            stats = export_dsjson(store, fh, policy.reward)
+        t_export = time.perf_counter() - t
+        events = stats.written
+        print(f"exported {events:,} activated decisions to DSJSON in {t_export:.1f} s", flush=True)
+
+        def raw_vw(data: Path) -> float:
+            t = time.perf_counter()
+            raw = subprocess.run([sys.executable, "-m", "vowpalwabbit", "--dsjson", *vw_args, "-d", str(data),
+                                  "--quiet", "-f", str(work / "raw.vw")], capture_output=True, text=True)
+            if raw.returncode != 0:
+                sys.exit(f"raw VW failed: {raw.stderr[-2000:]}")
+            return time.perf_counter() - t
+
+        empty = work / "empty.json"
+        empty.write_text("")
+        t_start = min(raw_vw(empty) for _ in range(3))  # interpreter and VW start-up, not training
+        t_raw = raw_vw(export) - t_start
+
+        t = time.perf_counter()
+        _, n_ours = train_dsjson_file(vw_args, export)
+        t_ours = time.perf_counter() - t
+
+        t = time.perf_counter()
+        _, n_e2e = train_from_log(store, policy)
+        t_e2e = time.perf_counter() - t
+        store.close()
+
+        rows = [("raw VW (python -m vowpalwabbit)", events, t_raw), ("ours: training step (train_dsjson_file)", n_ours, t_ours),
+                ("ours: from the log (train_from_log)", n_e2e, t_e2e)]
+        print(f"\n{'':<38} {'events':>9} {'seconds':>8} {'events/s':>10}")
+        for name, n, s in rows:
+            print(f"{name:<38} {n:>9,} {s:>8.2f} {n / s:>10,.0f}")
+        ratio_step, ratio_e2e = (n_ours / t_ours) / (events / t_raw), (n_e2e / t_e2e) / (events / t_raw)
+        print(f"\nratio to raw VW: training step {ratio_step:.2f}, from the log {ratio_e2e:.2f}")
+        print(f"raw VW's time excludes its start-up ({t_start:.2f} s, timed on an empty file)")
+        print(f"VW arguments: {' '.join(vw_args)}; machine: {os.cpu_count()} cores")
+        if args.json:
+            args.json.write_text(json.dumps({"events": events, "raw_seconds": t_raw, "step_seconds": t_ours,
+                                             "e2e_seconds": t_e2e, "export_seconds": t_export,
+                                             "ratio_step": ratio_step, "ratio_e2e": ratio_e2e}, indent=2))
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
