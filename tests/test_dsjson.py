@@ -127,3 +127,24 @@ def test_every_explorer_trains_and_gives_a_pmf_over_eligible_offers(decider: Dec
     pmf = model.pmf(rec.payload["shared"], rec.payload["actions"])
     assert n == 36 and len(pmf) == len(rec.action_ids) and sum(pmf) == pytest.approx(1.0)
     assert all(p >= 0 for p in pmf)
+
+
+def test_warm_start_continues_from_the_saved_model(decider: Decider, tmp_path) -> None:
+    from bandit.dsjson import dsjson_lines
+    from bandit.policyfile import PolicyFile
+
+    fill(decider, 40)
+    policy = PolicyFile()
+    lines = list(dsjson_lines(decider.store, policy.reward))
+    first, n = train_dsjson(policy.vw_args(), lines[:20])
+    first.save(tmp_path / "first.vw")
+    rec = decider.store.get_decision("e1")
+    score = lambda m: m.pmf(rec.payload["shared"], rec.payload["actions"])  # noqa: E731
+    same, n0 = train_dsjson([], [], warm_start=tmp_path / "first.vw")
+    assert n == 20 and n0 == 0 and score(same) == pytest.approx(score(first))
+    more, n2 = train_dsjson([], lines[20:], warm_start=tmp_path / "first.vw")
+    fresh, _ = train_dsjson(policy.vw_args(), lines[20:])
+    more.save(tmp_path / "more.vw")
+    fresh.save(tmp_path / "fresh.vw")
+    assert n2 == len(lines) - 20 and more.args == first.args
+    assert (tmp_path / "more.vw").read_bytes() != (tmp_path / "fresh.vw").read_bytes()  # it kept what it knew
