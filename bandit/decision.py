@@ -33,8 +33,9 @@ from bandit.catalog import NO_OFFER, Catalog
 from bandit.config import LiveConfig
 from bandit.context import DecisionRequest, History
 from bandit.errors import InvalidRequest, UnknownEvent
-from bandit.features import offer_features, shared_features
+from bandit.features import Namespaces, offer_features, shared_features
 from bandit.guardrails import Eligibility, eligible_offers
+from bandit.policyfile import PolicyFile
 from bandit.reward import OUTCOME_TYPES
 from bandit.sampling import baseline_pmf, sample_index, uniform_from
 from bandit.logwriter import GroupCommitWriter
@@ -187,12 +188,8 @@ class Decider:
             log.error("decision %s: log unreadable: %s", event_id, exc)
             self.observer.log_failed(exc)
             return self._unlogged(event_id, self.models.current.version, Eligibility((NO_OFFER,), ()))
-        elig = eligible_offers(request, catalog, history, g, now, suspended)
-
-        shared = shared_features(request, history, now)
-        actions = [offer_features(catalog.get(oid)) for oid in elig.eligible]
-        scorer = self.models.current
-        model_pmf, version = self._score(scorer, shared, actions, policy.exploration.cold_start_epsilon)
+        elig, shared, actions, model_pmf, version = score_request(
+            request, catalog, policy, self.models.current, history, now, suspended)
         mode = "cold_start" if version == COLD_START else "online"
         shadow = None
         u = uniform_from(event_id, self.secret)
@@ -248,15 +245,6 @@ class Decider:
         self.observer.decided(decision, p.channel, p.eligibility, explored=pmf[p.record.chosen_index] < max(pmf))
         return decision
 
-    def _score(self, scorer: Scorer, shared: dict, actions: list, eps: float) -> tuple[list[float], str]:
-        if len(actions) == 1:
-            return [1.0], scorer.version
-        try:
-            return scorer.pmf(shared, actions), scorer.version
-        except Exception as exc:  # noqa: BLE001 - a broken model must not take decisions down
-            log.error("model %s failed to score, using cold start: %s", scorer.version, exc)
-            return baseline_pmf(len(actions), eps), COLD_START
-
     @staticmethod
     def _check_candidates(request: DecisionRequest, catalog: Catalog) -> None:
         if request.candidates is None:
@@ -302,6 +290,28 @@ class Decider:
 
     def history_of(self, customer_id: str, now: datetime | None = None) -> History:
         return self.store.history(customer_key(self.secret, customer_id), now or self.clock(), 365)
+
+
+def score_request(
+    request: DecisionRequest, catalog: Catalog, policy: PolicyFile, scorer: Scorer, history: History,
+    now: datetime, suspended: frozenset[str] | set[str] = frozenset(),
+) -> tuple[Eligibility, Namespaces, list[Namespaces], list[float], str]:
+    """Guardrails, features and the model's probabilities over the eligible offers: the
+    part of a decision that needs no log. Also what the MLflow model's ``predict`` runs.
+
+    Returns the eligibility, the shared and per-action features, the pmf and the version
+    of the model that gave it (``cold-start`` if the model failed to score: a broken model
+    must not take decisions down)."""
+    elig = eligible_offers(request, catalog, history, policy.guardrails, now, suspended)
+    shared = shared_features(request, history, now)
+    actions = [offer_features(catalog.get(oid)) for oid in elig.eligible]
+    if len(actions) == 1:
+        return elig, shared, actions, [1.0], scorer.version
+    try:
+        return elig, shared, actions, scorer.pmf(shared, actions), scorer.version
+    except Exception as exc:  # noqa: BLE001
+        log.error("model %s failed to score, using cold start: %s", scorer.version, exc)
+        return elig, shared, actions, baseline_pmf(len(actions), policy.exploration.cold_start_epsilon), COLD_START
 
 
 def check_outcome_values(type_: str, value: float | None, score: float | None) -> None:

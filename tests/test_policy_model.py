@@ -1,0 +1,49 @@
+"""The policy as an MLflow pyfunc model, registered and loaded back by alias."""
+
+from pathlib import Path
+
+import pytest
+
+mlflow = pytest.importorskip("mlflow")
+
+from bandit.decision import Decider  # noqa: E402
+from bandit.policyfile import PolicyFile  # noqa: E402
+from bandit.training import train_from_log  # noqa: E402
+from test_dsjson import fill  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def tracking(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return uri
+
+
+@pytest.mark.parametrize("store", ["sqlite"], indirect=True)
+def test_pyfunc_model_scores_contexts_with_the_guardrails_and_loads_by_alias(
+        decider: Decider, tracking: str, tmp_path: Path) -> None:
+    from mlflow import MlflowClient
+
+    from flows.policy_model import INPUT_EXAMPLE, log_policy_model
+
+    fill(decider, 40)
+    model, _ = train_from_log(decider.store, PolicyFile())
+    model.save(tmp_path / "model.vw")
+    mlflow.set_experiment("offer-bandit-test")
+    with mlflow.start_run():
+        info = log_policy_model(tmp_path / "model.vw", REPO / "config/offers.yaml", REPO / "config/policy.yaml")
+    version = mlflow.register_model(info.model_uri, "offer-policy").version
+    MlflowClient().set_registered_model_alias("offer-policy", "champion", version)
+
+    loaded = mlflow.pyfunc.load_model("models:/offer-policy@champion")
+    out = loaded.predict(INPUT_EXAMPLE)
+    assert list(out.columns) == ["greedy", "offers", "probabilities"]
+    happy, distressed = out.iloc[0], out.iloc[1]
+    assert len(happy["offers"]) > 1 and happy["greedy"] in happy["offers"]
+    assert sum(happy["probabilities"]) == pytest.approx(1.0)
+    assert list(distressed["offers"]) == ["no_offer"] and distressed["greedy"] == "no_offer"
+    assert loaded.metadata.signature is not None
