@@ -1,5 +1,6 @@
 """The policy as an MLflow pyfunc model, registered and loaded back by alias."""
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -14,9 +15,18 @@ from test_dsjson import fill  # noqa: E402
 REPO = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(scope="session")
+def migrated_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An MLflow tracking database migrated once per session (a fresh one takes ~7 s)."""
+    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+    mlflow.MlflowClient(f"sqlite:///{path}").search_experiments()
+    return path
+
+
 @pytest.fixture
-def tracking(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+def tracking(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, migrated_db: Path) -> str:
     monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+    shutil.copy(migrated_db, tmp_path / "mlflow.db")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
@@ -47,3 +57,37 @@ def test_pyfunc_model_scores_contexts_with_the_guardrails_and_loads_by_alias(
     assert sum(happy["probabilities"]) == pytest.approx(1.0)
     assert list(distressed["offers"]) == ["no_offer"] and distressed["greedy"] == "no_offer"
     assert loaded.metadata.signature is not None
+
+
+@pytest.mark.parametrize("store", ["sqlite"], indirect=True)
+def test_promotion_rollback_and_the_service_model_source(decider: Decider, tracking: str, tmp_path: Path) -> None:
+    from bandit.models import load_checked
+    from flows.policy_model import log_policy_model
+    from flows.registry import Registry, RegistryError, RegistryModelSource
+
+    fill(decider, 40)
+    model, _ = train_from_log(decider.store, PolicyFile())
+    model.save(tmp_path / "model.vw")
+    reg = Registry(tracking, "offer-policy")
+    assert reg.version_of("champion") is None
+    with pytest.raises(RegistryError, match="no 'previous' version"):
+        reg.rollback()
+    mlflow.set_experiment("offer-bandit-test")
+    versions = []
+    for _ in range(2):
+        with mlflow.start_run():
+            info = log_policy_model(tmp_path / "model.vw", REPO / "config/offers.yaml", REPO / "config/policy.yaml")
+        versions.append(reg.register(info.model_uri, {"gate": "test"}))
+    assert reg.promote(versions[0]) is None and reg.version_of("champion") == versions[0]
+    assert reg.promote(versions[1]) == versions[0]
+    assert (reg.version_of("champion"), reg.version_of("previous")) == (versions[1], versions[0])
+    assert reg.rollback() == (versions[1], versions[0])
+    assert (reg.version_of("champion"), reg.version_of("previous")) == (versions[0], versions[1])
+
+    source = RegistryModelSource(reg, tmp_path / "cache")
+    current = source.current_version()
+    assert current == f"offer-policy/{versions[0]}"
+    path = source.fetch(current)
+    assert path.read_bytes() == (tmp_path / "model.vw").read_bytes()
+    assert source.fetch(current) == path  # cached
+    assert load_checked(path, current).version == current

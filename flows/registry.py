@@ -1,0 +1,105 @@
+"""The MLflow model registry: the champion alias, promotion, rollback, and the model
+source the service polls.
+
+One registered model (``offer-policy`` unless configured) holds every candidate the
+retraining flow registers. Two aliases say what serves: ``champion`` (the service
+loads it) and ``previous`` (the champion before it, so a bad promotion can be undone
+in one step). Promotion and rollback only move aliases; versions are never deleted.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from mlflow import MlflowClient
+from mlflow.artifacts import download_artifacts
+from mlflow.exceptions import MlflowException
+from mlflow.models import Model
+
+CHAMPION = "champion"
+PREVIOUS = "previous"
+DEFAULT_NAME = "offer-policy"
+
+
+class RegistryError(RuntimeError):
+    pass
+
+
+class Registry:
+    def __init__(self, tracking_uri: str, name: str = DEFAULT_NAME):
+        self.name = name
+        self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+    def version_of(self, alias: str) -> str | None:
+        """The version an alias points to, or ``None`` (no such alias, or no model yet)."""
+        try:
+            return str(self.client.get_model_version_by_alias(self.name, alias).version)
+        except MlflowException:
+            return None
+
+    def register(self, model_uri: str, tags: dict[str, str] | None = None) -> str:
+        """Register a logged model as a new version; returns the version."""
+        try:
+            self.client.get_registered_model(self.name)
+        except MlflowException:
+            self.client.create_registered_model(self.name, description="offer-bandit policies (VW, pyfunc)")
+        mv = self.client.create_model_version(self.name, model_uri, run_id=_run_of(model_uri), tags=tags or {})
+        return str(mv.version)
+
+    def promote(self, version: str) -> str | None:
+        """Make ``version`` the champion; the champion it replaces becomes ``previous``.
+        Returns the replaced version (``None`` if there was none or it is the same)."""
+        old = self.version_of(CHAMPION)
+        if old == str(version):
+            return None
+        if old is not None:
+            self.client.set_registered_model_alias(self.name, PREVIOUS, old)
+        self.client.set_registered_model_alias(self.name, CHAMPION, str(version))
+        return old
+
+    def rollback(self) -> tuple[str, str]:
+        """Move ``champion`` back to ``previous`` (and ``previous`` to the version rolled
+        back from, so a second rollback undoes the first). Returns (from, to)."""
+        champ, prev = self.version_of(CHAMPION), self.version_of(PREVIOUS)
+        if prev is None or champ is None:
+            raise RegistryError(f"registered model '{self.name}' has no '{PREVIOUS}' version to roll back to")
+        self.client.set_registered_model_alias(self.name, CHAMPION, prev)
+        self.client.set_registered_model_alias(self.name, PREVIOUS, champ)
+        return champ, prev
+
+
+def _run_of(model_uri: str) -> str | None:
+    # runs:/<run_id>/<path> and models:/m-<id> URIs; the registry only needs it for lineage
+    if model_uri.startswith("runs:/"):
+        return model_uri.split("/")[1]
+    return None
+
+
+class RegistryModelSource:
+    """The service's model source (``bandit.models.ModelSource``): the champion alias.
+
+    Versions are ``<name>/<version>``. ``fetch`` downloads that version once into a
+    local cache and returns the VW model file inside it."""
+
+    name = "registry"
+
+    def __init__(self, registry: Registry, cache: Path, alias: str = CHAMPION):
+        self.registry = registry
+        self.alias = alias
+        self.cache = Path(cache)
+
+    def current_version(self) -> str | None:
+        v = self.registry.version_of(self.alias)
+        return f"{self.registry.name}/{v}" if v is not None else None
+
+    def fetch(self, version: str) -> Path:
+        name, _, number = version.rpartition("/")
+        target = self.cache / name / number
+        if not (target / "MLmodel").is_file():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+                local = Path(download_artifacts(artifact_uri=f"models:/{name}/{number}", dst_path=tmp))
+                local.rename(target)
+        flavor = Model.load(str(target / "MLmodel")).flavors["python_function"]
+        return target / flavor["artifacts"]["model"]["path"]
