@@ -249,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
              "API. Needs OFFER_BANDIT_API_KEYS and OFFER_BANDIT_ADMIN_KEY (or their _FILE variants).")
     sp.add_argument("--port", type=int, default=3000)
     sp.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    sp.add_argument("--model", type=Path, help="VW model file to serve and watch (env OFFER_BANDIT_MODEL_PATH)")
+    sp.add_argument("--model", type=Path, help="VW model file to serve and watch (env OFFER_BANDIT_MODEL_PATH); default: the MLflow registry's champion (OFFER_BANDIT_MODEL_ALIAS of OFFER_BANDIT_REGISTERED_MODEL)")
 
     sp = add("demo", cmd_demo, "run a small simulated loop: decide, outcomes, train, decide again",
              "Simulated days of interactions through the decision path, retraining each night, "

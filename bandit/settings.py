@@ -41,6 +41,11 @@ class Settings(BaseSettings):
     )
     model_path: Path | None = Field(None, description="A VW model file to serve; default: cold start.")
     model_poll_seconds: float = Field(30.0, gt=0, description="How often the service checks for a new model.")
+    mlflow_tracking_uri: str | None = Field(
+        None, description="MLflow tracking and registry store; default: sqlite:///<home>/mlflow.db."
+    )
+    registered_model: str = Field("offer-policy", description="The registered model the flows register into.")
+    model_alias: str = Field("champion", description="The registry alias the service serves (without a model_path).")
     api_keys: str | None = Field(None, description="Channel keys, comma separated: decide, outcomes, activate.")
     api_keys_file: Path | None = Field(None, description="File with channel keys, one per line.")
     admin_key: str | None = Field(None, description="Admin key: everything a channel key may, plus admin routes.")
@@ -54,6 +59,10 @@ class Settings(BaseSettings):
         description="SQLite log: FULL fsyncs every commit (a logged decision survives power loss); NORMAL "
         "fsyncs only at checkpoints (it survives a crash of the service, not of the machine).",
     )
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.mlflow_tracking_uri or f"sqlite:///{(self.home / 'mlflow.db').resolve()}"
 
     @property
     def db_url(self) -> str:

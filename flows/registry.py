@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import Any
 
-from mlflow import MlflowClient
-from mlflow.artifacts import download_artifacts
-from mlflow.exceptions import MlflowException
-from mlflow.models import Model
+# MLflow is imported where it is used: importing it takes seconds, and the service
+# imports this module at start-up whether or not a registry exists yet.
 
 CHAMPION = "champion"
 PREVIOUS = "previous"
@@ -28,11 +27,16 @@ class RegistryError(RuntimeError):
 
 class Registry:
     def __init__(self, tracking_uri: str, name: str = DEFAULT_NAME):
+        from mlflow import MlflowClient
+
         self.name = name
+        self.tracking_uri = tracking_uri
         self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
     def version_of(self, alias: str) -> str | None:
         """The version an alias points to, or ``None`` (no such alias, or no model yet)."""
+        from mlflow.exceptions import MlflowException
+
         try:
             return str(self.client.get_model_version_by_alias(self.name, alias).version)
         except MlflowException:
@@ -40,6 +44,8 @@ class Registry:
 
     def register(self, model_uri: str, tags: dict[str, str] | None = None) -> str:
         """Register a logged model as a new version; returns the version."""
+        from mlflow.exceptions import MlflowException
+
         try:
             self.client.get_registered_model(self.name)
         except MlflowException:
@@ -77,29 +83,46 @@ def _run_of(model_uri: str) -> str | None:
 
 
 class RegistryModelSource:
-    """The service's model source (``bandit.models.ModelSource``): the champion alias.
+    """The service's model source (``bandit.models.ModelSource``): a registry alias.
 
     Versions are ``<name>/<version>``. ``fetch`` downloads that version once into a
-    local cache and returns the VW model file inside it."""
+    local cache and returns the VW model file inside it. While an SQLite tracking
+    database does not exist yet there is nothing to serve, and MLflow is not even
+    imported; the first model promoted after that is picked up by the next poll."""
 
     name = "registry"
 
-    def __init__(self, registry: Registry, cache: Path, alias: str = CHAMPION):
-        self.registry = registry
+    def __init__(self, tracking_uri: str, model_name: str, cache: Path, alias: str = CHAMPION):
+        self.tracking_uri = tracking_uri
+        self.model_name = model_name
         self.alias = alias
         self.cache = Path(cache)
+        self._registry: Registry | None = None
+
+    def _reg(self) -> Registry | None:
+        if self._registry is None:
+            if self.tracking_uri.startswith("sqlite:///") and not Path(self.tracking_uri[len("sqlite:///"):]).is_file():
+                return None
+            self._registry = Registry(self.tracking_uri, self.model_name)
+        return self._registry
 
     def current_version(self) -> str | None:
-        v = self.registry.version_of(self.alias)
-        return f"{self.registry.name}/{v}" if v is not None else None
+        reg = self._reg()
+        v = reg.version_of(self.alias) if reg is not None else None
+        return f"{self.model_name}/{v}" if v is not None else None
 
     def fetch(self, version: str) -> Path:
+        from mlflow.artifacts import download_artifacts
+        from mlflow.models import Model
+
+        self._reg()  # the tracking URI is configured on the client it builds
         name, _, number = version.rpartition("/")
         target = self.cache / name / number
         if not (target / "MLmodel").is_file():
             target.parent.mkdir(parents=True, exist_ok=True)
             with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-                local = Path(download_artifacts(artifact_uri=f"models:/{name}/{number}", dst_path=tmp))
+                local = Path(download_artifacts(artifact_uri=f"models:/{name}/{number}", dst_path=tmp,
+                                                tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri))
                 local.rename(target)
-        flavor = Model.load(str(target / "MLmodel")).flavors["python_function"]
+        flavor: dict[str, Any] = Model.load(str(target / "MLmodel")).flavors["python_function"]
         return target / flavor["artifacts"]["model"]["path"]

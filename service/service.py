@@ -31,7 +31,8 @@ from bandit.decision import Decision
 from bandit.errors import ConfigError, InvalidRequest, UnknownEvent
 from bandit.logwriter import GroupCommitWriter
 from bandit.runtime import Runtime, build_runtime
-from bandit.settings import get_settings
+from bandit.models import ModelSource
+from bandit.settings import Settings, get_settings
 from service import answers, metrics
 from service.lane import DecisionLane
 from service.middleware import (
@@ -176,7 +177,7 @@ class OfferBandit:
                 "no API keys configured: set OFFER_BANDIT_API_KEYS (channel keys, comma separated) and "
                 "OFFER_BANDIT_ADMIN_KEY, or the *_FILE variants; see README 'Running the service'"
             )
-        self.rt: Runtime = build_runtime(settings, observer=metrics.observer())
+        self.rt: Runtime = build_runtime(settings, source=_model_source(settings), observer=metrics.observer())
         self.writer = GroupCommitWriter(self.rt.store)
         self.rt.models.start_polling(settings.model_poll_seconds)
         cfg = self.rt.config.current
@@ -327,6 +328,18 @@ class UnknownOffer(InvalidRequest):
 @app.exception_handler(UnknownOffer)
 async def _unknown_offer(request: Request, exc: UnknownOffer) -> JSONResponse:
     return JSONResponse({"error": str(exc)}, status_code=404)
+
+
+def _model_source(settings: Settings) -> ModelSource | None:
+    """A model file when one is configured (``None`` here: the runtime's default), else the
+    MLflow registry's alias (``flows.registry``: MLflow is imported only once a tracking
+    store exists)."""
+    if settings.model_path:
+        return None
+    from flows.registry import RegistryModelSource
+
+    return RegistryModelSource(settings.tracking_uri, settings.registered_model,
+                               settings.home / "models" / "registry", settings.model_alias)
 
 
 def _current() -> OfferBandit | None:

@@ -84,10 +84,45 @@ def test_promotion_rollback_and_the_service_model_source(decider: Decider, track
     assert reg.rollback() == (versions[1], versions[0])
     assert (reg.version_of("champion"), reg.version_of("previous")) == (versions[0], versions[1])
 
-    source = RegistryModelSource(reg, tmp_path / "cache")
+    assert RegistryModelSource(f"sqlite:///{tmp_path}/none.db", "offer-policy", tmp_path).current_version() is None
+    source = RegistryModelSource(tracking, "offer-policy", tmp_path / "cache")
     current = source.current_version()
     assert current == f"offer-policy/{versions[0]}"
     path = source.fetch(current)
     assert path.read_bytes() == (tmp_path / "model.vw").read_bytes()
     assert source.fetch(current) == path  # cached
     assert load_checked(path, current).version == current
+
+
+def test_the_service_serves_the_registry_champion_once_there_is_one(tmp_path: Path, migrated_db: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a model file the service's source is the registry; before any tracking store
+    exists it runs cold start, and a later promotion is picked up by the next refresh."""
+    from bandit.models import ModelManager
+    from bandit.decision import ModelSlot
+    from bandit.settings import get_settings
+    from bandit.vw import ColdStart, VWModel
+    from flows.policy_model import log_policy_model
+    from flows.registry import Registry
+    from service.service import _model_source
+
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+    settings = get_settings(home=tmp_path / "home", salt="x")
+    source = _model_source(settings)
+    manager = ModelManager(ModelSlot(ColdStart(0.1)), source, tmp_path / "models", 0.1)
+    assert manager.start().source == "cold_start"
+    assert not (tmp_path / "home" / "mlflow.db").exists()  # nothing created, MLflow not needed yet
+
+    (tmp_path / "home").mkdir()
+    shutil.copy(migrated_db, tmp_path / "home" / "mlflow.db")
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    mlflow.set_registry_uri(settings.tracking_uri)
+    model = VWModel(PolicyFile().vw_args(), "v")
+    model.save(tmp_path / "model.vw")
+    mlflow.set_experiment("offer-bandit-test")
+    with mlflow.start_run():
+        info = log_policy_model(tmp_path / "model.vw", REPO / "config/offers.yaml", REPO / "config/policy.yaml")
+    reg = Registry(settings.tracking_uri)
+    reg.promote(reg.register(info.model_uri))
+    assert manager.refresh() and manager.status.source == "registry"
+    assert manager.status.version == "offer-policy/1" and manager.slot.current.version == "offer-policy/1"
