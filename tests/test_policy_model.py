@@ -126,3 +126,51 @@ def test_the_service_serves_the_registry_champion_once_there_is_one(tmp_path: Pa
     reg.promote(reg.register(info.model_uri))
     assert manager.refresh() and manager.status.source == "registry"
     assert manager.status.version == "offer-policy/1" and manager.slot.current.version == "offer-policy/1"
+
+
+def test_retrain_logs_registers_gates_and_is_safe_to_rerun(tmp_path: Path, migrated_db: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    import random
+    from datetime import UTC, datetime, timedelta
+
+    from bandit.config import LiveConfig
+    from bandit.decision import ModelSlot
+    from bandit.runtime import open_store
+    from bandit.settings import get_settings
+    from bandit.vw import ColdStart
+    from experiments.loop import random_request, respond
+    from flows.registry import Registry
+    from flows.retrain import retrain
+
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("promotion: {min_events: 100, min_ess: 10}\n")
+    settings = get_settings(home=tmp_path / "home", salt="x", policy=policy, catalog=REPO / "config/offers.yaml")
+    settings.ensure_home()
+    shutil.copy(migrated_db, tmp_path / "home" / "mlflow.db")
+    store = open_store(settings)
+    live = LiveConfig(settings)
+    decider = Decider(live, store, ModelSlot(ColdStart(0.5)), settings.secret)
+    rng, start = random.Random(3), datetime(2026, 11, 1, tzinfo=UTC)
+    for i in range(2500):
+        now = start + timedelta(seconds=i * 100)
+        req = random_request(rng, 2000)
+        d = decider.decide(req, now=now)
+        if d.offer_id != "no_offer":
+            accepted, complaint = respond(rng, req, d.offer_id, live.current.catalog)
+            decider.record_outcome(d.event_id, "accepted" if accepted else "declined", now=now + timedelta(minutes=5))
+    store.close()
+    as_of = (start + timedelta(days=7)).timestamp()
+
+    first = retrain(settings, as_of=as_of)
+    assert first.version == "1" and first.trained_on + first.evaluated_on > 2000 and not first.reused
+    run = mlflow.get_run(first.run_id)
+    assert "candidate.snips" in run.data.metrics and "no_offer.snips" in run.data.metrics
+    assert run.data.tags["promoted"] == str(first.promoted).lower() and first.reasons
+    assert "| candidate |" in mlflow.artifacts.load_text(f"runs:/{first.run_id}/evaluation.md")
+    reg = Registry(settings.tracking_uri)
+    assert reg.version_of("champion") == ("1" if first.promoted else None)
+
+    again = retrain(settings, as_of=as_of)
+    assert again.reused and (again.run_id, again.version, again.promoted) == (first.run_id, "1", first.promoted)
+    assert len(reg.client.search_model_versions("name='offer-policy'")) == 1
