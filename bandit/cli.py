@@ -24,7 +24,8 @@ environment (each overridable by the options above):
   OFFER_BANDIT_POLICY        the service's policy file (default config/policy.yaml)
   OFFER_BANDIT_DATABASE_URL  decision log URL (default sqlite under the home)
   OFFER_BANDIT_SALT          secret for hashing customer ids (default <home>/salt)
-  OFFER_BANDIT_MODEL_PATH    VW model file to serve (default: cold start)
+  OFFER_BANDIT_MODEL_PATH    VW model file to serve (default: the registry's champion, else cold start)
+  OFFER_BANDIT_MLFLOW_TRACKING_URI  MLflow store (default sqlite:///<home>/mlflow.db)
   OFFER_BANDIT_API_KEYS      service: channel keys, comma separated (or OFFER_BANDIT_API_KEYS_FILE)
   OFFER_BANDIT_ADMIN_KEY     service: admin key (or OFFER_BANDIT_ADMIN_KEY_FILE)
 """
@@ -179,6 +180,36 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0  # not reached
 
 
+def cmd_retrain(args: argparse.Namespace) -> int:
+    """One retrain (``flows.retrain``): train on the window, evaluate off-policy, log to
+    MLflow, register, promote only through the gate."""
+    from flows.retrain import retrain
+
+    s = _settings(args)
+    print(f"retraining on {args.window_days:g} days of the log (MLflow: {s.tracking_uri}) ...", flush=True)
+    r = retrain(s, as_of=_ts(args.as_of), window_days=args.window_days,
+                holdout=args.holdout, warm_start=args.warm_start)
+    if r.reused:
+        print("this window was retrained before; its result:")
+    print(f"trained on {r.trained_on} decisions, evaluated on {r.evaluated_on}; MLflow run {r.run_id}")
+    if r.version is None:
+        print("nothing registered: " + "; ".join(r.reasons))
+        return 1
+    verdict = "promoted to champion" if r.promoted else "registered, not promoted"
+    print(f"{s.registered_model} version {r.version}: {verdict}: " + "; ".join(r.reasons))
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    """Move the champion alias back to the previous version (the service picks it up)."""
+    from flows.registry import Registry
+
+    s = _settings(args)
+    was, now = Registry(s.tracking_uri, s.registered_model).rollback()
+    print(f"{s.registered_model}: champion is version {now} again (was {was}; {was} is now 'previous')")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from experiments.loop import run_loop
 
@@ -250,6 +281,18 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--port", type=int, default=3000)
     sp.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     sp.add_argument("--model", type=Path, help="VW model file to serve and watch (env OFFER_BANDIT_MODEL_PATH); default: the MLflow registry's champion (OFFER_BANDIT_MODEL_ALIAS of OFFER_BANDIT_REGISTERED_MODEL)")
+
+    sp = add("retrain", cmd_retrain, "retrain once: train, evaluate off-policy, log to MLflow, promote through the gate",
+             "Train a candidate on the window of the log that ends at --as-of (the newest --holdout share held "
+             "out), compare it off-policy with the champion and the baselines, log the run to MLflow, register "
+             "it, and promote it to champion only if the policy file's promotion gate agrees. Re-running the same "
+             "window returns the earlier result.")
+    sp.add_argument("--as-of", help="end of the window, ISO 8601 (default: now)")
+    sp.add_argument("--window-days", type=float, default=7.0, help="length of the window (default 7)")
+    sp.add_argument("--holdout", type=float, default=0.2, help="newest share held out for evaluation (default 0.2)")
+    sp.add_argument("--warm-start", action="store_true", help="continue from the champion instead of a fresh learner")
+
+    add("rollback", cmd_rollback, "move the registry's champion alias back to the previous version")
 
     sp = add("demo", cmd_demo, "run a small simulated loop: decide, outcomes, train, decide again",
              "Simulated days of interactions through the decision path, retraining each night, "

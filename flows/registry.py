@@ -13,6 +13,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from bandit.errors import OfferBanditError
+
 # MLflow is imported where it is used: importing it takes seconds, and the service
 # imports this module at start-up whether or not a registry exists yet.
 
@@ -21,7 +23,7 @@ PREVIOUS = "previous"
 DEFAULT_NAME = "offer-policy"
 
 
-class RegistryError(RuntimeError):
+class RegistryError(OfferBanditError):
     pass
 
 

@@ -174,3 +174,11 @@ def test_retrain_logs_registers_gates_and_is_safe_to_rerun(tmp_path: Path, migra
     again = retrain(settings, as_of=as_of)
     assert again.reused and (again.run_id, again.version, again.promoted) == (first.run_id, "1", first.promoted)
     assert len(reg.client.search_model_versions("name='offer-policy'")) == 1
+
+    from bandit.cli import main
+
+    common = ["--home", str(tmp_path / "home"), "--policy", str(policy), "--catalog", str(REPO / "config/offers.yaml")]
+    iso = datetime.fromtimestamp(as_of, UTC).isoformat()
+    assert main(["retrain", *common, "--as-of", iso]) == 0  # the same window: reused, nothing new
+    assert len(reg.client.search_model_versions("name='offer-policy'")) == 1
+    assert main(["rollback", *common]) == 2  # one version only: nothing to roll back to
