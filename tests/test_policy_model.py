@@ -128,8 +128,9 @@ def test_the_service_serves_the_registry_champion_once_there_is_one(tmp_path: Pa
     assert manager.status.version == "offer-policy/1" and manager.slot.current.version == "offer-policy/1"
 
 
-def test_retrain_logs_registers_gates_and_is_safe_to_rerun(tmp_path: Path, migrated_db: Path,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def _simulated_log(tmp_path: Path, migrated_db: Path) -> tuple[Path, float]:
+    """2,500 decisions with outcomes over three simulated days, a fresh MLflow store, and a
+    policy file whose gate needs 100 decisions; returns the policy file and the as-of time."""
     import random
     from datetime import UTC, datetime, timedelta
 
@@ -139,10 +140,7 @@ def test_retrain_logs_registers_gates_and_is_safe_to_rerun(tmp_path: Path, migra
     from bandit.settings import get_settings
     from bandit.vw import ColdStart
     from experiments.loop import random_request, respond
-    from flows.registry import Registry
-    from flows.retrain import retrain
 
-    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
     policy = tmp_path / "policy.yaml"
     policy.write_text("promotion: {min_events: 100, min_ess: 10}\n")
     settings = get_settings(home=tmp_path / "home", salt="x", policy=policy, catalog=REPO / "config/offers.yaml")
@@ -157,10 +155,23 @@ def test_retrain_logs_registers_gates_and_is_safe_to_rerun(tmp_path: Path, migra
         req = random_request(rng, 2000)
         d = decider.decide(req, now=now)
         if d.offer_id != "no_offer":
-            accepted, complaint = respond(rng, req, d.offer_id, live.current.catalog)
+            accepted, _ = respond(rng, req, d.offer_id, live.current.catalog)
             decider.record_outcome(d.event_id, "accepted" if accepted else "declined", now=now + timedelta(minutes=5))
     store.close()
-    as_of = (start + timedelta(days=7)).timestamp()
+    return policy, (start + timedelta(days=7)).timestamp()
+
+
+def test_retrain_logs_registers_gates_and_is_safe_to_rerun(tmp_path: Path, migrated_db: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from datetime import UTC, datetime
+
+    from bandit.settings import get_settings
+    from flows.registry import Registry
+    from flows.retrain import retrain
+
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+    policy, as_of = _simulated_log(tmp_path, migrated_db)
+    settings = get_settings(home=tmp_path / "home", salt="x", policy=policy, catalog=REPO / "config/offers.yaml")
 
     first = retrain(settings, as_of=as_of)
     assert first.version == "1" and first.trained_on + first.evaluated_on > 2000 and not first.reused
@@ -182,3 +193,29 @@ def test_retrain_logs_registers_gates_and_is_safe_to_rerun(tmp_path: Path, migra
     assert main(["retrain", *common, "--as-of", iso]) == 0  # the same window: reused, nothing new
     assert len(reg.client.search_model_versions("name='offer-policy'")) == 1
     assert main(["rollback", *common]) == 2  # one version only: nothing to roll back to
+
+
+@pytest.fixture(scope="session")
+def prefect_server() -> None:
+    """Prefect's ephemeral test server, once per session (it takes ~20 s to start)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+def test_the_retrain_flow_runs_under_prefect(tmp_path: Path, migrated_db: Path, monkeypatch: pytest.MonkeyPatch,
+                                             prefect_server: None) -> None:
+    from flows.registry import Registry
+    from flows.retrain_flow import retrain_flow
+
+    policy, as_of = _simulated_log(tmp_path, migrated_db)
+    for name, value in {"OFFER_BANDIT_HOME": tmp_path / "home", "OFFER_BANDIT_POLICY": policy,
+                        "OFFER_BANDIT_CATALOG": REPO / "config/offers.yaml", "OFFER_BANDIT_SALT": "x",
+                        "MLFLOW_DISABLE_TELEMETRY": "true"}.items():
+        monkeypatch.setenv(name, str(value))
+    state = retrain_flow(as_of=as_of, return_state=True)
+    assert state.is_completed(), state
+    result = state.result()
+    assert result["version"] == "1" and result["promoted"]
+    assert Registry(f"sqlite:///{tmp_path / 'home' / 'mlflow.db'}").version_of("champion") == "1"
