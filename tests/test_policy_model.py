@@ -128,7 +128,7 @@ def test_the_service_serves_the_registry_champion_once_there_is_one(tmp_path: Pa
     assert manager.status.version == "offer-policy/1" and manager.slot.current.version == "offer-policy/1"
 
 
-def _simulated_log(tmp_path: Path, migrated_db: Path) -> tuple[Path, float]:
+def _simulated_log(tmp_path: Path, migrated_db: Path, day: int = 1) -> tuple[Path, float]:
     """2,500 decisions with outcomes over three simulated days, a fresh MLflow store, and a
     policy file whose gate needs 100 decisions; returns the policy file and the as-of time."""
     import random
@@ -145,11 +145,12 @@ def _simulated_log(tmp_path: Path, migrated_db: Path) -> tuple[Path, float]:
     policy.write_text("promotion: {min_events: 100, min_ess: 10}\n")
     settings = get_settings(home=tmp_path / "home", salt="x", policy=policy, catalog=REPO / "config/offers.yaml")
     settings.ensure_home()
-    shutil.copy(migrated_db, tmp_path / "home" / "mlflow.db")
+    if not (tmp_path / "home" / "mlflow.db").exists():
+        shutil.copy(migrated_db, tmp_path / "home" / "mlflow.db")
     store = open_store(settings)
     live = LiveConfig(settings)
     decider = Decider(live, store, ModelSlot(ColdStart(0.5)), settings.secret)
-    rng, start = random.Random(3), datetime(2026, 11, 1, tzinfo=UTC)
+    rng, start = random.Random(2 + day), datetime(2026, 11, day, tzinfo=UTC)
     for i in range(2500):
         now = start + timedelta(seconds=i * 100)
         req = random_request(rng, 2000)
@@ -219,3 +220,45 @@ def test_the_retrain_flow_runs_under_prefect(tmp_path: Path, migrated_db: Path, 
     result = state.result()
     assert result["version"] == "1" and result["promoted"]
     assert Registry(f"sqlite:///{tmp_path / 'home' / 'mlflow.db'}").version_of("champion") == "1"
+
+
+def test_a_candidate_trained_on_shuffled_rewards_is_refused_and_mlflow_says_why(
+        tmp_path: Path, migrated_db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import random
+
+    from sqlalchemy import text
+
+    from bandit.runtime import open_store
+    from bandit.settings import get_settings
+    from flows.registry import Registry
+    from flows.retrain import retrain
+
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+    policy, as_of = _simulated_log(tmp_path, migrated_db, day=1)
+    settings = get_settings(home=tmp_path / "home", salt="x", policy=policy, catalog=REPO / "config/offers.yaml")
+    assert retrain(settings, as_of=as_of).promoted  # the champion: trained on the real rewards
+
+    _, as_of2 = _simulated_log(tmp_path, migrated_db, day=8)
+    store = open_store(settings)
+    with store.engine.begin() as c:  # shuffle which decision each outcome belongs to, in the training part
+        ids = [r[0] for r in c.execute(text("select event_id from decisions where ts >= :t order by ts"),
+                                       {"t": as_of}).all()]
+        train_ids = ids[: int(len(ids) * 0.8)]
+        expanding = __import__("sqlalchemy").bindparam("ids", expanding=True)
+        cols = "event_id, type, value, score, ts, dedupe"
+        rows = [dict(r._mapping) for r in c.execute(
+            text(f"select {cols} from outcomes where event_id in :ids").bindparams(expanding), {"ids": train_ids})]
+        c.execute(text("delete from outcomes where event_id in :ids").bindparams(expanding), {"ids": train_ids})
+        owners = [r["event_id"] for r in rows]
+        random.Random(5).shuffle(owners)  # each decision here has one outcome: a permutation keeps them unique
+        for r, owner in zip(rows, owners, strict=True):
+            c.execute(text(f"insert into outcomes ({cols}) values (:event_id, :type, :value, :score, :ts, :dedupe)"),
+                      {**r, "event_id": owner})
+    store.close()
+
+    worse = retrain(settings, as_of=as_of2)
+    assert not worse.promoted and worse.version == "2"
+    assert Registry(settings.tracking_uri).version_of("champion") == "1"
+    tags = mlflow.get_run(worse.run_id).data.tags
+    assert tags["promoted"] == "false" and "does not beat champion" in tags["reasons"]
+    assert "Not promoted" in mlflow.artifacts.load_text(f"runs:/{worse.run_id}/evaluation.md")
