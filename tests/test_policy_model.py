@@ -129,7 +129,7 @@ def test_the_service_serves_the_registry_champion_once_there_is_one(tmp_path: Pa
 
 
 def _simulated_log(tmp_path: Path, migrated_db: Path, day: int = 1) -> tuple[Path, float]:
-    """2,500 decisions with outcomes over three simulated days, a fresh MLflow store, and a
+    """4,000 decisions with outcomes over three simulated days, a fresh MLflow store, and a
     policy file whose gate needs 100 decisions; returns the policy file and the as-of time."""
     import random
     from datetime import UTC, datetime, timedelta
@@ -151,9 +151,9 @@ def _simulated_log(tmp_path: Path, migrated_db: Path, day: int = 1) -> tuple[Pat
     live = LiveConfig(settings)
     decider = Decider(live, store, ModelSlot(ColdStart(0.5)), settings.secret)
     rng, start = random.Random(2 + day), datetime(2026, 11, day, tzinfo=UTC)
-    for i in range(2500):
-        now = start + timedelta(seconds=i * 100)
-        req = random_request(rng, 2000)
+    for i in range(4000):
+        now = start + timedelta(seconds=i * 60)
+        req = random_request(rng, 2000).model_copy(update={"event_id": f"sim-{day}-{i}"})  # deterministic sampling
         d = decider.decide(req, now=now)
         if d.offer_id != "no_offer":
             accepted, _ = respond(rng, req, d.offer_id, live.current.catalog)
@@ -175,7 +175,7 @@ def test_retrain_logs_registers_gates_and_is_safe_to_rerun(tmp_path: Path, migra
     settings = get_settings(home=tmp_path / "home", salt="x", policy=policy, catalog=REPO / "config/offers.yaml")
 
     first = retrain(settings, as_of=as_of)
-    assert first.version == "1" and first.trained_on + first.evaluated_on > 2000 and not first.reused
+    assert first.version == "1" and first.trained_on + first.evaluated_on == 4000 and not first.reused
     run = mlflow.get_run(first.run_id)
     assert "candidate.snips" in run.data.metrics and "no_offer.snips" in run.data.metrics
     assert run.data.tags["promoted"] == str(first.promoted).lower() and first.reasons
