@@ -307,8 +307,8 @@ class DecisionStore:
         return self.insert_decision_rows([self.decision_row(r) for r in recs])
 
     def decision_row(self, rec: DecisionRecord) -> Any:
-        """``rec`` as the driver's parameters for the insert (serialized here, so a writer
-        thread only has to hand them to the driver)."""
+        """``rec`` as the driver's parameters for the insert. The group-commit writer makes
+        them when a decision is queued, so the commit itself only hands rows to the driver."""
         return self._sql_insert.params(_record_to_row(rec))
 
     def insert_decision_rows(self, rows: list[Any]) -> list[bool]:

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from bandit.catalog import NO_OFFER
-from conftest import ADMIN_KEY, REPO, Served, body
+from conftest import ADMIN_KEY, Served, body
 
 pytestmark = pytest.mark.slow
 
