@@ -44,6 +44,16 @@ class Registry:
         except MlflowException:
             return None
 
+    def version_tagged(self, key: str, value: str) -> str | None:
+        """The newest version carrying tag ``key = value``, if any."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            found = self.client.search_model_versions(f"name = '{self.name}' and tags.{key} = '{value}'")
+        except MlflowException:
+            return None
+        return str(max(int(v.version) for v in found)) if found else None
+
     def register(self, model_uri: str, tags: dict[str, str] | None = None) -> str:
         """Register a logged model as a new version; returns the version."""
         from mlflow.exceptions import MlflowException

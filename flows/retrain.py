@@ -1,4 +1,4 @@
-"""Retraining, as plain functions: the Prefect flow (to come) makes tasks of these.
+"""Retraining, as plain functions: the Prefect flow (``flows.retrain_flow``) makes tasks of them.
 
 One retrain over a window of the log that ends at ``as_of``:
 
@@ -21,8 +21,10 @@ from __future__ import annotations
 import json
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 from bandit.config import load_config
 from bandit.dsjson import to_dsjson
@@ -30,7 +32,9 @@ from bandit.evaluation import Comparison, baselines, eval_set, evaluate, model_p
 from bandit.gate import Verdict, gate
 from bandit.reward import window_closed
 from bandit.runtime import open_store
+from bandit.policyfile import RewardConfig
 from bandit.settings import Settings
+from bandit.store import DecisionRecord, Outcome
 from bandit.training import train_dsjson
 from bandit.vw import VWModel
 
@@ -63,78 +67,179 @@ def report(comparison: Comparison, verdict: Verdict, window: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def retrain(settings: Settings, as_of: float | None = None, window_days: float = 7.0, holdout: float = 0.2,
-            warm_start: bool = False) -> RetrainResult:
+Pair = tuple[DecisionRecord, list[Outcome]]
+
+
+class StepRunner(Protocol):
+    """Runs one named step of the retrain: directly, or as a Prefect task (``flows.retrain_flow``)."""
+
+    def __call__(self, name: str, fn: Callable[..., Any], *args: Any) -> Any: ...
+
+
+def run_directly(name: str, fn: Callable[..., Any], *args: Any) -> Any:
+    return fn(*args)
+
+
+@dataclass(frozen=True)
+class Window:
+    """The stretch of the log a retrain reads: ``[as_of - days, as_of)``."""
+
+    as_of: float
+    days: float
+
+    @property
+    def start(self) -> float:
+        return self.as_of - self.days * 86400
+
+    @property
+    def label(self) -> str:  # the idempotency key: tag ``window`` on the MLflow run
+        return f"{self.start:.0f}-{self.as_of:.0f}"
+
+
+# -- the steps (each one a Prefect task in the flow) ---------------------------------------------
+
+def find_earlier(settings: Settings, window: Window) -> RetrainResult | None:
+    """The result of an earlier retrain of the same window, if MLflow has one."""
+    import mlflow
+
+    experiment = _experiment(settings)
+    earlier = mlflow.search_runs([experiment], filter_string=f"tags.window = '{window.label}'",
+                                 output_format="list")
+    if not earlier:
+        return None
+    t = earlier[0].data.tags
+    return RetrainResult(earlier[0].info.run_id, t.get("model_version"), t.get("promoted") == "true",
+                         json.loads(t.get("reasons", "[]")), int(t.get("trained_on", 0)),
+                         int(t.get("evaluated_on", 0)), reused=True)
+
+
+def load_window(settings: Settings, window: Window) -> list[Pair]:
+    """The learnable decisions of the window, oldest first, with their outcomes: activated
+    (a decision never shown has nothing to learn from) and with their reward window closed."""
+    reward_cfg = load_config(settings).policy.reward
+    store = open_store(settings)
+    try:
+        return [(rec, outs) for rec, outs in store.iter_joined(window.start, window.as_of)
+                if rec.activated and window_closed(rec.ts, window.as_of, reward_cfg)]
+    finally:
+        store.close()
+
+
+def split(pairs: list[Pair], holdout: float) -> tuple[list[Pair], list[Pair]]:
+    """By time: the older ``1 - holdout`` to train on, the newest ``holdout`` to judge on."""
+    if not 0 < holdout < 1:
+        raise ValueError(f"holdout: must be between 0 and 1, got {holdout}")
+    cut = int(len(pairs) * (1 - holdout))
+    return pairs[:cut], pairs[cut:]
+
+
+def fetch_champion(settings: Settings) -> tuple[str | None, VWModel | None]:
+    """The registry's champion version and its VW model (``(None, None)`` before the first)."""
+    from flows.registry import CHAMPION, Registry, RegistryModelSource
+
+    version = Registry(settings.tracking_uri, settings.registered_model).version_of(CHAMPION)
+    if version is None:
+        return None, None
+    source = RegistryModelSource(settings.tracking_uri, settings.registered_model,
+                                 settings.home / "models" / "registry")
+    return version, VWModel.load(source.fetch(f"{settings.registered_model}/{version}"))
+
+
+def train_candidate(vw_args: list[str], reward_cfg: RewardConfig, train_part: list[Pair],
+                    warm_from: VWModel | None = None) -> tuple[VWModel, int]:
+    """VW on the training part as DSJSON (``bandit.training``), fresh or from ``warm_from``."""
+    lines = (json.dumps(to_dsjson(rec, outs, reward_cfg), separators=(",", ":")) for rec, outs in train_part)
+    if warm_from is None:
+        return train_dsjson(vw_args, lines)
+    with tempfile.TemporaryDirectory() as d:
+        warm = Path(d) / "champion.vw"
+        warm_from.save(warm)
+        return train_dsjson(vw_args, lines, warm_start=warm)
+
+
+def compare(settings: Settings, candidate: VWModel, champion: VWModel | None, test_part: list[Pair],
+            as_of: float) -> tuple[Comparison, Verdict]:
+    """Candidate, champion and the baselines off-policy on the held-out part, and the gate's verdict."""
+    cfg = load_config(settings)
+    policies = {"candidate": model_policy(candidate)}
+    if champion is not None:
+        policies["champion"] = model_policy(champion)
+    policies.update(baselines(cfg.catalog))
+    comparison = evaluate(eval_set(test_part, cfg.policy.reward, as_of), policies, cfg.policy.promotion.min_ess)
+    verdict = gate(comparison, cfg.policy.promotion, champion="champion" if champion is not None else None)
+    return comparison, verdict
+
+
+def record(settings: Settings, window: Window, params: dict[str, Any], candidate: VWModel | None,
+           trained_on: int, comparison: Comparison | None, verdict: Verdict) -> RetrainResult:
+    """One MLflow run with everything a reviewer needs; register the candidate; move the
+    champion alias only if the verdict says so. Tagged with the window, so a re-run finds it."""
     import mlflow
 
     from flows.policy_model import log_policy_model
-    from flows.registry import CHAMPION, Registry, RegistryModelSource
+    from flows.registry import Registry
 
-    if not 0 < holdout < 1:
-        raise ValueError(f"holdout: must be between 0 and 1, got {holdout}")
-    as_of = time.time() if as_of is None else as_of
-    window = f"{as_of - window_days * 86400:.0f}-{as_of:.0f}"
-    cfg = load_config(settings)
-    mlflow.set_tracking_uri(settings.tracking_uri)
-    mlflow.set_registry_uri(settings.tracking_uri)
-    experiment = mlflow.set_experiment(EXPERIMENT)
-    earlier = mlflow.search_runs([experiment.experiment_id], filter_string=f"tags.window = '{window}'",
-                                 output_format="list")
-    if earlier:
-        t = earlier[0].data.tags
-        return RetrainResult(earlier[0].info.run_id, t.get("model_version"), t.get("promoted") == "true",
-                             json.loads(t.get("reasons", "[]")), int(t.get("trained_on", 0)),
-                             int(t.get("evaluated_on", 0)), reused=True)
-
-    store = open_store(settings)
-    try:
-        pairs = [(rec, outs) for rec, outs in store.iter_joined(as_of - window_days * 86400, as_of)
-                 if rec.activated and window_closed(rec.ts, as_of, cfg.policy.reward)]
-    finally:
-        store.close()
-    cut = int(len(pairs) * (1 - holdout))
-    train_part, test_part = pairs[:cut], pairs[cut:]
-
-    registry = Registry(settings.tracking_uri, settings.registered_model)
-    champion_version = registry.version_of(CHAMPION)
-    with tempfile.TemporaryDirectory() as d, mlflow.start_run(run_name=f"retrain {window}") as run:
-        mlflow.set_tags({"window": window, "trained_on": str(len(train_part)), "evaluated_on": str(len(test_part))})
-        mlflow.log_params({"vw_args": " ".join(cfg.policy.vw_args()), "window_days": window_days, "as_of": as_of,
-                           "holdout": holdout, "warm_start": warm_start, "catalog_version": cfg.catalog.version,
-                           **{f"reward.{k}": v for k, v in cfg.policy.reward.model_dump().items()}})
-        if not train_part or not test_part:
-            reasons = [f"not enough learnable decisions in the window ({len(pairs)})"]
-            mlflow.set_tags({"promoted": "false", "reasons": json.dumps(reasons)})
-            return RetrainResult(run.info.run_id, None, False, reasons, len(train_part), len(test_part))
-
-        champion = None
-        if champion_version is not None:
-            source = RegistryModelSource(settings.tracking_uri, settings.registered_model,
-                                         settings.home / "models" / "registry")
-            champion = VWModel.load(source.fetch(f"{settings.registered_model}/{champion_version}"))
-        lines = (json.dumps(to_dsjson(rec, outs, cfg.policy.reward), separators=(",", ":"))
-                 for rec, outs in train_part)
-        warm = None
-        if warm_start and champion is not None:
-            warm = Path(d) / "champion.vw"
-            champion.save(warm)
-        candidate, n = train_dsjson(cfg.policy.vw_args(), lines, warm_start=warm)
-        model_file = Path(d) / "model.vw"
-        candidate.save(model_file)
-
-        policies = {"candidate": model_policy(candidate)}
-        if champion is not None:
-            policies["champion"] = model_policy(champion)
-        policies.update(baselines(cfg.catalog))
-        comparison = evaluate(eval_set(test_part, cfg.policy.reward, as_of), policies, cfg.policy.promotion.min_ess)
-        verdict = gate(comparison, cfg.policy.promotion, champion="champion" if champion is not None else None)
+    evaluated_on = comparison.n if comparison is not None else 0
+    mlflow.set_experiment(experiment_id=_experiment(settings))
+    with tempfile.TemporaryDirectory() as d, mlflow.start_run(run_name=f"retrain {window.label}") as run:
+        mlflow.log_params(params)
+        if candidate is None or comparison is None:
+            mlflow.set_tags({"window": window.label, "trained_on": str(trained_on), "evaluated_on": "0",
+                             "promoted": "false", "reasons": json.dumps(verdict.reasons)})
+            return RetrainResult(run.info.run_id, None, False, verdict.reasons, trained_on, 0)
         for name, ev in comparison.policies.items():
             mlflow.log_metrics({f"{name}.{k}": v for k, v in ev.as_metrics().items()})
-        mlflow.log_text(report(comparison, verdict, window), "evaluation.md")
+        mlflow.log_text(report(comparison, verdict, window.label), "evaluation.md")
+        model_file = Path(d) / "model.vw"
+        candidate.save(model_file)
         info = log_policy_model(model_file, settings.catalog, settings.policy)
-        version = registry.register(info.model_uri, {"window": window, "promoted": str(verdict.promote).lower()})
+        registry = Registry(settings.tracking_uri, settings.registered_model)
+        # a retry after a failure between registering and tagging the run must not register twice
+        version = registry.version_tagged("window", window.label) or registry.register(
+            info.model_uri, {"window": window.label, "promoted": str(verdict.promote).lower()})
         if verdict.promote:
             registry.promote(version)
+        # the window tag last: a run that failed half-way is not taken for a finished one
         mlflow.set_tags({"model_version": version, "promoted": str(verdict.promote).lower(),
-                         "reasons": json.dumps(verdict.reasons)})
-        return RetrainResult(run.info.run_id, version, verdict.promote, verdict.reasons, n, comparison.n)
+                         "reasons": json.dumps(verdict.reasons), "trained_on": str(trained_on),
+                         "evaluated_on": str(evaluated_on), "window": window.label})
+        return RetrainResult(run.info.run_id, version, verdict.promote, verdict.reasons, trained_on, evaluated_on)
+
+
+def _experiment(settings: Settings) -> str:
+    import mlflow
+
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    mlflow.set_registry_uri(settings.tracking_uri)
+    found = mlflow.get_experiment_by_name(EXPERIMENT)
+    return found.experiment_id if found is not None else mlflow.create_experiment(EXPERIMENT)
+
+
+# -- the composition: one retrain, whoever runs the steps ----------------------------------------
+
+def retrain(settings: Settings, as_of: float | None = None, window_days: float = 7.0, holdout: float = 0.2,
+            warm_start: bool = False, step: StepRunner = run_directly) -> RetrainResult:
+    """Train, evaluate, record and maybe promote, for the window ending at ``as_of`` (default
+    now). ``step`` runs each step; the Prefect flow passes one that makes each a task."""
+    if not 0 < holdout < 1:
+        raise ValueError(f"holdout: must be between 0 and 1, got {holdout}")
+    if window_days <= 0:
+        raise ValueError(f"window_days: must be positive, got {window_days}")
+    window = Window(time.time() if as_of is None else as_of, window_days)
+    earlier = step("find-earlier-run", find_earlier, settings, window)
+    if earlier is not None:
+        return earlier
+    cfg = load_config(settings)
+    pairs = step("load-window", load_window, settings, window)
+    train_part, test_part = split(pairs, holdout)
+    params = {"vw_args": " ".join(cfg.policy.vw_args()), "window_days": window_days, "as_of": window.as_of,
+              "holdout": holdout, "warm_start": warm_start, "catalog_version": cfg.catalog.version,
+              "decisions": len(pairs), **{f"reward.{k}": v for k, v in cfg.policy.reward.model_dump().items()}}
+    if not train_part or not test_part:
+        verdict = Verdict(False, [f"not enough learnable decisions in the window ({len(pairs)})"])
+        return step("record", record, settings, window, params, None, len(train_part), None, verdict)
+    _, champion = step("fetch-champion", fetch_champion, settings)
+    candidate, trained_on = step("train", train_candidate, cfg.policy.vw_args(), cfg.policy.reward, train_part,
+                                 champion if warm_start else None)
+    comparison, verdict = step("evaluate", compare, settings, candidate, champion, test_part, window.as_of)
+    return step("record", record, settings, window, params, candidate, trained_on, comparison, verdict)

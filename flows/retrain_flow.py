@@ -1,26 +1,39 @@
-"""The ``retrain`` Prefect flow: ``flows.retrain`` under Prefect, with retries and a report.
+"""The ``retrain`` Prefect flow: ``flows.retrain`` with each step a Prefect task.
 
 The work itself is ``flows.retrain.retrain`` (plain functions, tested without Prefect);
-this module gives it a flow run in the Prefect UI, retries when I/O fails (the log's
-database, the MLflow store), and the evaluation summary as a Markdown artifact. It is
-safe to retry or re-run: a window already retrained returns its earlier result.
+this module runs each of its steps as a task, so the Prefect UI shows where time goes
+and where a run failed, retries the steps whose I/O can fail (the log's database, the
+MLflow store and registry), and publishes the verdict as a Markdown artifact. It is safe
+to retry or re-run: a window already retrained returns its earlier result, and a
+version registered for a window is never registered twice.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
 
 from bandit.settings import get_settings
-from flows.retrain import RetrainResult, retrain
+from flows.retrain import retrain
+
+# Steps that read or write stores retry; training and evaluation are pure computation
+# (a retry would fail the same way). NO_CACHE: the inputs are a whole window of the log,
+# and hashing them for a cache key would cost more than the step.
+RETRIES = {"find-earlier-run": 2, "load-window": 2, "fetch-champion": 2, "record": 2, "train": 0, "evaluate": 0}
 
 
-@task(name="train-evaluate-register", retries=2, retry_delay_seconds=10)
-def retrain_task(as_of: float | None, window_days: float, holdout: float, warm_start: bool) -> RetrainResult:
-    return retrain(get_settings(), as_of=as_of, window_days=window_days, holdout=holdout, warm_start=warm_start)
+def _as_task(name: str, fn: Callable[..., Any]) -> Any:
+    return task(fn, name=name, retries=RETRIES.get(name, 0), retry_delay_seconds=10, cache_policy=NO_CACHE,
+                persist_result=False)
+
+
+def run_as_task(name: str, fn: Callable[..., Any], *args: Any) -> Any:
+    return _as_task(name, fn)(*args)
 
 
 @flow(name="retrain", log_prints=True)
@@ -29,7 +42,8 @@ def retrain_flow(as_of: float | None = None, window_days: float = 7.0, holdout: 
     """Retrain on the log's last ``window_days`` up to ``as_of`` (default: now); promote
     only through the gate."""
     logger = get_run_logger()
-    result = retrain_task(as_of, window_days, holdout, warm_start)
+    result = retrain(get_settings(), as_of=as_of, window_days=window_days, holdout=holdout,
+                     warm_start=warm_start, step=run_as_task)
     verdict = "promoted" if result.promoted else "not promoted"
     logger.info("version %s %s: %s", result.version, verdict, "; ".join(result.reasons))
     create_markdown_artifact(

@@ -181,3 +181,23 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
 def body(**over: object) -> dict:
     """A JSON decision request like ``request()`` builds, for HTTP tests."""
     return request(**over).model_dump(mode="json", exclude_none=True, exclude_defaults=False)
+
+
+@pytest.fixture(scope="session")
+def migrated_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An MLflow tracking database migrated once per session (a fresh one takes ~7 s);
+    tests copy it."""
+    import mlflow
+
+    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+    mlflow.MlflowClient(f"sqlite:///{path}").search_experiments()
+    return path
+
+
+@pytest.fixture(scope="session")
+def prefect_server() -> Iterator[None]:
+    """Prefect's ephemeral test server, once per session (it takes ~20 s to start)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield

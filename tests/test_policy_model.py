@@ -10,17 +10,10 @@ mlflow = pytest.importorskip("mlflow")
 from bandit.decision import Decider  # noqa: E402
 from bandit.policyfile import PolicyFile  # noqa: E402
 from bandit.training import train_from_log  # noqa: E402
+from simlog import simulated_log  # noqa: E402
 from test_dsjson import fill  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(scope="session")
-def migrated_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An MLflow tracking database migrated once per session (a fresh one takes ~7 s)."""
-    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
-    mlflow.MlflowClient(f"sqlite:///{path}").search_experiments()
-    return path
 
 
 @pytest.fixture
@@ -128,40 +121,6 @@ def test_the_service_serves_the_registry_champion_once_there_is_one(tmp_path: Pa
     assert manager.status.version == "offer-policy/1" and manager.slot.current.version == "offer-policy/1"
 
 
-def _simulated_log(tmp_path: Path, migrated_db: Path, day: int = 1) -> tuple[Path, float]:
-    """4,000 decisions with outcomes over three simulated days, a fresh MLflow store, and a
-    policy file whose gate needs 100 decisions; returns the policy file and the as-of time."""
-    import random
-    from datetime import UTC, datetime, timedelta
-
-    from bandit.config import LiveConfig
-    from bandit.decision import ModelSlot
-    from bandit.runtime import open_store
-    from bandit.settings import get_settings
-    from bandit.vw import ColdStart
-    from experiments.loop import random_request, respond
-
-    policy = tmp_path / "policy.yaml"
-    policy.write_text("promotion: {min_events: 100, min_ess: 10}\n")
-    settings = get_settings(home=tmp_path / "home", salt="x", policy=policy, catalog=REPO / "config/offers.yaml")
-    settings.ensure_home()
-    if not (tmp_path / "home" / "mlflow.db").exists():
-        shutil.copy(migrated_db, tmp_path / "home" / "mlflow.db")
-    store = open_store(settings)
-    live = LiveConfig(settings)
-    decider = Decider(live, store, ModelSlot(ColdStart(0.5)), settings.secret)
-    rng, start = random.Random(2 + day), datetime(2026, 11, day, tzinfo=UTC)
-    for i in range(4000):
-        now = start + timedelta(seconds=i * 60)
-        req = random_request(rng, 2000).model_copy(update={"event_id": f"sim-{day}-{i}"})  # deterministic sampling
-        d = decider.decide(req, now=now)
-        if d.offer_id != "no_offer":
-            accepted, _ = respond(rng, req, d.offer_id, live.current.catalog)
-            decider.record_outcome(d.event_id, "accepted" if accepted else "declined", now=now + timedelta(minutes=5))
-    store.close()
-    return policy, (start + timedelta(days=7)).timestamp()
-
-
 def test_retrain_logs_registers_gates_and_is_safe_to_rerun(tmp_path: Path, migrated_db: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     from datetime import UTC, datetime
@@ -171,7 +130,7 @@ def test_retrain_logs_registers_gates_and_is_safe_to_rerun(tmp_path: Path, migra
     from flows.retrain import retrain
 
     monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
-    policy, as_of = _simulated_log(tmp_path, migrated_db)
+    policy, as_of = simulated_log(tmp_path, migrated_db)
     settings = get_settings(home=tmp_path / "home", salt="x", policy=policy, catalog=REPO / "config/offers.yaml")
 
     first = retrain(settings, as_of=as_of)
@@ -196,21 +155,12 @@ def test_retrain_logs_registers_gates_and_is_safe_to_rerun(tmp_path: Path, migra
     assert main(["rollback", *common]) == 2  # one version only: nothing to roll back to
 
 
-@pytest.fixture(scope="session")
-def prefect_server() -> None:
-    """Prefect's ephemeral test server, once per session (it takes ~20 s to start)."""
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
-
-
 def test_the_retrain_flow_runs_under_prefect(tmp_path: Path, migrated_db: Path, monkeypatch: pytest.MonkeyPatch,
                                              prefect_server: None) -> None:
     from flows.registry import Registry
     from flows.retrain_flow import retrain_flow
 
-    policy, as_of = _simulated_log(tmp_path, migrated_db)
+    policy, as_of = simulated_log(tmp_path, migrated_db)
     for name, value in {"OFFER_BANDIT_HOME": tmp_path / "home", "OFFER_BANDIT_POLICY": policy,
                         "OFFER_BANDIT_CATALOG": REPO / "config/offers.yaml", "OFFER_BANDIT_SALT": "x",
                         "MLFLOW_DISABLE_TELEMETRY": "true"}.items():
@@ -220,6 +170,13 @@ def test_the_retrain_flow_runs_under_prefect(tmp_path: Path, migrated_db: Path, 
     result = state.result()
     assert result["version"] == "1" and result["promoted"]
     assert Registry(f"sqlite:///{tmp_path / 'home' / 'mlflow.db'}").version_of("champion") == "1"
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:  # each step ran as its own task, and completed
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id])))
+    done = {r.name.rsplit("-", 1)[0] for r in runs if r.state is not None and r.state.is_completed()}
+    assert {"find-earlier-run", "load-window", "fetch-champion", "train", "evaluate", "record"} <= done, done
 
 
 def test_a_candidate_trained_on_shuffled_rewards_is_refused_and_mlflow_says_why(
@@ -234,11 +191,11 @@ def test_a_candidate_trained_on_shuffled_rewards_is_refused_and_mlflow_says_why(
     from flows.retrain import retrain
 
     monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
-    policy, as_of = _simulated_log(tmp_path, migrated_db, day=1)
+    policy, as_of = simulated_log(tmp_path, migrated_db, day=1)
     settings = get_settings(home=tmp_path / "home", salt="x", policy=policy, catalog=REPO / "config/offers.yaml")
     assert retrain(settings, as_of=as_of).promoted  # the champion: trained on the real rewards
 
-    _, as_of2 = _simulated_log(tmp_path, migrated_db, day=8)
+    _, as_of2 = simulated_log(tmp_path, migrated_db, day=8)
     store = open_store(settings)
     with store.engine.begin() as c:  # shuffle which decision each outcome belongs to, in the training part
         ids = [r[0] for r in c.execute(text("select event_id from decisions where ts >= :t order by ts"),

@@ -1,0 +1,40 @@
+"""A deterministic simulated decision log for the retraining and monitoring tests."""
+
+import shutil
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def simulated_log(tmp_path: Path, migrated_db: Path, day: int = 1) -> tuple[Path, float]:
+    """4,000 decisions with outcomes over three simulated days, a fresh MLflow store, and a
+    policy file whose gate needs 100 decisions; returns the policy file and the as-of time."""
+    import random
+    from datetime import UTC, datetime, timedelta
+
+    from bandit.config import LiveConfig
+    from bandit.decision import Decider, ModelSlot
+    from bandit.runtime import open_store
+    from bandit.settings import get_settings
+    from bandit.vw import ColdStart
+    from experiments.loop import random_request, respond
+
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("promotion: {min_events: 100, min_ess: 10}\n")
+    settings = get_settings(home=tmp_path / "home", salt="x", policy=policy, catalog=REPO / "config/offers.yaml")
+    settings.ensure_home()
+    if not (tmp_path / "home" / "mlflow.db").exists():
+        shutil.copy(migrated_db, tmp_path / "home" / "mlflow.db")
+    store = open_store(settings)
+    live = LiveConfig(settings)
+    decider = Decider(live, store, ModelSlot(ColdStart(0.5)), settings.secret)
+    rng, start = random.Random(2 + day), datetime(2026, 11, day, tzinfo=UTC)
+    for i in range(4000):
+        now = start + timedelta(seconds=i * 60)
+        req = random_request(rng, 2000).model_copy(update={"event_id": f"sim-{day}-{i}"})  # deterministic sampling
+        d = decider.decide(req, now=now)
+        if d.offer_id != "no_offer":
+            accepted, _ = respond(rng, req, d.offer_id, live.current.catalog)
+            decider.record_outcome(d.event_id, "accepted" if accepted else "declined", now=now + timedelta(minutes=5))
+    store.close()
+    return policy, (start + timedelta(days=7)).timestamp()
