@@ -10,7 +10,9 @@ same event id twice returns the logged decision and writes nothing.
 
 Modes: ``online`` (the model's exploring policy), ``cold_start`` (no model:
 explore around ``no_offer``), ``apprentice`` (serve ``no_offer`` always, log what
-the model would have done under ``payload.shadow``).
+the model would have done under ``payload.shadow``), ``control`` (a customer of the
+control group, ``bandit.control``: the control policy serves, the model's view is
+logged under ``payload.shadow``).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from pydantic import BaseModel
 from bandit.catalog import NO_OFFER, Catalog
 from bandit.config import LiveConfig
 from bandit.context import DecisionRequest, History
+from bandit.control import control_pmf, in_control
 from bandit.errors import InvalidRequest, UnknownEvent
 from bandit.features import Namespaces, offer_features, shared_features
 from bandit.guardrails import Eligibility, eligible_offers
@@ -197,6 +200,11 @@ class Decider:
             shadow = {"pmf": model_pmf, "chosen": elig.eligible[sample_index(model_pmf, u)]}
             pmf = [1.0] + [0.0] * (len(actions) - 1)
             mode = "apprentice"
+        elif in_control(ckey, policy.control):
+            shadow = {"pmf": model_pmf, "chosen": elig.eligible[sample_index(model_pmf, u)]}
+            i = request.interaction
+            pmf = control_pmf(elig.eligible, catalog, i.resolved.value, i.sentiment, policy.control)
+            mode = "control"
         else:
             pmf = model_pmf
         chosen = sample_index(pmf, u)

@@ -21,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from bandit.catalog import NO_OFFER, Catalog
+from bandit.catalog import Catalog
+from bandit.control import rules_choice
 from bandit.features import Namespaces
 from bandit.ope import MIN_ESS, Estimate, LoggedRounds, dr, ips, mean_reward_model, snips
 from bandit.policyfile import RewardConfig
@@ -93,18 +94,17 @@ def uniform_policy(evals: EvalSet) -> np.ndarray:
 
 
 def rules_policy(catalog: Catalog, min_sentiment: float = 0.3) -> Policy:
-    """The hand-written marketing heuristic: when the issue is resolved and the customer's
-    tone is at least ``min_sentiment``, make the eligible offer with the highest margin;
-    otherwise no offer. It sees exactly what the guardrails let through."""
+    """The hand-written marketing heuristic (``bandit.control.rules_choice``, also what the
+    control group is served): when the issue is resolved and the customer's tone is at
+    least ``min_sentiment``, the eligible offer with the highest value; otherwise no offer.
+    It sees exactly what the guardrails let through."""
 
     def policy(evals: EvalSet) -> np.ndarray:
         pi = _matrix(evals)
         for i, rec in enumerate(evals.records):
             interaction = rec.payload.get("context", {}).get("interaction", {})
-            offers = [(catalog.offers[a].value, k) for k, a in enumerate(rec.action_ids)
-                      if a != NO_OFFER and a in catalog.offers]
-            good_moment = interaction.get("resolved") == "true" and interaction.get("sentiment", 0.0) >= min_sentiment
-            pi[i, max(offers)[1] if offers and good_moment else 0] = 1.0
+            pi[i, rules_choice(rec.action_ids, catalog, interaction.get("resolved"),
+                               interaction.get("sentiment", 0.0), min_sentiment)] = 1.0
         return pi
 
     return policy

@@ -122,6 +122,19 @@ class Monitoring(Strict):
     max_complaint_rate: float = Field(0.05, gt=0, le=1, description="Default per-offer complaint limit.")
 
 
+class ControlGroup(Strict):
+    """The holdout that measures lift in production (``bandit.control``): a stable share of
+    customers, picked by salted hash of the customer key, is served by a fixed control
+    policy instead of the model, and flagged ``mode = control`` in the log."""
+
+    share: float = Field(0.05, ge=0, lt=1, description="Share of customers in the control group (0 = none).")
+    policy: Literal["rules", "no_offer"] = Field("rules", description="What the control group is served.")
+    salt: str = Field("control-1", min_length=1, max_length=64,
+                      description="Changing it draws a new control group.")
+    rules_min_sentiment: float = Field(0.3, ge=-1, le=1,
+                                       description="The rules policy offers only at or above this tone.")
+
+
 class Promotion(Strict):
     """When a retrained candidate replaces the champion (``bandit.gate``)."""
 
@@ -143,6 +156,7 @@ class PolicyFile(Strict):
     reward: RewardConfig = RewardConfig()
     monitoring: Monitoring = Monitoring()
     promotion: Promotion = Promotion()
+    control: ControlGroup = ControlGroup()
 
     def vw_args(self) -> list[str]:
         return ["--cb_explore_adf", *self.exploration.vw_args(), *self.learner.vw_args()]
