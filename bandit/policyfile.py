@@ -119,7 +119,15 @@ class RewardConfig(Strict):
 
 
 class Monitoring(Strict):
+    """What the ``monitor`` flow (``bandit.monitoring``) judges offers by: an offer whose
+    complaint rate over the window exceeds its limit is suspended through the kill switch."""
+
     max_complaint_rate: float = Field(0.05, gt=0, le=1, description="Default per-offer complaint limit.")
+    window_hours: float = Field(24, gt=0, allow_inf_nan=False,
+                                description="The sliding window monitor reads: [as_of - this, as_of).")
+    min_offers: int = Field(
+        30, ge=1, description="Offers made in the window before an offer can be judged (1 complaint in 2 is noise)."
+    )
 
 
 class ControlGroup(Strict):
