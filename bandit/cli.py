@@ -31,6 +31,14 @@ environment (each overridable by the options above):
 """
 
 
+FLOWS_ENV_HELP = """
+flows:
+  PREFECT_API_URL            a Prefect server (e.g. http://127.0.0.1:4200/api from `prefect server start`);
+                             unset: Prefect's ephemeral server, started in this process
+  PREFECT_HOME               Prefect's state (default <home>/prefect)
+"""
+
+
 def _settings(args: argparse.Namespace) -> Settings:
     return get_settings(
         home=args.home, catalog=args.catalog, policy=args.policy,
@@ -48,6 +56,22 @@ def _when(text: str | None) -> datetime | None:
 def _ts(text: str | None) -> float | None:
     dt = _when(text)
     return dt.timestamp() if dt else None
+
+
+def _share(text: str) -> float:
+    """argparse type: a share strictly between 0 and 1."""
+    value = float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive), got {text}")
+    return value
+
+
+def _positive(text: str) -> float:
+    """argparse type: a positive, finite number."""
+    value = float(text)
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
 
 
 def _print(obj: Any) -> None:
@@ -160,13 +184,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import os
 
     s = _settings(args)
-    env = dict(os.environ)
-    for name, value in (("OFFER_BANDIT_HOME", s.home), ("OFFER_BANDIT_CATALOG", s.catalog),
-                        ("OFFER_BANDIT_POLICY", s.policy), ("OFFER_BANDIT_DATABASE_URL", s.database_url),
-                        ("OFFER_BANDIT_MODEL_PATH", s.model_path)):
-        if value is not None:
-            env[name] = str(value)
-    env.update(DO_NOT_TRACK="1", BENTOML_DO_NOT_TRACK="True")
+    env = _export(s, dict(os.environ))
     if not s.channel_keys() and not s.admin_keys():
         print("error: no API keys configured: set OFFER_BANDIT_API_KEYS (channel keys, comma separated) and "
               "OFFER_BANDIT_ADMIN_KEY, or OFFER_BANDIT_API_KEYS_FILE / OFFER_BANDIT_ADMIN_KEY_FILE", file=sys.stderr)
@@ -180,23 +198,82 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0  # not reached
 
 
-def cmd_retrain(args: argparse.Namespace) -> int:
-    """One retrain (``flows.retrain``): train on the window, evaluate off-policy, log to
-    MLflow, register, promote only through the gate."""
-    from flows.retrain import retrain
+def _export(s: Settings, env: dict[str, str]) -> dict[str, str]:
+    """The settings as environment variables (for a child process, or for flows, which read
+    their settings from the environment), with every tool's telemetry off."""
+    for name, value in (("OFFER_BANDIT_HOME", s.home.resolve()), ("OFFER_BANDIT_CATALOG", s.catalog.resolve()),
+                        ("OFFER_BANDIT_POLICY", s.policy.resolve()), ("OFFER_BANDIT_DATABASE_URL", s.database_url),
+                        ("OFFER_BANDIT_MODEL_PATH", s.model_path)):
+        if value is not None:
+            env[name] = str(value)
+    env.update(DO_NOT_TRACK="1", BENTOML_DO_NOT_TRACK="True", PREFECT_SERVER_ANALYTICS_ENABLED="false",
+               MLFLOW_DISABLE_TELEMETRY="true", MLFLOW_ENABLE_TELEMETRY="false")
+    env.setdefault("PREFECT_HOME", str((s.home / "prefect").resolve()))
+    # the ephemeral server's first start on a fresh PREFECT_HOME can take longer than 20 s
+    env.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    return env
+
+
+def _flow_settings(args: argparse.Namespace) -> Settings:
+    """Settings for running a Prefect flow in this process: exported to the environment
+    before Prefect is imported, so the flow (and Prefect's home) see the same ones."""
+    import os
 
     s = _settings(args)
+    if args.no_prefect:
+        return s  # the steps run in this process with these settings; nothing to export
+    os.environ.update(_export(s, dict(os.environ)))
+    if args.fn is not cmd_flows_serve:
+        where = os.environ.get("PREFECT_API_URL") or "Prefect's ephemeral server (starting; ~20 s)"
+        print(f"running the flow under {where} ...", file=sys.stderr, flush=True)
+    return s
+
+
+def cmd_retrain(args: argparse.Namespace) -> int:
+    """One retrain (``flows.retrain``, as the Prefect flow unless --no-prefect): train on the
+    window, evaluate off-policy, log to MLflow, register, promote only through the gate."""
+    from dataclasses import asdict
+
+    s = _flow_settings(args)
+    params = {"as_of": _ts(args.as_of), "window_days": args.window_days, "holdout": args.holdout,
+              "warm_start": args.warm_start}
     print(f"retraining on {args.window_days:g} days of the log (MLflow: {s.tracking_uri}) ...", flush=True)
-    r = retrain(s, as_of=_ts(args.as_of), window_days=args.window_days,
-                holdout=args.holdout, warm_start=args.warm_start)
-    if r.reused:
+    if args.no_prefect:
+        from flows.retrain import retrain
+
+        r = asdict(retrain(s, **params))
+    else:
+        from flows.retrain_flow import retrain_flow
+
+        r = retrain_flow(**params)
+    if r["reused"]:
         print("this window was retrained before; its result:")
-    print(f"trained on {r.trained_on} decisions, evaluated on {r.evaluated_on}; MLflow run {r.run_id}")
-    if r.version is None:
-        print("nothing registered: " + "; ".join(r.reasons))
+    print(f"trained on {r['trained_on']} decisions, evaluated on {r['evaluated_on']}; MLflow run {r['run_id']}")
+    if r["version"] is None:
+        print("nothing registered: " + "; ".join(r["reasons"]))
         return 1
-    verdict = "promoted to champion" if r.promoted else "registered, not promoted"
-    print(f"{s.registered_model} version {r.version}: {verdict}: " + "; ".join(r.reasons))
+    verdict = "promoted to champion" if r["promoted"] else "registered, not promoted"
+    print(f"{s.registered_model} version {r['version']}: {verdict}: " + "; ".join(r["reasons"]))
+    return 0
+
+
+def cmd_flows_serve(args: argparse.Namespace) -> int:
+    """Register retrain, monitor and tune as scheduled Prefect deployments and run them."""
+    import os
+
+    for flag, name in (("retrain_cron", "OFFER_BANDIT_RETRAIN_CRON"), ("monitor_cron", "OFFER_BANDIT_MONITOR_CRON"),
+                       ("tune_cron", "OFFER_BANDIT_TUNE_CRON"), ("timezone", "OFFER_BANDIT_SCHEDULE_TIMEZONE")):
+        if getattr(args, flag) is not None:
+            os.environ[name] = getattr(args, flag)
+    args.no_prefect = False
+    s = _flow_settings(args)
+    from flows.deployments import deployments, serve_flows
+
+    deployments(s)  # a bad schedule fails here, before anything starts
+    print(f"schedules ({s.schedule_timezone}): retrain '{s.retrain_cron}', monitor '{s.monitor_cron}', "
+          f"tune '{s.tune_cron}'; Prefect API: {os.environ.get('PREFECT_API_URL') or 'ephemeral (in this process)'}",
+          flush=True)
+    serve_flows(s)
     return 0
 
 
@@ -207,6 +284,60 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     s = _settings(args)
     was, now = Registry(s.tracking_uri, s.registered_model).rollback()
     print(f"{s.registered_model}: champion is version {now} again (was {was}; {was} is now 'previous')")
+    return 0
+
+
+def cmd_monitor(args: argparse.Namespace) -> int:
+    """One monitor run (``flows.monitor``): rates per offer and channel over the window,
+    suspend offers over their complaint limit, lift over the control group, log to MLflow."""
+    from dataclasses import asdict
+
+    s = _flow_settings(args)
+    params = {"as_of": _ts(args.as_of), "window_hours": args.window_hours}
+    if args.no_prefect:
+        from flows.monitor import monitor
+
+        r = asdict(monitor(s, **params))
+    else:
+        from flows.monitor_flow import monitor_flow
+
+        r = monitor_flow(**params)
+    print(f"window {r['window']} ({r['window_hours']:g} h): {r['decisions']} decisions, {r['offers']} offers made; "
+          f"MLflow run {r['run_id']}")
+    for b in r["breaches"]:
+        print(f"SUSPENDED {b['offer_id']}: {b['reason']}")
+    if not r["breaches"]:
+        print("no offer over its complaint limit")
+    for metric, d in (r["lift"] or {}).items():
+        print(f"lift {metric}: {d['diff']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}] "
+              f"(bandit {d['bandit']:.4f}, control {d['control']:.4f})")
+    if r["lift_note"]:
+        print(r["lift_note"])
+    return 0
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    """One tuning run (``flows.tune``): train and evaluate a grid of VW settings off-policy
+    on the window, log them to MLflow, print the ranking and the best as policy-file YAML.
+    It recommends only: nothing is registered or promoted, the policy file is not touched."""
+    from flows.tune import EXPERIMENT
+
+    s = _flow_settings(args)
+    params = {"as_of": _ts(args.as_of), "window_days": args.window_days, "holdout": args.holdout}
+    print(f"tuning on {args.window_days:g} days of the log (MLflow: {s.tracking_uri}) ...", flush=True)
+    if args.no_prefect:
+        from flows.tune import tune
+
+        r = tune(s, **params).summary()
+    else:
+        from flows.tune_flow import tune_flow
+
+        r = tune_flow(**params)
+    print(r["report"])
+    if r["best"] is None:
+        print("no recommendation: " + "; ".join(r["reasons"]))
+        return 1
+    print(f"MLflow run {r['run_id']} (experiment {EXPERIMENT}); to adopt the best, edit {s.policy}")
     return 0
 
 
@@ -288,11 +419,50 @@ def build_parser() -> argparse.ArgumentParser:
              "it, and promote it to champion only if the policy file's promotion gate agrees. Re-running the same "
              "window returns the earlier result.")
     sp.add_argument("--as-of", help="end of the window, ISO 8601 (default: now)")
-    sp.add_argument("--window-days", type=float, default=7.0, help="length of the window (default 7)")
-    sp.add_argument("--holdout", type=float, default=0.2, help="newest share held out for evaluation (default 0.2)")
+    sp.add_argument("--window-days", type=_positive, default=7.0, help="length of the window (default 7)")
+    sp.add_argument("--holdout", type=_share, default=0.2, help="newest share held out for evaluation (default 0.2)")
     sp.add_argument("--warm-start", action="store_true", help="continue from the champion instead of a fresh learner")
 
+    sp.add_argument("--no-prefect", action="store_true", help="run the steps directly, without a Prefect flow run")
+
     add("rollback", cmd_rollback, "move the registry's champion alias back to the previous version")
+
+    sp = add("monitor", cmd_monitor, "judge offers over a sliding window; suspend those drawing complaints",
+             "Per offer and channel over the window of the log that ends at --as-of: acceptance rate, "
+             "complaint rate and revenue. An offer made at least monitoring.min_offers times whose complaint "
+             "rate exceeds its limit (the catalog's max_complaint_rate, else the policy file's) is suspended "
+             "through the kill switch. Also the bandit's lift over the control group, with 95% intervals. "
+             "The run and its report go to MLflow (experiment offer-bandit-monitor).")
+    sp.add_argument("--as-of", help="end of the window, ISO 8601 (default: now)")
+    sp.add_argument("--window-hours", type=_positive,
+                    help="length of the window in hours (default: the policy file's monitoring.window_hours, 24)")
+    sp.add_argument("--no-prefect", action="store_true", help="run the steps directly, without a Prefect flow run")
+
+    fp = sub.add_parser("flows", help="scheduled Prefect deployments of retrain, monitor and tune",
+                        description="Prefect deployments of the flows.")
+    fsub = fp.add_subparsers(dest="flows_command", required=True, metavar="SUBCOMMAND")
+    sp = fsub.add_parser(
+        "serve", parents=[common], help="register the deployments with their schedules and run them as they come due",
+        description="Register retrain (nightly), monitor (hourly) and tune (weekly) as Prefect deployments with "
+        "cron schedules, and run each scheduled run in a subprocess until interrupted (Ctrl-C). Uses the Prefect "
+        "server at PREFECT_API_URL when set (watch the runs in its UI), else Prefect's ephemeral server.",
+        epilog=ENV_HELP + FLOWS_ENV_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sp.set_defaults(fn=cmd_flows_serve)
+    sp.add_argument("--retrain-cron", help="cron schedule of retrain (env OFFER_BANDIT_RETRAIN_CRON, default '0 2 * * *')")
+    sp.add_argument("--monitor-cron", help="cron schedule of monitor (env OFFER_BANDIT_MONITOR_CRON, default '0 * * * *')")
+    sp.add_argument("--tune-cron", help="cron schedule of tune (env OFFER_BANDIT_TUNE_CRON, default '0 3 * * 0')")
+    sp.add_argument("--timezone", help="time zone of the schedules (env OFFER_BANDIT_SCHEDULE_TIMEZONE, default UTC)")
+
+    sp = add("tune", cmd_tune, "evaluate a grid of VW settings off-policy and recommend the best",
+             "Train one model per grid point (explorer, cb_type, interactions, learning rate) on the older part "
+             "of the window of the log that ends at --as-of, evaluate each one's exploring policy off-policy on "
+             "the newest --holdout share, log every point as a child run to MLflow (experiment "
+             "offer-bandit-tune), and print the ranking and the best setting, with its 95% interval, as "
+             "policy-file YAML. Nothing is registered or promoted: adopt it by editing the policy file.")
+    sp.add_argument("--as-of", help="end of the window, ISO 8601 (default: now)")
+    sp.add_argument("--window-days", type=_positive, default=7.0, help="length of the window (default 7)")
+    sp.add_argument("--holdout", type=_share, default=0.2, help="newest share held out for evaluation (default 0.2)")
+    sp.add_argument("--no-prefect", action="store_true", help="run the steps directly, without a Prefect flow run")
 
     sp = add("demo", cmd_demo, "run a small simulated loop: decide, outcomes, train, decide again",
              "Simulated days of interactions through the decision path, retraining each night, "

@@ -60,6 +60,11 @@ class Settings(BaseSettings):
         "fsyncs only at checkpoints (it survives a crash of the service, not of the machine).",
     )
 
+    retrain_cron: str = Field("0 2 * * *", description="When `flows serve` runs retrain (cron, in schedule_timezone).")
+    monitor_cron: str = Field("0 * * * *", description="When `flows serve` runs monitor (cron).")
+    tune_cron: str = Field("0 3 * * 0", description="When `flows serve` runs tune (cron).")
+    schedule_timezone: str = Field("UTC", description="Time zone of the flow schedules (IANA name).")
+
     @property
     def tracking_uri(self) -> str:
         return self.mlflow_tracking_uri or f"sqlite:///{(self.home / 'mlflow.db').resolve()}"

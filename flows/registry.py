@@ -127,14 +127,19 @@ class RegistryModelSource:
         from mlflow.artifacts import download_artifacts
         from mlflow.models import Model
 
-        self._reg()  # the tracking URI is configured on the client it builds
+        reg = self._reg()
+        if reg is None:
+            raise RegistryError(f"no MLflow tracking store at {self.tracking_uri}")
         name, _, number = version.rpartition("/")
         target = self.cache / name / number
         if not (target / "MLmodel").is_file():
             target.parent.mkdir(parents=True, exist_ok=True)
+            # Resolve the version to its artifact location with our own client: a
+            # ``models:/`` URI would be resolved against the process-wide default registry
+            # (``./mlflow.db`` in the working directory), not this one.
+            where = reg.client.get_model_version_download_uri(name, number)
             with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-                local = Path(download_artifacts(artifact_uri=f"models:/{name}/{number}", dst_path=tmp,
-                                                tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri))
+                local = Path(download_artifacts(artifact_uri=where, dst_path=tmp, tracking_uri=self.tracking_uri))
                 local.rename(target)
         flavor: dict[str, Any] = Model.load(str(target / "MLmodel")).flavors["python_function"]
         return target / flavor["artifacts"]["model"]["path"]

@@ -10,30 +10,22 @@ version registered for a window is never registered twice.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
-from prefect.cache_policies import NO_CACHE
 
 from bandit.settings import get_settings
 from flows.retrain import retrain
+from flows.steps import task_runner
 
 # Steps that read or write stores retry; training and evaluation are pure computation
-# (a retry would fail the same way). NO_CACHE: the inputs are a whole window of the log,
-# and hashing them for a cache key would cost more than the step.
+# (a retry would fail the same way).
 RETRIES = {"find-earlier-run": 2, "load-window": 2, "fetch-champion": 2, "record": 2, "train": 0, "evaluate": 0}
 
 
-def _as_task(name: str, fn: Callable[..., Any]) -> Any:
-    return task(fn, name=name, retries=RETRIES.get(name, 0), retry_delay_seconds=10, cache_policy=NO_CACHE,
-                persist_result=False)
-
-
-def run_as_task(name: str, fn: Callable[..., Any], *args: Any) -> Any:
-    return _as_task(name, fn)(*args)
+run_as_task = task_runner(RETRIES)
 
 
 @flow(name="retrain", log_prints=True)

@@ -134,7 +134,9 @@ class Served:
             return c.execute("select count(*) from decisions").fetchone()[0]
 
 
-def start_service(tmp: Path, extra_env: dict[str, str] | None = None) -> Served:
+def start_service(tmp: Path, extra_env: dict[str, str] | None = None, registry: bool = False) -> Served:
+    """A served instance on a free port; ``registry``: serve the MLflow registry's champion
+    (tracking store ``<home>/mlflow.db``) instead of a model file."""
     home = tmp / "home"
     catalog = tmp / "offers.yaml"
     shutil.copy(REPO / "config/offers.yaml", catalog)
@@ -144,6 +146,8 @@ def start_service(tmp: Path, extra_env: dict[str, str] | None = None) -> Served:
            "OFFER_BANDIT_ADMIN_KEY": ADMIN_KEY, "OFFER_BANDIT_MODEL_PATH": str(tmp / "model.vw"),
            "OFFER_BANDIT_MODEL_POLL_SECONDS": "1", "OFFER_BANDIT_SALT": "served-salt",
            "DO_NOT_TRACK": "1", "BENTOML_DO_NOT_TRACK": "True", **(extra_env or {})}
+    if registry:
+        del env["OFFER_BANDIT_MODEL_PATH"]
     log = open(tmp / "serve.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "bandit.cli", "serve", "--port", str(port)],
                             cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

@@ -1,0 +1,68 @@
+"""The whole loop for real: decisions and outcomes over HTTP into a served instance, the
+retrain flow under Prefect on that log, the gate promoting through the MLflow registry,
+and the running service picking the new champion up by itself."""
+
+import random
+import shutil
+import time
+from datetime import datetime, timedelta, UTC
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, start_service, stop_service
+
+pytestmark = pytest.mark.slow
+
+
+def test_decisions_over_http_retrain_under_prefect_and_the_promoted_model_is_served(
+        tmp_path: Path, migrated_db: Path, prefect_server: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bandit.catalog import NO_OFFER, parse_catalog
+    from experiments.loop import random_request, respond
+    from flows.registry import Registry
+    from flows.retrain_flow import retrain_flow
+
+    policy = tmp_path / "policy.yaml"  # explore widely at cold start; a gate sized for a test
+    policy.write_text("exploration: {cold_start_epsilon: 0.5}\npromotion: {min_events: 100, min_ess: 10}\n")
+    (tmp_path / "home").mkdir()
+    shutil.copy(migrated_db, tmp_path / "home" / "mlflow.db")
+    served = start_service(tmp_path, {"OFFER_BANDIT_POLICY": str(policy)}, registry=True)
+    try:
+        catalog = parse_catalog((REPO / "config/offers.yaml").read_text())
+        rng = random.Random(11)
+        with served.client() as http:
+            assert http.get("/readyz").json()["model"]["source"] == "cold_start"
+            for i in range(3000):
+                req = random_request(rng, 50_000)
+                d = http.post("/decide", json=req.model_dump(mode="json", exclude_none=True)).json()
+                assert d["model_version"] == "cold-start", d
+                if d["offer_id"] != NO_OFFER:
+                    accepted, _ = respond(rng, req, d["offer_id"], catalog)
+                    r = http.post("/outcome", json={"event_id": d["event_id"],
+                                                    "type": "accepted" if accepted else "declined"})
+                    assert r.status_code in (200, 201, 204), r.text
+        assert served.count_decisions() == 3000
+
+        for name, value in {"OFFER_BANDIT_HOME": served.home, "OFFER_BANDIT_POLICY": policy,
+                            "OFFER_BANDIT_CATALOG": served.catalog, "OFFER_BANDIT_SALT": "served-salt",
+                            "MLFLOW_DISABLE_TELEMETRY": "true"}.items():
+            monkeypatch.setenv(name, str(value))
+        as_of = (datetime.now(UTC) + timedelta(days=4)).timestamp()  # every reward window closed
+        state = retrain_flow(as_of=as_of, window_days=7, return_state=True)
+        assert state.is_completed(), state
+        result = state.result()
+        assert result["promoted"] and result["version"] == "1", result
+        assert Registry(f"sqlite:///{served.home / 'mlflow.db'}").version_of("champion") == "1"
+
+        deadline = time.time() + 60  # the service polls the alias every second
+        with served.client() as http:
+            while time.time() < deadline:
+                d = http.post("/decide", json=random_request(rng, 50_000).model_dump(mode="json", exclude_none=True))
+                if d.json()["model_version"] == "offer-policy/1":
+                    break
+                time.sleep(0.5)
+            assert d.json()["model_version"] == "offer-policy/1", d.json()
+            ready = http.get("/readyz").json()
+            assert ready["model"] == {**ready["model"], "source": "registry", "version": "offer-policy/1"}, ready
+    finally:
+        stop_service(served.proc)
