@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from bandit.context import Identifier, RequestType, Strict
 from bandit.errors import ConfigError, read_config_file
@@ -90,6 +90,27 @@ class Exploration(Strict):
         return ["--regcb"]
 
 
+# The namespaces ``bandit.features`` writes, by the first letter VW pairs them on
+# (context, emotion, user, history, xattrs, offer). An interaction naming another letter
+# would silently interact nothing.
+NAMESPACE_LETTERS = frozenset("ceuhxo")
+
+# ``cb_type`` values VW (9.x) accepts with each explorer of ``--cb_explore_adf`` (others:
+# all four). SquareCB and RegCB regress (``mtr`` only); cover has no direct method.
+# ``tests/test_tuning.py`` checks this table against VW itself.
+CB_TYPES_FOR: dict[str, frozenset[str]] = {
+    "squarecb": frozenset({"mtr"}),
+    "regcb": frozenset({"mtr"}),
+    "cover": frozenset({"ips", "dr", "mtr"}),
+}
+
+
+def vw_accepts(algorithm: str, cb_type: str) -> bool:
+    """Whether VW trains this explorer with this ``cb_type`` (``CB_TYPES_FOR``)."""
+    allowed = CB_TYPES_FOR.get(algorithm)
+    return allowed is None or cb_type in allowed
+
+
 class Learner(Strict):
     """VW learner settings; namespaces are documented in ``bandit.features``."""
 
@@ -98,6 +119,15 @@ class Learner(Strict):
     learning_rate: float = Field(0.5, gt=0)
     bit_precision: int = Field(18, ge=10, le=28)
     power_t: float = Field(0.5, ge=0)
+
+    @field_validator("interactions")
+    @classmethod
+    def _namespace_letters(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [q for q in value if len(q) < 2 or not set(q) <= NAMESPACE_LETTERS]
+        if bad:
+            raise ValueError(f"{bad!r}: each interaction is 2 or more of the namespace letters "
+                             f"{''.join(sorted(NAMESPACE_LETTERS))} (see README, Features)")
+        return value
 
     def vw_args(self) -> list[str]:
         args = ["--cb_type", self.cb_type, "-l", str(self.learning_rate), "-b", str(self.bit_precision)]
@@ -165,6 +195,14 @@ class PolicyFile(Strict):
     monitoring: Monitoring = Monitoring()
     promotion: Promotion = Promotion()
     control: ControlGroup = ControlGroup()
+
+    @model_validator(mode="after")
+    def _vw_accepts(self) -> "PolicyFile":
+        a, cb = self.exploration.algorithm, self.learner.cb_type
+        if not vw_accepts(a, cb):
+            raise ValueError(f"learner.cb_type {cb} does not go with exploration.algorithm {a}: VW accepts "
+                             f"{', '.join(sorted(CB_TYPES_FOR[a]))} with it")
+        return self
 
     def vw_args(self) -> list[str]:
         return ["--cb_explore_adf", *self.exploration.vw_args(), *self.learner.vw_args()]

@@ -33,22 +33,7 @@ from bandit.context import Strict
 from bandit.errors import ConfigError
 from bandit.evaluation import Comparison, PolicyEvaluation
 from bandit.ope import Estimate
-from bandit.policyfile import Learner, PolicyFile
-
-# The namespaces ``bandit.features`` writes, by the first letter VW pairs them on. An
-# interaction naming another letter would silently interact nothing, and the tuning
-# would compare a setting that does not mean what it says.
-NAMESPACE_LETTERS = frozenset("ceuhxo")
-
-# ``cb_type`` values VW (9.x) accepts with each explorer of ``--cb_explore_adf``: SquareCB
-# and RegCB regress (``mtr`` only); cover has no direct method. Combinations outside this
-# are left out of the grid rather than failing half-way through a tuning run.
-# ``tests/test_tuning.py`` checks this table against VW itself.
-CB_TYPES_FOR: dict[str, frozenset[str]] = {
-    "squarecb": frozenset({"mtr"}),
-    "regcb": frozenset({"mtr"}),
-    "cover": frozenset({"ips", "dr", "mtr"}),
-}
+from bandit.policyfile import NAMESPACE_LETTERS, Learner, PolicyFile, vw_accepts
 
 DEFAULT_INTERACTIONS: tuple[str, ...] = Learner().interactions  # co, uo, eo, ho
 # More: the channel's own attributes with the offer, and context x user x offer (cubic).
@@ -131,20 +116,23 @@ def variant(base: PolicyFile, exploration: Mapping[str, Any] | None = None,
     return PolicyFile.model_validate(raw)
 
 
-def legal(policy: PolicyFile) -> bool:
-    """Whether VW accepts this explorer with this ``cb_type`` (``CB_TYPES_FOR``)."""
-    allowed = CB_TYPES_FOR.get(policy.exploration.algorithm)
-    return allowed is None or policy.learner.cb_type in allowed
+def legal(base: PolicyFile, explorer: Mapping[str, Any], cb_type: str) -> bool:
+    """Whether VW accepts this grid explorer (over ``base``'s) with this ``cb_type``
+    (``bandit.policyfile.vw_accepts``; the policy file refuses the rest)."""
+    return vw_accepts(explorer.get("algorithm", base.exploration.algorithm), cb_type)
 
 
 def _check_axes(grid: Grid, base: PolicyFile) -> list[str]:
     """Every value of every axis on its own against ``base``, so a bad value is reported
     once, naming the grid field and the policy-file field it would set."""
     problems: list[str] = []
+    # each value alone, against an explorer and cb_type that go with every other one: which
+    # pairs VW refuses is not a bad value (``legal`` leaves those pairs out of the grid)
+    probe = variant(base, {"algorithm": "epsilon"}, {"cb_type": "mtr"})
 
     def check(grid_field: str, i: int, value: Any, **update: Mapping[str, Any]) -> None:
         try:
-            variant(base, **update)
+            variant(probe, **update)
         except ValidationError as exc:
             for e in exc.errors():
                 problems.append(f"tuning grid: {grid_field}[{i}] = {value!r}: field "
@@ -210,14 +198,14 @@ def expand(grid: Grid, base: PolicyFile) -> list[Point]:
     combos = []
     for e, c, q, lr in itertools.product(range(len(grid.explorers)), range(len(grid.cb_types)),
                                          range(len(grid.interactions)), range(len(grid.learning_rates))):
-        if legal(variant(base, grid.explorers[e], {"cb_type": grid.cb_types[c]})):
+        if legal(base, grid.explorers[e], grid.cb_types[c]):
             combos.append((e, c, q, lr))
     policies: list[PolicyFile] = []
     for e, c, q, lr in _pairwise_sample(combos, grid.max_points, grid.seed):
         policies.append(variant(base, grid.explorers[e], {"cb_type": grid.cb_types[c], "learning_rate":
                                                           grid.learning_rates[lr],
                                                           "interactions": grid.interactions[q]}))
-    if grid.include_current and legal(base) and base.vw_args() not in [p.vw_args() for p in policies]:
+    if grid.include_current and base.vw_args() not in [p.vw_args() for p in policies]:
         policies.insert(0, base)
     points: list[Point] = []
     seen: set[tuple[str, ...]] = set()

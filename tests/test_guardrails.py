@@ -178,3 +178,14 @@ def test_chosen_action_is_always_eligible(decider: Decider, req, weights) -> Non
     assert {r.id for r in d.ranking} == set(rec.action_ids)
     if req.customer.opted_out or req.interaction.distress:
         assert d.offer_id == NO_OFFER and d.content is None
+
+
+def test_the_policy_file_refuses_interactions_on_namespaces_that_do_not_exist() -> None:
+    import pytest
+    from bandit.errors import ConfigError
+    from bandit.policyfile import parse_policy
+
+    with pytest.raises(ConfigError, match=r"field 'learner.interactions'.*\['cz'\].*namespace letters ceh"):
+        parse_policy("learner: {interactions: [co, cz]}\n")
+    with pytest.raises(ConfigError, match="learner.cb_type dm does not go with exploration.algorithm cover"):
+        parse_policy("exploration: {algorithm: cover}\nlearner: {cb_type: dm}\n")

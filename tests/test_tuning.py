@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from bandit.errors import ConfigError
 from bandit.evaluation import Comparison, PolicyEvaluation
 from bandit.ope import Estimate
-from bandit.policyfile import PolicyFile, parse_policy
+from bandit.policyfile import Exploration, Learner, PolicyFile, parse_policy, vw_accepts
 from bandit.tuning import (DEFAULT_INTERACTIONS, Grid, Point, expand, improves_on_current, legal, pick_best, report,
                            settings_yaml, variant)
 from simlog import simulated_log
@@ -36,7 +36,7 @@ def test_the_default_grid_is_modest_and_every_point_is_a_legal_policy_file() -> 
     assert 10 <= len(points) <= 24
     for p in points:
         assert PolicyFile.model_validate(p.policy.model_dump()) == p.policy  # validates as a file would
-        assert legal(p.policy)
+        assert vw_accepts(p.policy.exploration.algorithm, p.policy.learner.cb_type)
         assert (p.policy.guardrails, p.policy.reward, p.policy.promotion) == (base.guardrails, base.reward,
                                                                              base.promotion)
         pasted = parse_policy(settings_yaml(p.policy))  # the YAML a person pastes gives the same setting
@@ -57,7 +57,7 @@ def test_the_default_grid_covers_every_pair_of_settings_vw_accepts_together() ->
 
     product = itertools.product(*(range(len(axis)) for axis in (grid.explorers, grid.cb_types, grid.interactions,
                                                                 grid.learning_rates)))
-    accepted = [c for c in product if legal(variant(base, grid.explorers[c[0]], {"cb_type": grid.cb_types[c[1]]}))]
+    accepted = [c for c in product if legal(base, grid.explorers[c[0]], grid.cb_types[c[1]])]
     assert len(accepted) == 114  # what trying everything would cost
     covered = set().union(*(_pairs(combo(p)) for p in expand(grid, base)))
     assert set().union(*(_pairs(c) for c in accepted)) <= covered
@@ -78,13 +78,16 @@ def test_a_small_grid_is_tried_in_full_with_the_current_setting_and_without_what
 @pytest.mark.parametrize("algorithm", ["epsilon", "softmax", "bag", "cover", "squarecb", "regcb"])
 def test_which_explorers_and_cb_types_go_together_is_what_vw_itself_accepts(algorithm: str) -> None:
     for cb_type in ("ips", "dr", "mtr", "dm"):
-        policy = variant(PolicyFile(), {"algorithm": algorithm}, {"cb_type": cb_type})
+        args = ["--cb_explore_adf", *Exploration(algorithm=algorithm).vw_args(), *Learner(cb_type=cb_type).vw_args()]
         try:
-            vowpalwabbit.Workspace(" ".join([*policy.vw_args(), "--quiet"])).finish()
+            vowpalwabbit.Workspace(" ".join([*args, "--quiet"])).finish()
             accepted = True
         except RuntimeError:
             accepted = False
-        assert accepted == legal(policy), (algorithm, cb_type)
+        assert accepted == vw_accepts(algorithm, cb_type), (algorithm, cb_type)
+        if not accepted:  # and the policy file refuses what VW refuses, naming both fields
+            with pytest.raises(ValidationError, match="learner.cb_type .* does not go with exploration.algorithm"):
+                PolicyFile.model_validate({"exploration": {"algorithm": algorithm}, "learner": {"cb_type": cb_type}})
 
 
 def test_bad_grid_values_are_all_reported_naming_the_grid_and_policy_file_fields() -> None:
