@@ -175,6 +175,8 @@ def evaluate(evals: EvalSet, policies: Mapping[str, Policy], min_ess: float = MI
     return Comparison(len(evals), out)
 
 
-def baselines(catalog: Catalog) -> dict[str, Policy]:
-    """The policies every candidate is compared with, besides the champion."""
-    return {"no_offer": no_offer_policy, "uniform": uniform_policy, "rules": rules_policy(catalog)}
+def baselines(catalog: Catalog, rules_min_sentiment: float = 0.3) -> dict[str, Policy]:
+    """The policies every candidate is compared with, besides the champion. The rules
+    heuristic is the control group's (the policy file's ``control.rules_min_sentiment``)."""
+    return {"no_offer": no_offer_policy, "uniform": uniform_policy,
+            "rules": rules_policy(catalog, rules_min_sentiment)}

@@ -9,7 +9,8 @@ One retrain over a window of the log that ends at ``as_of``:
 3. evaluate candidate, champion and the baselines off-policy on the held-out part
    (``bandit.evaluation``) and ask the gate (``bandit.gate``);
 4. log everything to one MLflow run (parameters, metrics per policy, the evaluation
-   report, the pyfunc model), register the candidate, and promote it only if the gate
+   report, the window's decisions as input datasets, the plots of ``flows.plots``, the
+   pyfunc model), register the candidate, and promote it only if the gate
    says so; the verdict and its reasons are tags on the run and the model version.
 
 Re-running the same window finds the run it made before (tagged with the window) and
@@ -19,26 +20,32 @@ returns its result: same window, same result, no second registration.
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
+
+import numpy as np
 
 from bandit.config import load_config
 from bandit.dsjson import to_dsjson
-from bandit.evaluation import Comparison, baselines, eval_set, evaluate, model_policy
+from bandit.evaluation import Comparison, Policy, baselines, eval_set, evaluate, model_policy
 from bandit.gate import Verdict, gate
 from bandit.reward import window_closed
 from bandit.runtime import open_store
 from bandit.policyfile import RewardConfig
+from bandit.segments import RunBreakdown, breakdown, decision_frame, mix_metrics
 from bandit.settings import Settings
+from flows.steps import StepRunner, run_directly
+from flows.tracking import experiment
 from bandit.store import DecisionRecord, Outcome
 from bandit.training import train_dsjson
 from bandit.vw import VWModel
 
 EXPERIMENT = "offer-bandit-retrain"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -70,16 +77,6 @@ def report(comparison: Comparison, verdict: Verdict, window: str) -> str:
 Pair = tuple[DecisionRecord, list[Outcome]]
 
 
-class StepRunner(Protocol):
-    """Runs one named step of the retrain: directly, or as a Prefect task (``flows.retrain_flow``)."""
-
-    def __call__(self, name: str, fn: Callable[..., Any], *args: Any) -> Any: ...
-
-
-def run_directly(name: str, fn: Callable[..., Any], *args: Any) -> Any:
-    return fn(*args)
-
-
 @dataclass(frozen=True)
 class Window:
     """The stretch of the log a retrain reads: ``[as_of - days, as_of)``."""
@@ -102,8 +99,7 @@ def find_earlier(settings: Settings, window: Window) -> RetrainResult | None:
     """The result of an earlier retrain of the same window, if MLflow has one."""
     import mlflow
 
-    experiment = _experiment(settings)
-    earlier = mlflow.search_runs([experiment], filter_string=f"tags.window = '{window.label}'",
+    earlier = mlflow.search_runs([_experiment(settings)], filter_string=f"tags.window = '{window.label}'",
                                  output_format="list")
     if not earlier:
         return None
@@ -160,20 +156,46 @@ def train_candidate(vw_args: list[str], reward_cfg: RewardConfig, train_part: li
 def compare(settings: Settings, candidate: VWModel, champion: VWModel | None, test_part: list[Pair],
             as_of: float) -> tuple[Comparison, Verdict]:
     """Candidate, champion and the baselines off-policy on the held-out part, and the gate's verdict."""
+    comparison, verdict, _ = compare_in_detail(settings, candidate, champion, test_part, as_of)
+    return comparison, verdict
+
+
+def compare_in_detail(settings: Settings, candidate: VWModel, champion: VWModel | None, test_part: list[Pair],
+                      as_of: float, train_part: list[Pair] | None = None
+                      ) -> tuple[Comparison, Verdict, RunBreakdown | None]:
+    """``compare``, and with ``train_part`` also the run's breakdowns (``bandit.segments``):
+    the window as a frame, the offer mix per policy, the candidate's lift per segment. Each
+    policy is scored once, for the estimates and the breakdowns alike."""
     cfg = load_config(settings)
     policies = {"candidate": model_policy(candidate)}
     if champion is not None:
         policies["champion"] = model_policy(champion)
-    policies.update(baselines(cfg.catalog))
-    comparison = evaluate(eval_set(test_part, cfg.policy.reward, as_of), policies, cfg.policy.promotion.min_ess)
+    policies.update(baselines(cfg.catalog, cfg.policy.control.rules_min_sentiment))
+    held_out = eval_set(test_part, cfg.policy.reward, as_of)
+    matrices = {name: policy(held_out) for name, policy in policies.items()}
+    comparison = evaluate(held_out, {name: _fixed(pi) for name, pi in matrices.items()}, cfg.policy.promotion.min_ess)
     verdict = gate(comparison, cfg.policy.promotion, champion="champion" if champion is not None else None)
-    return comparison, verdict
+    if train_part is None or not len(held_out):
+        return comparison, verdict, None
+    train_rows = decision_frame(eval_set(train_part, cfg.policy.reward, as_of), "train")
+    return comparison, verdict, breakdown(train_rows, held_out, matrices, min_ess=cfg.policy.promotion.min_ess)
+
+
+def _fixed(pi: np.ndarray) -> Policy:
+    """A policy whose matrix is already computed."""
+    return lambda _evals: pi
 
 
 def record(settings: Settings, window: Window, params: dict[str, Any], candidate: VWModel | None,
-           trained_on: int, comparison: Comparison | None, verdict: Verdict) -> RetrainResult:
+           trained_on: int, comparison: Comparison | None, verdict: Verdict,
+           details: RunBreakdown | None = None) -> RetrainResult:
     """One MLflow run with everything a reviewer needs; register the candidate; move the
-    champion alias only if the verdict says so. Tagged with the window, so a re-run finds it."""
+    champion alias only if the verdict says so. Tagged with the window, so a re-run finds it.
+
+    With ``details`` (``compare_in_detail``) the run also has the window's decisions as its
+    input datasets (the training and the held-out rows), the offer mix of every policy as
+    metrics (``<policy>.mix.<offer>``, ``logged`` for the log itself) and the plots of
+    ``flows.plots``."""
     import mlflow
 
     from flows.policy_model import log_policy_model
@@ -190,6 +212,8 @@ def record(settings: Settings, window: Window, params: dict[str, Any], candidate
         for name, ev in comparison.policies.items():
             mlflow.log_metrics({f"{name}.{k}": v for k, v in ev.as_metrics().items()})
         mlflow.log_text(report(comparison, verdict, window.label), "evaluation.md")
+        if details is not None:
+            _log_details(details, window)
         model_file = Path(d) / "model.vw"
         candidate.save(model_file)
         info = log_policy_model(model_file, settings.catalog, settings.policy)
@@ -206,14 +230,34 @@ def record(settings: Settings, window: Window, params: dict[str, Any], candidate
         return RetrainResult(run.info.run_id, version, verdict.promote, verdict.reasons, trained_on, evaluated_on)
 
 
-def _experiment(settings: Settings) -> str:
+def _log_details(details: RunBreakdown, window: Window) -> None:
+    """The input datasets, the offer-mix metrics and the plots of one run (inside it)."""
     import mlflow
+    import mlflow.data
+    from mlflow.models import infer_signature
 
-    mlflow.set_tracking_uri(settings.tracking_uri)
-    mlflow.set_registry_uri(settings.tracking_uri)
-    found = mlflow.get_experiment_by_name(EXPERIMENT)
-    return found.experiment_id if found is not None else mlflow.create_experiment(EXPERIMENT)
+    from flows.plots import figures
 
+    for split, context in (("train", "training"), ("holdout", "evaluation")):
+        rows = details.decisions[details.decisions["split"] == split].reset_index(drop=True)
+        dataset = mlflow.data.from_pandas(rows, name=f"window {window.label} {split}", targets="reward")
+        # MLflow infers a frame's schema value by value (~7 s per 160,000 rows); every column
+        # here has one type and no gaps, so the first rows give the same schema
+        dataset.schema = infer_signature(rows.head(1000)).inputs
+        mlflow.log_input(dataset, context=context)
+    mlflow.log_metrics(mix_metrics(details.mix))
+    try:
+        plots = figures(details)
+    except Exception as exc:  # noqa: BLE001 - a plot that cannot be drawn must not block the model
+        log.warning("retrain %s: plots not drawn: %s", window.label, exc, exc_info=True)
+        mlflow.set_tag("plots_error", f"{type(exc).__name__}: {exc}"[:500])
+        return
+    for path, fig in plots.items():
+        mlflow.log_figure(fig, path)
+
+
+def _experiment(settings: Settings) -> str:
+    return experiment(settings, EXPERIMENT)
 
 # -- the composition: one retrain, whoever runs the steps ----------------------------------------
 
@@ -241,5 +285,6 @@ def retrain(settings: Settings, as_of: float | None = None, window_days: float =
     _, champion = step("fetch-champion", fetch_champion, settings)
     candidate, trained_on = step("train", train_candidate, cfg.policy.vw_args(), cfg.policy.reward, train_part,
                                  champion if warm_start else None)
-    comparison, verdict = step("evaluate", compare, settings, candidate, champion, test_part, window.as_of)
-    return step("record", record, settings, window, params, candidate, trained_on, comparison, verdict)
+    comparison, verdict, details = step("evaluate", compare_in_detail, settings, candidate, champion, test_part,
+                                        window.as_of, train_part)
+    return step("record", record, settings, window, params, candidate, trained_on, comparison, verdict, details)

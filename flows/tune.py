@@ -93,9 +93,9 @@ class Split:
 
 # -- the steps (each one a Prefect task in the flow) ---------------------------------------------
 
-def evaluate_baselines(split_: Split, catalog: Catalog, min_ess: float) -> Comparison:
+def evaluate_baselines(split_: Split, catalog: Catalog, min_ess: float, rules_min_sentiment: float = 0.3) -> Comparison:
     """``no_offer``, uniform and the rules on the held-out part, for scale in the report."""
-    return evaluate(split_.evals, baselines(catalog), min_ess)
+    return evaluate(split_.evals, baselines(catalog, rules_min_sentiment), min_ess)
 
 
 def train_and_evaluate(point: Point, reward_cfg: RewardConfig, split_: Split, min_ess: float) -> PointResult:
@@ -196,7 +196,7 @@ def tune(settings: Settings, as_of: float | None = None, window_days: float = 7.
                           f"# Tune {window.label}\n\n{why}\n", len(train_part), len(test_part), reasons=[why])
     held = Split(train_part, eval_set(test_part, policy.reward, window.as_of))
     min_ess = policy.promotion.min_ess
-    base = step("baselines", evaluate_baselines, held, cfg.catalog, min_ess)
+    base = step("baselines", evaluate_baselines, held, cfg.catalog, min_ess, cfg.policy.control.rules_min_sentiment)
     results = {p.name: step(f"train-evaluate-{p.name}", train_and_evaluate, p, policy.reward, held, min_ess)
                for p in points}
     comparison = Comparison(base.n, {**{n: r.evaluation for n, r in results.items()}, **base.policies})

@@ -46,7 +46,8 @@ def test_flows_serve_registers_the_deployments_and_runs_one(tmp_path: Path, migr
     home.mkdir()
     shutil.copy(migrated_db, home / "mlflow.db")
     env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "OFFER_BANDIT_SALT": "x",
-           "MLFLOW_DISABLE_TELEMETRY": "true", "PREFECT_HOME": str(tmp_path / "prefect")}
+           "MLFLOW_DISABLE_TELEMETRY": "true", "PREFECT_HOME": str(tmp_path / "prefect"),
+           "PREFECT_RUNNER_POLL_FREQUENCY": "1"}  # pick the run up at once, not within 10 s
     log = open(tmp_path / "serve.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "bandit.cli", "flows", "serve", "--home", str(home),
                              "--catalog", str(REPO / "config/offers.yaml"), "--policy", str(REPO / "config/policy.yaml"),
@@ -54,17 +55,16 @@ def test_flows_serve_registers_the_deployments_and_runs_one(tmp_path: Path, migr
                             stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.time() + 90
-        names: set[str] = set()
+        ours: list = []
         with get_client(sync_client=True) as client:
-            while time.time() < deadline and len(names) < 3:
+            while time.time() < deadline and len(ours) < 3:
                 assert proc.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
-                names = {d.name for d in client.read_deployments() if "offer-bandit" in (d.tags or [])}
-                time.sleep(1)
-            deps = {d.flow_id: d for d in client.read_deployments()}
-            assert len(names) == 1 and len(deps) >= 3, (tmp_path / "serve.log").read_text()[-3000:]
+                ours = [d for d in client.read_deployments() if "offer-bandit" in (d.tags or [])]
+                time.sleep(0.5)
+            assert {d.name for d in ours} == {"offer-bandit"} and len(ours) == 3, (tmp_path / "serve.log").read_text()[-3000:]
             monitor = client.read_deployment_by_name("monitor/offer-bandit")
             assert monitor.schedules[0].schedule.cron == "0 0 1 1 *"
-        run = run_deployment("monitor/offer-bandit", timeout=180)
+        run = run_deployment("monitor/offer-bandit", timeout=180, poll_interval=1)
         assert run.state is not None and run.state.is_completed(), (tmp_path / "serve.log").read_text()[-3000:]
         assert run.parameters == {} and (home / "mlartifacts" / "offer-bandit-monitor").is_dir()  # ran in <home>
     finally:

@@ -123,6 +123,7 @@ def test_the_service_serves_the_registry_champion_once_there_is_one(tmp_path: Pa
 
 def test_retrain_logs_registers_gates_and_is_safe_to_rerun(tmp_path: Path, migrated_db: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
     from datetime import UTC, datetime
 
     from bandit.settings import get_settings
@@ -139,6 +140,14 @@ def test_retrain_logs_registers_gates_and_is_safe_to_rerun(tmp_path: Path, migra
     assert "candidate.snips" in run.data.metrics and "no_offer.snips" in run.data.metrics
     assert run.data.tags["promoted"] == str(first.promoted).lower() and first.reasons
     assert "| candidate |" in mlflow.artifacts.load_text(f"runs:/{first.run_id}/evaluation.md")
+    plots = {a.path for a in mlflow.MlflowClient().list_artifacts(first.run_id, "plots")}
+    assert plots == {"plots/offer_mix_by_request_type.png", "plots/reward_over_time.png", "plots/segment_lift.png"}
+    for mix in ("candidate", "logged"):  # each policy's shares of all held-out decisions
+        assert sum(v for k, v in run.data.metrics.items() if k.startswith(f"{mix}.mix.")) == pytest.approx(1.0)
+    inputs = {d.dataset.name: ({t.key: t.value for t in d.tags}["mlflow.data.context"],
+                               json.loads(d.dataset.profile)["num_rows"]) for d in run.inputs.dataset_inputs}
+    assert sorted(inputs.values()) == [("evaluation", first.evaluated_on), ("training", first.trained_on)]
+    assert all(run.data.tags["window"] in name for name in inputs)
     reg = Registry(settings.tracking_uri)
     assert reg.version_of("champion") == ("1" if first.promoted else None)
 
@@ -150,7 +159,7 @@ def test_retrain_logs_registers_gates_and_is_safe_to_rerun(tmp_path: Path, migra
 
     common = ["--home", str(tmp_path / "home"), "--policy", str(policy), "--catalog", str(REPO / "config/offers.yaml")]
     iso = datetime.fromtimestamp(as_of, UTC).isoformat()
-    assert main(["retrain", *common, "--as-of", iso]) == 0  # the same window: reused, nothing new
+    assert main(["retrain", *common, "--as-of", iso, "--no-prefect"]) == 0  # the same window: reused, nothing new
     assert len(reg.client.search_model_versions("name='offer-policy'")) == 1
     assert main(["rollback", *common]) == 2  # one version only: nothing to roll back to
 
