@@ -1,6 +1,7 @@
 """The whole loop for real: decisions and outcomes over HTTP into a served instance, the
 retrain flow under Prefect on that log, the gate promoting through the MLflow registry,
-and the running service picking the new champion up by itself."""
+the running service picking the new champion up by itself; then complaints about one
+offer, the monitor flow suspending it, and the service no longer offering it."""
 
 import random
 import shutil
@@ -30,6 +31,7 @@ def test_decisions_over_http_retrain_under_prefect_and_the_promoted_model_is_ser
     try:
         catalog = parse_catalog((REPO / "config/offers.yaml").read_text())
         rng = random.Random(11)
+        made: dict[str, list[str]] = {}  # offer -> event ids of the decisions that made it
         with served.client() as http:
             assert http.get("/readyz").json()["model"]["source"] == "cold_start"
             for i in range(3000):
@@ -37,6 +39,7 @@ def test_decisions_over_http_retrain_under_prefect_and_the_promoted_model_is_ser
                 d = http.post("/decide", json=req.model_dump(mode="json", exclude_none=True)).json()
                 assert d["model_version"] == "cold-start", d
                 if d["offer_id"] != NO_OFFER:
+                    made.setdefault(d["offer_id"], []).append(d["event_id"])
                     accepted, _ = respond(rng, req, d["offer_id"], catalog)
                     r = http.post("/outcome", json={"event_id": d["event_id"],
                                                     "type": "accepted" if accepted else "declined"})
@@ -64,5 +67,22 @@ def test_decisions_over_http_retrain_under_prefect_and_the_promoted_model_is_ser
             assert d.json()["model_version"] == "offer-policy/1", d.json()
             ready = http.get("/readyz").json()
             assert ready["model"] == {**ready["model"], "source": "registry", "version": "offer-policy/1"}, ready
+
+            # complaints about the offer made most often, over HTTP; the monitor flow suspends it
+            worst = max(made, key=lambda o: len(made[o]))
+            for event_id in made[worst]:
+                assert http.post("/outcome", json={"event_id": event_id, "type": "complaint"}).status_code < 300
+        from flows.monitor_flow import monitor_flow
+
+        report = monitor_flow()
+        assert report["suspended"] == [worst], report["breaches"]
+        time.sleep(1.5)  # the service's view of the kill switch is at most 1 s old
+        with served.client() as http:
+            offers = {o["id"]: o["status"] for o in http.get("/offers").json()["offers"]}
+            assert offers[worst] == "suspended"
+            for _ in range(300):
+                d = http.post("/decide", json=random_request(rng, 50_000).model_dump(mode="json", exclude_none=True))
+                assert d.json()["offer_id"] != worst
+                assert worst not in {r["id"] for r in d.json()["ranking"]}
     finally:
         stop_service(served.proc)
