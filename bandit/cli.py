@@ -223,6 +223,8 @@ def _flow_settings(args: argparse.Namespace) -> Settings:
     if args.no_prefect:
         return s  # the steps run in this process with these settings; nothing to export
     os.environ.update(_export(s, dict(os.environ)))
+    s.ensure_home()
+    Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)  # Prefect makes only the last level
     if args.fn is not cmd_flows_serve:
         where = os.environ.get("PREFECT_API_URL") or "Prefect's ephemeral server (starting; ~20 s)"
         print(f"running the flow under {where} ...", file=sys.stderr, flush=True)
