@@ -73,3 +73,19 @@ def test_flows_serve_registers_the_deployments_and_runs_one(tmp_path: Path, migr
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+@pytest.mark.slow
+def test_the_command_line_runs_a_flow_under_prefect_on_a_fresh_home(tmp_path: Path, prefect_server: None) -> None:
+    """`offer-bandit monitor` (no --no-prefect) as an operator runs it: a home that does not
+    exist yet, the flow run on the Prefect server, Prefect's state under the home."""
+    from prefect.settings import PREFECT_API_URL
+
+    home = tmp_path / "new" / "home"
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "OFFER_BANDIT_SALT": "x"}
+    env.pop("PREFECT_HOME", None)
+    p = subprocess.run([sys.executable, "-m", "bandit.cli", "monitor", "--home", str(home)], cwd=REPO, env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "no offer over its complaint limit" in p.stdout and "Flow run" in p.stderr
+    assert "Failed to create the Prefect home" not in p.stderr and (home / "prefect").is_dir()
