@@ -7,7 +7,9 @@ Promote only when all hold, on the same held-out log (``bandit.evaluation``):
 - better: the candidate's lower 95% bound on reward per decision beats the champion's
   estimate by ``margin`` (``low_cand > V̂_champ + margin``), with the configured estimator;
 - no more complaints: the candidate's estimated complaint rate is at or below the
-  champion's and under the absolute cap ``max_complaint_rate``.
+  champion's and under the absolute cap ``max_complaint_rate``. A first model (no champion
+  yet) is held to the cap alone: ``no_offer``'s complaint rate is zero by construction, and
+  demanding it would mean never making an offer.
 
 Otherwise the champion stays, and every reason is recorded. Pure: the flow that
 calls it moves registry aliases and logs the verdict.
@@ -47,13 +49,16 @@ def gate(comparison: Comparison, cfg: Promotion, candidate: str = "candidate",
     if not c_est.low > b_est.value + cfg.margin:
         problems.append(f"candidate's lower bound {c_est.low:.4f} ({cfg.estimator}) does not beat {base_name}'s "
                         f"{b_est.value:.4f} + margin {cfg.margin:g}")
-    c_rate, b_rate = cand.complaint_rate.value, base.complaint_rate.value
-    if c_rate > b_rate:
+    c_rate = cand.complaint_rate.value
+    against_champion = base_name != "no_offer"
+    b_rate = base.complaint_rate.value if against_champion else cfg.max_complaint_rate
+    if against_champion and c_rate > b_rate:
         problems.append(f"candidate's complaint rate {c_rate:.4f} is above {base_name}'s {b_rate:.4f}")
     if c_rate > cfg.max_complaint_rate:
         problems.append(f"candidate's complaint rate {c_rate:.4f} is above the cap {cfg.max_complaint_rate:g}")
     if problems:
         return Verdict(False, problems)
+    rate = (f"complaint rate {c_rate:.4f} <= {base_name}'s {b_rate:.4f} and <= {cfg.max_complaint_rate:g}"
+            if against_champion else f"complaint rate {c_rate:.4f} <= the cap {cfg.max_complaint_rate:g}")
     return Verdict(True, [f"lower bound {c_est.low:.4f} > {base_name} {b_est.value:.4f} + {cfg.margin:g}; "
-                          f"complaint rate {c_rate:.4f} <= {b_rate:.4f} and <= {cfg.max_complaint_rate:g}; "
-                          f"{comparison.n} decisions, ESS {cand.ess:.0f}"])
+                          f"{rate}; {comparison.n} decisions, ESS {cand.ess:.0f}"])

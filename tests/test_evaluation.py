@@ -120,3 +120,7 @@ def test_first_model_must_beat_no_offer() -> None:
     assert gate(_cmp(_ev("candidate", 1.0, 0.5, 0.0), _ev("no_offer", 0.0, 0.0, 0.0)), GATE, champion=None).promote
     v = gate(_cmp(_ev("candidate", 1.0, -0.5, 0.0), _ev("no_offer", 0.0, 0.0, 0.0)), GATE, champion=None)
     assert not v.promote and "no_offer" in v.summary()
+    # no_offer never draws a complaint: a first model is held to the cap, not to zero
+    assert gate(_cmp(_ev("candidate", 1.0, 0.5, 0.01), _ev("no_offer", 0.0, 0.0, 0.0)), GATE, champion=None).promote
+    v = gate(_cmp(_ev("candidate", 1.0, 0.5, 0.03), _ev("no_offer", 0.0, 0.0, 0.0)), GATE, champion=None)
+    assert not v.promote and v.reasons == ["candidate's complaint rate 0.0300 is above the cap 0.02"]
