@@ -344,9 +344,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from experiments.loop import run_loop
+    from experiments.demo import run_demo
 
-    return run_loop(_settings(args), days=args.days, per_day=args.per_day, seed=args.seed)
+    return run_demo(_settings(args), days=args.days, per_day=args.per_day, seed=args.seed, json_path=args.json,
+                    params_path=args.params)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -466,12 +467,19 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--holdout", type=_share, default=0.2, help="newest share held out for evaluation (default 0.2)")
     sp.add_argument("--no-prefect", action="store_true", help="run the steps directly, without a Prefect flow run")
 
-    sp = add("demo", cmd_demo, "run a small simulated loop: decide, outcomes, train, decide again",
-             "Simulated days of interactions through the decision path, retraining each night, "
-             "with a table of what happened. State goes to the home directory.")
-    sp.add_argument("--days", type=int, default=4)
-    sp.add_argument("--per-day", type=int, default=1500)
-    sp.add_argument("--seed", type=int, default=7)
+    sp = add("demo", cmd_demo, "the whole loop on simulated days: service, outcomes, nightly flows, baselines",
+             "Start the real service on the embedded defaults (under <home>/demo), send --days simulated days of "
+             "--per-day interactions from the contact-center simulator through /decide and /outcome over HTTP, run "
+             "the retrain and monitor flows under Prefect each night (the gate promotes, the service picks the "
+             "champion up), and print a table per day next to no_offer, uniform random, the rules heuristic and "
+             "the oracle on the same simulated customers; then the plot, the MLflow run ids and the commands that "
+             "open the MLflow and Prefect UIs.")
+    sp.add_argument("--days", type=int, default=6, help="simulated days (default 6)")
+    sp.add_argument("--per-day", type=int, help="interactions per day (default: all the simulator's, see "
+                    "interactions_per_day in experiments/simulator.yaml)")
+    sp.add_argument("--seed", type=int, default=7, help="simulator seed (default 7)")
+    sp.add_argument("--json", type=Path, help="also write the final table here as JSON")
+    sp.add_argument("--params", type=Path, help="simulator parameter file (default experiments/simulator.yaml)")
     return p
 
 

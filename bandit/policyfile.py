@@ -165,7 +165,8 @@ class ControlGroup(Strict):
     customers, picked by salted hash of the customer key, is served by a fixed control
     policy instead of the model, and flagged ``mode = control`` in the log."""
 
-    share: float = Field(0.05, ge=0, lt=1, description="Share of customers in the control group (0 = none).")
+    share: float = Field(0.05, ge=0, le=1, description="Share of customers in the control group (0 = none, "
+                         "1 = everyone: a rules-only deployment).")
     policy: Literal["rules", "no_offer"] = Field("rules", description="What the control group is served.")
     salt: str = Field("control-1", min_length=1, max_length=64,
                       description="Changing it draws a new control group.")

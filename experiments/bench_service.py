@@ -26,18 +26,17 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import httpx
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
 KEY = "bench-key"
+
+from experiments.served import Server, free_port  # noqa: E402
 
 LUA = r"""
 wrk.method = "POST"
@@ -65,26 +64,6 @@ function done(summary, latency, requests)
     summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout, summary.errors.status))
 end
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_ready(url: str, proc: subprocess.Popen, log: Path) -> None:
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            sys.exit(f"server exited:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(url, timeout=2).status_code < 500:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    sys.exit(f"server not ready:\n{log.read_text()[-3000:]}")
 
 
 def train_model(work: Path) -> Path:
@@ -115,15 +94,15 @@ def wrk(url: str, seconds: int, connections: int, delay_ms: float, work: Path, n
     return r
 
 
-class Target:
+class Target(Server):
     """A server started for the benchmark, stopped with ``stop``."""
 
     def __init__(self, name: str, cmd: list[str], env: dict, url: str, probe: str, work: Path):
         self.name, self.url, self.work = name, url, work
-        log = work / f"{name}.log"
-        self.proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=open(log, "w"), stderr=subprocess.STDOUT,
-                                     start_new_session=True)
-        wait_ready(probe, self.proc, log)
+        try:
+            super().__init__(cmd, env, probe, work / f"{name}.log")
+        except RuntimeError as exc:
+            sys.exit(str(exc))
 
     def full(self, args: argparse.Namespace, tag: str) -> dict:
         return wrk(self.url, args.seconds, args.connections, 0, self.work, f"{self.name}-full-{tag}")
@@ -136,13 +115,6 @@ class Target:
         latency_ms = max(0.0, 1000.0 * args.connections / probe["rps"] - cycle_ms)
         return wrk(self.url, args.seconds, args.connections, max(0.0, cycle_ms - latency_ms), self.work,
                    f"{self.name}-rate")
-
-    def stop(self) -> None:
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
 
 
 def median_run(runs: list[dict]) -> dict:

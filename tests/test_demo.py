@@ -1,0 +1,39 @@
+"""A short `offer-bandit demo`: the real service, two simulated days over HTTP, the flows
+each night under Prefect, the baselines on the same customers, and the JSON table."""
+
+import json
+import os
+from pathlib import Path
+from unittest import mock
+
+import pytest
+
+from bandit.settings import get_settings
+from conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+
+def test_a_short_demo_runs_the_whole_loop_and_writes_its_table(tmp_path: Path, prefect_server: None,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    from experiments.demo import POLICIES, run_demo
+
+    settings = get_settings(home=tmp_path / "home", catalog=REPO / "config/offers.yaml",
+                            policy=REPO / "config/policy.yaml", salt="demo")
+    with mock.patch.dict(os.environ):  # the demo points this process's flows at its home
+        assert run_demo(settings, days=2, per_day=150, seed=3, json_path=tmp_path / "demo.json") == 0
+    out = capsys.readouterr().out
+    table = json.loads((tmp_path / "demo.json").read_text())
+    assert [d["day"] for d in table["days"]] == [1, 2] and set(table["policies"]) == set(POLICIES)
+    for day in table["days"]:
+        assert all(day[p]["decisions"] == 150 for p in POLICIES)
+        assert day["no_offer"]["offer_rate"] == 0 and day["runs"]["retrain"] and day["runs"]["monitor"]
+    for figures in table["policies"].values():
+        assert set(figures) >= {"revenue_per_interaction", "acceptance_rate", "complaint_rate", "offer_rate"}
+    work = tmp_path / "home" / "demo"
+    import sqlite3
+
+    with sqlite3.connect(work / "decisions.db") as db:  # every bandit decision went through the service
+        assert db.execute("select count(*) from decisions").fetchone()[0] == 300
+    assert (work / "demo.png").stat().st_size > 0 and (work / "mlflow.db").is_file()
+    assert "MLflow UI:" in out and "Prefect UI:" in out and "rules" in out
