@@ -66,6 +66,13 @@ class Tally:
         self.complaints += complaint
         self.revenue += revenue
 
+    def merge(self, other: "Tally") -> None:
+        self.decisions += other.decisions
+        self.offers += other.offers
+        self.accepted += other.accepted
+        self.complaints += other.complaints
+        self.revenue += other.revenue
+
     def figures(self) -> dict[str, float]:
         n = max(self.decisions, 1)
         return {"decisions": self.decisions, "offer_rate": self.offers / n,
@@ -181,7 +188,7 @@ def run_demo(settings: Settings, days: int = 6, per_day: int | None = None, seed
     env = {**os.environ, "OFFER_BANDIT_HOME": str(work), "OFFER_BANDIT_CATALOG": str(settings.catalog.resolve()),
            "OFFER_BANDIT_POLICY": str(policy), "OFFER_BANDIT_API_KEYS": key,
            "OFFER_BANDIT_ADMIN_KEY": admin, "OFFER_BANDIT_MODEL_POLL_SECONDS": "1",
-           "OFFER_BANDIT_SALT": settings.secret, "PREFECT_HOME": str(work / "prefect"),
+           "OFFER_BANDIT_SALT": f"demo-{seed}", "PREFECT_HOME": str(work / "prefect"),  # salt: sampling replays from the seed
            "DO_NOT_TRACK": "1", "BENTOML_DO_NOT_TRACK": "True", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
            "MLFLOW_DISABLE_TELEMETRY": "true", "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120"}
     env.pop("OFFER_BANDIT_MODEL_PATH", None)
@@ -287,18 +294,26 @@ def table(days: Sequence[Day], header: bool = True) -> str:
 
 
 def finish(history: list[Day], work: Path, json_path: Path | None, log: Callable[[str], None]) -> int:
-    last = history[-1]
+    # The final table: every day a trained model served the bandit's decisions (the cold
+    # start days measure exploration, not the policy); the last day if none did.
+    served = [d for d in history if d.model != "cold-start"] or history[-1:]
+    totals = {p: Tally() for p in POLICIES}
+    for d in served:
+        for p in POLICIES:
+            totals[p].merge(d.tallies[p])
     result = {"days": [{"day": d.day, "model": d.model, "promoted": d.promoted, "verdict": d.verdict,
                         "suspended": d.suspended, "runs": d.runs,
                         **{p: d.tallies[p].figures() for p in POLICIES}} for d in history],
-              "policies": {p: last.tallies[p].figures() for p in POLICIES}}
+              "policies": {p: totals[p].figures() for p in POLICIES},
+              "policies_days": [d.day for d in served]}
     plot = work / "demo.png"
     plot_days(history, plot)
     if json_path is not None:
         json_path.write_text(json.dumps(result, indent=2))
     b, rules, rnd = (result["policies"][p] for p in ("bandit", "rules", "random"))
     log("")
-    log(f"last day: bandit {b['revenue_per_interaction']:.2f} revenue per interaction vs rules "
+    log(f"days {', '.join(map(str, result['policies_days']))} (served by a trained model): "
+        f"bandit {b['revenue_per_interaction']:.2f} revenue per interaction vs rules "
         f"{rules['revenue_per_interaction']:.2f} and random {rnd['revenue_per_interaction']:.2f}; complaint rate "
         f"{b['complaint_rate']:.2%} vs rules {rules['complaint_rate']:.2%}; oracle "
         f"{result['policies']['oracle']['revenue_per_interaction']:.2f}")

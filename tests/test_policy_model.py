@@ -16,6 +16,13 @@ from test_dsjson import fill  # noqa: E402
 REPO = Path(__file__).resolve().parent.parent
 
 
+def use_test_experiment(tmp_path: Path) -> None:
+    """An experiment with its artifacts under the test's directory (MLflow's default is
+    ./mlruns in the working directory: the repository)."""
+    mlflow.set_experiment(experiment_id=mlflow.create_experiment(
+        "offer-bandit-test", artifact_location=(tmp_path / "mlartifacts").as_uri()))
+
+
 @pytest.fixture
 def tracking(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, migrated_db: Path) -> str:
     monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -36,7 +43,7 @@ def test_pyfunc_model_scores_contexts_with_the_guardrails_and_loads_by_alias(
     fill(decider, 40)
     model, _ = train_from_log(decider.store, PolicyFile())
     model.save(tmp_path / "model.vw")
-    mlflow.set_experiment("offer-bandit-test")
+    use_test_experiment(tmp_path)
     with mlflow.start_run():
         info = log_policy_model(tmp_path / "model.vw", REPO / "config/offers.yaml", REPO / "config/policy.yaml")
     version = mlflow.register_model(info.model_uri, "offer-policy").version
@@ -65,7 +72,7 @@ def test_promotion_rollback_and_the_service_model_source(decider: Decider, track
     assert reg.version_of("champion") is None
     with pytest.raises(RegistryError, match="no 'previous' version"):
         reg.rollback()
-    mlflow.set_experiment("offer-bandit-test")
+    use_test_experiment(tmp_path)
     versions = []
     for _ in range(2):
         with mlflow.start_run():
@@ -112,7 +119,7 @@ def test_the_service_serves_the_registry_champion_once_there_is_one(tmp_path: Pa
     mlflow.set_registry_uri(settings.tracking_uri)
     model = VWModel(PolicyFile().vw_args(), "v")
     model.save(tmp_path / "model.vw")
-    mlflow.set_experiment("offer-bandit-test")
+    use_test_experiment(tmp_path)
     with mlflow.start_run():
         info = log_policy_model(tmp_path / "model.vw", REPO / "config/offers.yaml", REPO / "config/policy.yaml")
     reg = Registry(settings.tracking_uri)
