@@ -350,6 +350,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
                     params_path=args.params)
 
 
+def _window_options(sp: argparse.ArgumentParser) -> None:
+    """The options of the flows that read a window of the log and hold part of it out."""
+    sp.add_argument("--as-of", help="end of the window, ISO 8601 (default: now)")
+    sp.add_argument("--window-days", type=_positive, default=7.0, help="length of the window (default 7)")
+    sp.add_argument("--holdout", type=_share, default=0.2, help="newest share held out for evaluation (default 0.2)")
+    sp.add_argument("--no-prefect", action="store_true", help="run the steps directly, without a Prefect flow run")
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     g = common.add_argument_group("settings")
@@ -421,12 +429,8 @@ def build_parser() -> argparse.ArgumentParser:
              "out), compare it off-policy with the champion and the baselines, log the run to MLflow, register "
              "it, and promote it to champion only if the policy file's promotion gate agrees. Re-running the same "
              "window returns the earlier result.")
-    sp.add_argument("--as-of", help="end of the window, ISO 8601 (default: now)")
-    sp.add_argument("--window-days", type=_positive, default=7.0, help="length of the window (default 7)")
-    sp.add_argument("--holdout", type=_share, default=0.2, help="newest share held out for evaluation (default 0.2)")
+    _window_options(sp)
     sp.add_argument("--warm-start", action="store_true", help="continue from the champion instead of a fresh learner")
-
-    sp.add_argument("--no-prefect", action="store_true", help="run the steps directly, without a Prefect flow run")
 
     add("rollback", cmd_rollback, "move the registry's champion alias back to the previous version")
 
@@ -462,10 +466,7 @@ def build_parser() -> argparse.ArgumentParser:
              "the newest --holdout share, log every point as a child run to MLflow (experiment "
              "offer-bandit-tune), and print the ranking and the best setting, with its 95% interval, as "
              "policy-file YAML. Nothing is registered or promoted: adopt it by editing the policy file.")
-    sp.add_argument("--as-of", help="end of the window, ISO 8601 (default: now)")
-    sp.add_argument("--window-days", type=_positive, default=7.0, help="length of the window (default 7)")
-    sp.add_argument("--holdout", type=_share, default=0.2, help="newest share held out for evaluation (default 0.2)")
-    sp.add_argument("--no-prefect", action="store_true", help="run the steps directly, without a Prefect flow run")
+    _window_options(sp)
 
     sp = add("demo", cmd_demo, "the whole loop on simulated days: service, outcomes, nightly flows, baselines",
              "Start the real service on the embedded defaults (under <home>/demo), send --days simulated days of "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 
 class OfferBanditError(Exception):
@@ -39,3 +40,20 @@ def read_config_file(path: Path, what: str) -> str:
         return Path(path).read_text()
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read {what}: {exc.strerror}"]) from exc
+
+
+def yaml_mapping(text: str, source: str, empty_ok: bool = True) -> dict[str, Any]:
+    """Parse a YAML configuration whose top level is a mapping (the catalog, the policy
+    file, the simulator's parameters); anything else is a ``ConfigError`` naming ``source``.
+    ``empty_ok``: an empty file is an empty mapping (every default)."""
+    import yaml
+
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{source}: not valid YAML: {exc}"]) from exc
+    if raw is None and empty_ok:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError([f"{source}: expected a mapping at the top level"])
+    return raw

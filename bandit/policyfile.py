@@ -14,11 +14,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from bandit.context import Identifier, RequestType, Strict
-from bandit.errors import ConfigError, read_config_file
+from bandit.errors import ConfigError, read_config_file, yaml_mapping
 
 ANY = "*"
 
@@ -212,12 +211,7 @@ class PolicyFile(Strict):
 
 
 def parse_policy(text: str, source: str = "<policy>") -> PolicyFile:
-    try:
-        raw = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError([f"{source}: not valid YAML: {exc}"]) from exc
-    if not isinstance(raw, dict):
-        raise ConfigError([f"{source}: expected a mapping at the top level"])
+    raw = yaml_mapping(text, source)
     try:
         return PolicyFile.model_validate(raw)
     except ValidationError as exc:

@@ -81,12 +81,11 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bandit.catalog import NO_OFFER, Catalog
 from bandit.context import Channel, DecisionRequest, History, RequestType, Resolved
-from bandit.errors import ConfigError, read_config_file
+from bandit.errors import ConfigError, yaml_mapping, read_config_file
 
 DEFAULT_PARAMS = Path(__file__).with_name("simulator.yaml")
 SHARE_TOLERANCE = 0.01
@@ -372,12 +371,7 @@ class SimParams(_Model):
 
 def parse_params(text: str, source: str = "<simulator params>") -> SimParams:
     """Validate simulator parameter YAML; ``ConfigError`` lists every problem with its field."""
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError([f"{source}: not valid YAML: {exc}"]) from exc
-    if not isinstance(raw, dict):
-        raise ConfigError([f"{source}: expected a mapping at the top level"])
+    raw = yaml_mapping(text, source, empty_ok=False)
     try:
         return SimParams.model_validate(raw)
     except ValidationError as exc:
