@@ -93,7 +93,6 @@ Everything is seeded (the stream, each learner's sampling uniforms, VW's
 from __future__ import annotations
 
 import argparse
-import hashlib
 import importlib
 import json
 import random
@@ -122,6 +121,7 @@ from bandit.policyfile import Exploration, PolicyFile, load_policy, vw_accepts  
 from bandit.sampling import sample_index  # noqa: E402
 from bandit.vw import VWModel  # noqa: E402
 from experiments.simulator import Interaction, SimParams, SimState, Simulator, load_params  # noqa: E402
+from experiments.simulator import _seed as sim_seed  # noqa: E402
 
 DEFAULT_OUT = REPO / "experiments" / "results"
 CATALOG = REPO / "config" / "offers.yaml"
@@ -137,8 +137,8 @@ DROPPED_NAMESPACES = frozenset({"xattrs"})  # see the module docstring (MABWiser
 
 
 def _seed(*parts: object) -> int:
-    """A stable 32-bit seed from the parts (SHA-256, not ``hash()``: the same on every run)."""
-    return int.from_bytes(hashlib.sha256("\x1f".join(map(str, parts)).encode()).digest()[:4], "big")
+    """A stable 32-bit seed (MABWiser takes no more): the top half of the simulator's."""
+    return sim_seed(*parts) >> 32
 
 
 # -- one decision --------------------------------------------------------------------------

@@ -79,10 +79,8 @@ class Split:
     """The window split once for every grid point: the training part and the held-out
     part ready for evaluation.
 
-    A plain class on purpose, not a dataclass, tuple or list: Prefect looks for futures
-    inside every list, dict, dataclass and pydantic model passed to a task, and walking
-    4,000 logged decisions with their features cost more than training on them, again
-    for every grid point. To that walk an instance of a plain class is one leaf."""
+    Built once and handed to every grid point's step; the Prefect runner passes step
+    arguments ``quote``d (``flows.steps``), so Prefect does not walk the decisions inside."""
 
     __slots__ = ("evals", "train_part")
 
