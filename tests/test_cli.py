@@ -1,6 +1,7 @@
 """The command line: every subcommand has --help; errors are precise and exit 2."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -34,8 +35,10 @@ def test_parser_knows_exactly_these_commands() -> None:
 
 
 def run(*args: str, home: Path, stdin: str | None = None) -> subprocess.CompletedProcess:
+    # a fixed salt: a generated one would put the test's customer in the 5% control group now and then
     return subprocess.run([sys.executable, "-m", "bandit.cli", *args, "--home", str(home)], input=stdin,
-                          capture_output=True, text=True, cwd=REPO, timeout=120)
+                          capture_output=True, text=True, cwd=REPO, timeout=120,
+                          env={**os.environ, "OFFER_BANDIT_SALT": "cli-test-salt"})
 
 
 def test_decide_outcome_export_train_through_the_cli(tmp_path: Path) -> None:
