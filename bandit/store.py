@@ -24,7 +24,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic_core import to_json
 from sqlalchemy import (
@@ -52,6 +52,8 @@ from sqlalchemy.sql.elements import TextClause
 
 from bandit.context import History, OfferEvent
 
+NO_OFFER_ID = "no_offer"  # bandit.catalog.NO_OFFER, without importing the catalog here
+
 metadata = MetaData()
 
 decisions = Table(
@@ -71,7 +73,6 @@ decisions = Table(
     Column("activated_ts", Float),
     Column("source", String(16), nullable=False),
     Column("payload", Text, nullable=False),
-    Index("ix_decisions_customer_ts", "customer_key", "ts"),
     Index("ix_decisions_ts", "ts"),
 )
 
@@ -89,6 +90,26 @@ outcomes = Table(
     Index("ix_outcomes_event", "event_id"),
 )
 
+# Contact history: what the guardrails ask of a customer's past (offers shown, declined,
+# accepted, complaints), one narrow row per contact, by salted customer key. Why a table of
+# its own rather than an index on ``decisions``: most decisions are ``no_offer`` and are no
+# contact, and a customer index on the log cost every decision a random index page in the
+# commit (measured: two thirds of a 16-row commit's time, see experiments/README.md). Rows
+# are written with the decision, activation or outcome they come from, in its transaction.
+contacts = Table(
+    "contacts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("customer_key", String(64), nullable=False),
+    Column("ts", Float, nullable=False),
+    Column("kind", String(16), nullable=False),  # shown | declined | accepted | complaint
+    Column("offer_id", String(128), nullable=False),
+    Index("ix_contacts_customer_ts", "customer_key", "ts"),
+)
+
+# The outcome types that are contacts, and the kind each is recorded as.
+CONTACT_KIND = {"declined": "declined", "accepted": "accepted", "converted": "accepted", "complaint": "complaint"}
+
 suspensions = Table(
     "suspensions",
     metadata,
@@ -100,16 +121,21 @@ suspensions = Table(
 
 
 _DECISION_COLUMNS = [c.name for c in decisions.columns]
-# Prebuilt statements for the request path: no per-call statement construction.
-_INSERT_DECISION_SQL = text(
-    f"INSERT INTO decisions ({', '.join(_DECISION_COLUMNS)}) "
-    f"VALUES ({', '.join(':' + c for c in _DECISION_COLUMNS)}) ON CONFLICT (event_id) DO NOTHING"
-)
+_CONTACT_COLUMNS = ["customer_key", "ts", "kind", "offer_id"]
+# At most this many rows per insert statement: SQLite allows 32,766 parameters, and every
+# distinct row count is one more statement in the driver's cache.
+_ROWS_PER_STATEMENT = 64
 _GET_DECISION_SQL = text(f"SELECT {', '.join(_DECISION_COLUMNS)} FROM decisions WHERE event_id = :e")
-_HISTORY_SQL = text(
-    "SELECT d.chosen_id, d.ts, d.activated, o.type, o.ts FROM decisions d "
-    "LEFT JOIN outcomes o ON o.event_id = d.event_id WHERE d.customer_key = :k AND d.ts >= :since"
+_HISTORY_SQL = text("SELECT kind, offer_id, ts FROM contacts WHERE customer_key = :k AND ts >= :since")
+# A contact of kind ``:kind`` at ``:ts`` for the decision ``:e``, its customer and offer
+# copied from the logged row (outcomes); the same for an activation, where a no_offer
+# decision shows nothing.
+_CONTACT_FROM_DECISION_SQL = (
+    "INSERT INTO contacts (customer_key, ts, kind, offer_id) SELECT customer_key, :ts, :kind, chosen_id "
+    "FROM decisions WHERE event_id = :e AND customer_key IS NOT NULL"
 )
+_CONTACT_FROM_DECISION = text(_CONTACT_FROM_DECISION_SQL)
+_SHOWN_FROM_DECISION = text(_CONTACT_FROM_DECISION_SQL + f" AND chosen_id != '{NO_OFFER_ID}'")
 EMPTY_HISTORY = History()
 
 
@@ -161,6 +187,21 @@ class Outcome:
     def dedupe(self) -> str:
         """Identity of an outcome: the same type, value and score twice is one outcome."""
         return f"{self.type}:{self.value!r}:{self.score!r}"
+
+
+class DecisionRow(NamedTuple):
+    """A decision as the request path inserts it: its ``decisions`` row and, when it is a
+    contact, its ``contacts`` row (both in column order)."""
+
+    decision: tuple[Any, ...]
+    contact: tuple[Any, ...] | None
+
+
+def _shown_contact(rec: DecisionRecord) -> tuple[Any, ...] | None:
+    """The ``contacts`` row of a decision that showed an offer (activated, not ``no_offer``)."""
+    if rec.customer_key is None or not rec.activated or rec.chosen_id == NO_OFFER_ID:
+        return None
+    return (rec.customer_key, rec.ts, "shown", rec.chosen_id)
 
 
 def _record_to_row(rec: DecisionRecord) -> dict[str, Any]:
@@ -237,7 +278,7 @@ class DecisionStore:
 
         metadata.create_all(self.engine)
         d = self.engine.dialect
-        self._sql_insert = _Compiled(_INSERT_DECISION_SQL, d)
+        self._insert_by_rows: dict[tuple[str, int], str] = {}
         self._sql_get = _Compiled(_GET_DECISION_SQL, d)
         self._sql_history = _Compiled(_HISTORY_SQL, d)
         self._sql_suspended = _Compiled(text("SELECT offer_id FROM suspensions WHERE suspended = :t"), d)
@@ -306,34 +347,40 @@ class DecisionStore:
         """
         return self.insert_decision_rows([self.decision_row(r) for r in recs])
 
-    def decision_row(self, rec: DecisionRecord) -> Any:
-        """``rec`` as the driver's parameters for the insert. The group-commit writer makes
-        them when a decision is queued, so the commit itself only hands rows to the driver."""
-        return self._sql_insert.params(_record_to_row(rec))
+    def decision_row(self, rec: DecisionRecord) -> "DecisionRow":
+        """``rec`` as the inserts' parameters, in column order: its ``decisions`` row and,
+        when it is a contact (an offer shown), its ``contacts`` row. The group-commit writer
+        makes them when a decision is queued, so the commit only hands rows to the driver."""
+        row = _record_to_row(rec)
+        return DecisionRow(tuple(row[c] for c in _DECISION_COLUMNS), _shown_contact(rec))
 
-    def insert_decision_rows(self, rows: list[Any]) -> list[bool]:
+    def insert_decision_rows(self, rows: "list[DecisionRow]") -> list[bool]:
         """Insert rows made by ``decision_row`` in one transaction; ``False`` for each
         event id that was already logged.
 
-        All rows go to the driver in one ``executemany``. When fewer rows than sent were
-        inserted (a repeated event id: rare), the transaction is rolled back and redone
-        row by row to learn which ones."""
+        The rows go to the driver as multi-row ``INSERT`` statements (up to
+        ``_ROWS_PER_STATEMENT`` rows each), not an ``executemany``: the driver then runs
+        one statement per chunk with the GIL released, instead of taking the GIL back
+        for every row (``bandit.logwriter`` says why that matters). When fewer rows than
+        sent were inserted (a repeated event id: rare), the transaction is rolled back and
+        redone row by row to learn which ones."""
         if not rows:
             return []
-        sql = self._sql_insert.sql
         with self._cursor() as cur:
             cur.execute("BEGIN")
             try:
-                cur.executemany(sql, rows)
-                if cur.rowcount == len(rows):
+                if self._insert_all(cur, "decisions", [r.decision for r in rows]) == len(rows):
                     inserted = [True] * len(rows)
+                    self._insert_all(cur, "contacts", [r.contact for r in rows if r.contact is not None])
                 else:
                     cur.execute("ROLLBACK")
                     cur.execute("BEGIN")
                     inserted = []
-                    for row in rows:
-                        cur.execute(sql, row)
-                        inserted.append(cur.rowcount == 1)
+                    for r in rows:
+                        new = self._insert_all(cur, "decisions", [r.decision]) == 1
+                        if new and r.contact is not None:
+                            self._insert_all(cur, "contacts", [r.contact])
+                        inserted.append(new)
                 cur.execute("COMMIT")
             except BaseException:
                 try:
@@ -342,6 +389,30 @@ class DecisionStore:
                     pass
                 raise
         return inserted
+
+    def _insert_all(self, cur: Any, table: str, rows: list[tuple[Any, ...]]) -> int:
+        """Insert ``rows`` into ``table`` (``decisions``: skipping event ids already logged)
+        in chunks of ``_ROWS_PER_STATEMENT``; how many rows were inserted."""
+        count = 0
+        for i in range(0, len(rows), _ROWS_PER_STATEMENT):
+            chunk = rows[i : i + _ROWS_PER_STATEMENT]
+            cur.execute(self._insert_sql(table, len(chunk)), [v for row in chunk for v in row])
+            count += cur.rowcount
+        return count
+
+    def _insert_sql(self, table: str, n: int) -> str:
+        """The ``n``-row insert into ``table``, in the driver's positional parameter style
+        (built once per table and n)."""
+        sql = self._insert_by_rows.get((table, n))
+        if sql is None:
+            mark = "?" if self.engine.dialect.name == "sqlite" else "%s"
+            columns = _DECISION_COLUMNS if table == "decisions" else _CONTACT_COLUMNS
+            one = "(" + ", ".join([mark] * len(columns)) + ")"
+            sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join([one] * n)}"
+            if table == "decisions":
+                sql += " ON CONFLICT (event_id) DO NOTHING"
+            self._insert_by_rows[(table, n)] = sql
+        return sql
 
     def log_many(self, recs: list[DecisionRecord]) -> int:
         """Insert a batch in one transaction (imports); skips event ids already present.
@@ -353,13 +424,17 @@ class DecisionStore:
         with self.engine.begin() as conn:
             ids = [r.event_id for r in recs]
             present = {row[0] for row in conn.execute(select(decisions.c.event_id).where(decisions.c.event_id.in_(ids)))}
-            rows = []
+            rows, shown = [], []
             for rec in recs:
                 if rec.event_id not in present:
                     present.add(rec.event_id)
                     rows.append(_record_to_row(rec))
+                    if (contact := _shown_contact(rec)) is not None:
+                        shown.append(dict(zip(_CONTACT_COLUMNS, contact, strict=True)))
             if rows:
                 conn.execute(decisions.insert(), rows)
+            if shown:
+                conn.execute(contacts.insert(), shown)
         return len(rows)
 
     def get_decision(self, event_id: str) -> DecisionRecord | None:
@@ -377,6 +452,7 @@ class DecisionStore:
                 .values(activated=True, activated_ts=ts)
             )
             if res.rowcount:
+                conn.execute(_SHOWN_FROM_DECISION, {"e": event_id, "ts": ts, "kind": "shown"})
                 return True
             exists = conn.execute(select(decisions.c.event_id).where(decisions.c.event_id == event_id)).first()
         return False if exists else None
@@ -393,6 +469,8 @@ class DecisionStore:
         try:
             with self.engine.begin() as conn:
                 conn.execute(outcomes.insert(), row)
+                if o.type in CONTACT_KIND:
+                    conn.execute(_CONTACT_FROM_DECISION, {"e": o.event_id, "ts": o.ts, "kind": CONTACT_KIND[o.type]})
         except IntegrityError:
             return False
         return True
@@ -415,6 +493,10 @@ class DecisionStore:
                                  "ts": o.ts, "dedupe": o.dedupe})
             if rows:
                 conn.execute(outcomes.insert(), rows)
+                shown = [{"e": r["event_id"], "ts": r["ts"], "kind": CONTACT_KIND[r["type"]]}
+                         for r in rows if r["type"] in CONTACT_KIND]
+                if shown:
+                    conn.execute(_CONTACT_FROM_DECISION, shown)
         return len(rows)
 
     def outcomes_for(self, event_id: str) -> list[Outcome]:
@@ -428,7 +510,8 @@ class DecisionStore:
     def history(self, customer_key: str, now: datetime, lookback_days: float) -> History:
         """What the log knows of a customer: offers shown (activated), declined, accepted, complaints.
 
-        On the request path: one prebuilt statement, no validation of our own rows.
+        On the request path: one prebuilt statement over ``contacts``, no validation of our
+        own rows.
         """
         since = to_ts(now - timedelta(days=lookback_days))
         with self._cursor() as cur:
@@ -438,15 +521,12 @@ class DecisionStore:
             return EMPTY_HISTORY
         shown, declined, accepted, complaints = set(), set(), set(), []
         event = OfferEvent.model_construct
-        for chosen, d_ts, activated, o_type, o_ts in rows:
-            if activated and chosen != "no_offer":
-                shown.add(event(offer_id=chosen, at=from_ts(d_ts)))
-            if o_type == "declined":
-                declined.add(event(offer_id=chosen, at=from_ts(o_ts)))
-            elif o_type in ("accepted", "converted"):
-                accepted.add(event(offer_id=chosen, at=from_ts(o_ts)))
-            elif o_type == "complaint":
-                complaints.append(o_ts)
+        for kind, offer_id, ts in rows:
+            if kind == "complaint":
+                complaints.append(ts)
+            else:
+                {"shown": shown, "declined": declined, "accepted": accepted}[kind].add(
+                    event(offer_id=offer_id, at=from_ts(ts)))
         key = lambda e: (e.at, e.offer_id)  # noqa: E731
         return History.model_construct(
             shown=tuple(sorted(shown, key=key)),

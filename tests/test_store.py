@@ -60,7 +60,10 @@ def test_generated_event_ids_are_hex_and_ordered_by_time() -> None:
 def test_group_commit_answers_each_writer_with_its_own_result(store: DecisionStore) -> None:
     async def run() -> list[bool]:
         writer = GroupCommitWriter(store)
-        return await asyncio.gather(*(writer.write(rec(e)) for e in ["w1", "w2", "w1", "w3"]))
+        try:
+            return await asyncio.gather(*(writer.write(rec(e)) for e in ["w1", "w2", "w1", "w3"]))
+        finally:
+            writer.close()
 
     assert asyncio.run(run()) == [True, True, False, True]
     assert store.count_decisions() == 3
@@ -70,8 +73,70 @@ def test_group_commit_failure_reaches_every_waiter_and_logs_nothing(store: Decis
     async def run() -> list[object]:
         writer = GroupCommitWriter(store)
         bad = replace(rec("bad"), mode=None)
-        return await asyncio.gather(writer.write(rec("g1")), writer.write(bad), return_exceptions=True)
+        try:
+            return await asyncio.gather(writer.write(rec("g1")), writer.write(bad), return_exceptions=True)
+        finally:
+            writer.close()
 
     results = asyncio.run(run())
     assert all(isinstance(r, Exception) for r in results)
     assert store.count_decisions() == 0
+
+
+def test_contact_history_holds_what_the_guardrails_ask_and_nothing_else(store: DecisionStore) -> None:
+    """Every way into the log (request-path insert, import, activation, outcomes one by one
+    and in batches) leaves the contacts the history reads; no_offer is never 'shown', an
+    nps score is no contact, and other customers' contacts stay theirs."""
+    from datetime import UTC, datetime
+
+    from bandit.store import Outcome
+
+    t = 1_800_000_000.0
+    now = datetime.fromtimestamp(t + 100, UTC)
+
+    def d(eid: str, chosen: int, activated: bool = True, key: str = "k", ts: float = t) -> DecisionRecord:
+        return replace(rec(eid, chosen), activated=activated, customer_key=key, ts=ts)
+
+    assert store.log_decisions([d("shown", 1), d("none", 0), d("deferred", 1, activated=False),
+                                d("other", 1, key="k2")]) == [True] * 4
+    assert store.log_many([d("imported", 1, ts=t + 1), d("old", 1, ts=t - 400 * 86400)]) == 2
+    h = store.history("k", now, 365)
+    assert [(e.offer_id, e.at.timestamp()) for e in h.shown] == [("a", t), ("a", t + 1)]
+    assert h.declined == h.accepted == () and h.last_complaint is None
+
+    assert store.activate("deferred", t + 5) is True
+    assert store.add_outcome(Outcome("shown", "declined", t + 10))
+    assert store.add_outcome(Outcome("none", "complaint", t + 20))  # a complaint about a no_offer contact
+    assert store.add_outcome(Outcome("shown", "nps", t + 30, score=9))
+    assert store.add_outcomes([Outcome("imported", "converted", t + 40, value=10.0),
+                               Outcome("imported", "converted", t + 40, value=10.0)]) == 1
+    h = store.history("k", now, 365)
+    assert [e.at.timestamp() for e in h.shown] == [t, t + 1, t + 5]
+    assert [(e.offer_id, e.at.timestamp()) for e in h.declined] == [("a", t + 10)]
+    assert [(e.offer_id, e.at.timestamp()) for e in h.accepted] == [("a", t + 40)]
+    assert h.last_complaint is not None and h.last_complaint.timestamp() == t + 20
+    assert [e.offer_id for e in store.history("k2", now, 365).shown] == ["a"]
+    assert store.history("nobody", now, 365) == store.history("k", now, 0.0001)
+
+
+def test_group_commit_keeps_serving_while_a_batch_commits(store: DecisionStore) -> None:
+    """Batches form while one commits: 300 concurrent writers, each answered True once, every
+    row logged once, in fewer commits than rows (the writer groups them)."""
+    commits = []
+    insert = store.insert_decision_rows
+
+    def counting(rows):  # the real insert, counted
+        commits.append(len(rows))
+        return insert(rows)
+
+    store.insert_decision_rows = counting  # type: ignore[method-assign]
+
+    async def run() -> list[bool]:
+        writer = GroupCommitWriter(store)
+        try:
+            return await asyncio.gather(*(writer.write(rec(f"c{i}")) for i in range(300)))
+        finally:
+            writer.close()
+
+    assert asyncio.run(run()) == [True] * 300
+    assert store.count_decisions() == 300 and sum(commits) == 300 and len(commits) < 300
