@@ -12,6 +12,10 @@ DBAPI connection held per thread: SQLAlchemy's per-execute machinery (connection
 checkout, result metadata, row objects) cost more than the query itself. Everything
 else goes through SQLAlchemy.
 
+The schema is versioned (``bandit.migrations``): opening a store creates an empty
+database at the current revision and refuses one that ``offer-bandit migrate`` must
+upgrade first.
+
 Customer ids never reach this module: callers pass the salted hash.
 """
 
@@ -235,7 +239,11 @@ class DecisionStore:
                 cur.execute("PRAGMA foreign_keys=ON")
                 cur.close()
 
-        metadata.create_all(self.engine)
+        # Create an empty log at the current revision, or refuse one that needs
+        # `offer-bandit migrate` (imported here: it imports this module's tables).
+        from bandit.migrations import ensure_schema
+
+        ensure_schema(self.engine, metadata)
         d = self.engine.dialect
         self._sql_insert = _Compiled(_INSERT_DECISION_SQL, d)
         self._sql_get = _Compiled(_GET_DECISION_SQL, d)
