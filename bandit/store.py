@@ -114,6 +114,11 @@ _HISTORY_SQL = text(
     "SELECT d.chosen_id, d.ts, d.activated, o.type, o.ts FROM decisions d "
     "LEFT JOIN outcomes o ON o.event_id = d.event_id WHERE d.customer_key = :k AND d.ts >= :since"
 )
+# SQLite (3.24+) and PostgreSQL share this syntax.
+_UPSERT_SUSPENSION_SQL = text(
+    "INSERT INTO suspensions (offer_id, suspended, reason, ts) VALUES (:offer_id, :suspended, :reason, :ts) "
+    "ON CONFLICT (offer_id) DO UPDATE SET suspended = excluded.suspended, reason = excluded.reason, ts = excluded.ts"
+)
 EMPTY_HISTORY = History()
 
 
@@ -465,13 +470,13 @@ class DecisionStore:
 
     # -- kill switch ---------------------------------------------------------
     def set_suspended(self, offer_id: str, suspended: bool, reason: str = "") -> None:
+        """Set an offer's kill switch: one upsert, so that replicas (an admin route on
+        one, the monitor flow on another) setting the same offer at once cannot collide
+        (a delete then insert could: both delete, then the second insert fails)."""
         self._suspended_cache = None
         with self.engine.begin() as conn:
-            conn.execute(suspensions.delete().where(suspensions.c.offer_id == offer_id))
-            conn.execute(
-                suspensions.insert(),
-                {"offer_id": offer_id, "suspended": suspended, "reason": reason, "ts": time.time()},
-            )
+            conn.execute(_UPSERT_SUSPENSION_SQL,
+                         {"offer_id": offer_id, "suspended": suspended, "reason": reason, "ts": time.time()})
 
     def suspended(self, fresh: bool = False) -> frozenset[str]:
         """Suspended offer ids. Cached for ``suspension_refresh`` seconds on the request path;
