@@ -210,19 +210,30 @@ def start_replicas(tmp: Path, n: int, database_url: str, extra_env: dict[str, st
     started = [f.result() for f in futures if f.exception() is None]
     failed = [f.exception() for f in futures if f.exception() is not None]
     if failed:
-        for s in started:
-            stop_service(s.proc)
+        stop_service(*(s.proc for s in started))
         raise failed[0]
     return started
 
 
-def stop_service(proc: subprocess.Popen) -> None:
+def stop_service(*procs: subprocess.Popen) -> None:
+    """Stop servers started in their own sessions (``start_new_session``): each one's
+    process group is sent SIGTERM first, then each is waited for (so several stop in
+    parallel), then SIGKILL for any still running after 20 s."""
     import signal
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=20)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        os.killpg(proc.pid, signal.SIGKILL)
+    for proc in procs:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.time() + 20
+    for proc in procs:
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.time()))
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
 @pytest.fixture(scope="session")
@@ -255,3 +266,13 @@ def prefect_server() -> Iterator[None]:
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@pytest.fixture(scope="session")
+def production_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator["Stack"]:  # noqa: F821
+    """An MLflow tracking server and a Prefect server, each on a fresh PostgreSQL database,
+    once per session (about 25 s; see tests/stack.py)."""
+    from stack import production_stack as start
+
+    with start(tmp_path_factory.mktemp("stack")) as stack:
+        yield stack

@@ -80,8 +80,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         try:
             yield Cluster(replicas, url)
         finally:
-            for r in replicas:
-                stop_service(r.proc)
+            stop_service(*(r.proc for r in replicas))
 
 
 @dataclass
