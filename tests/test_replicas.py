@@ -17,13 +17,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, make_url, text
 
 from bandit.decision import customer_key
 from conftest import ADMIN_KEY, CHANNEL_KEY, Served, body, pg_schema, start_replicas, stop_service
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
+APP = "offer-bandit-replica-test"
 SALT = "served-salt"  # start_service's, the same for every replica
 REFRESH = 1.0  # OFFER_BANDIT_SUSPENSION_REFRESH_SECONDS
 CUSTOMERS, CONTACTS, THREADS, DUPLICATES = 160, 4, 8, 40
@@ -75,6 +76,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     policy = tmp / "policy.yaml"  # cold start exploring widely, so that most first contacts get an offer
     policy.write_text("exploration: {cold_start_epsilon: 0.9}\n")
     with pg_schema() as url:
+        # tagged, so that the replicas' connections can be told from other clients of the server
+        url = make_url(url).update_query_dict({"application_name": APP}).render_as_string(hide_password=False)
         replicas = start_replicas(tmp, 2, url, {"OFFER_BANDIT_POLICY": str(policy),
                                                 "OFFER_BANDIT_SUSPENSION_REFRESH_SECONDS": str(REFRESH)})
         try:
@@ -125,15 +128,34 @@ def traffic(cluster: Cluster) -> Traffic:
             a, b = pool.map(send, (0, 1))
         return a, b
 
+    peak, done = [0], threading.Event()
+
+    def count_connections() -> None:
+        engine = create_engine(make_url(cluster.url).set(query={}))
+        with engine.connect() as c:
+            while not done.wait(0.05):
+                n = c.execute(text("select count(*) from pg_stat_activity where application_name = :a"),
+                              {"a": APP}).scalar()
+                peak[0] = max(peak[0], n)
+                c.rollback()
+        engine.dispose()
+
+    sampler = threading.Thread(target=count_connections)
+    sampler.start()
     start = time.perf_counter()
     with ThreadPoolExecutor(THREADS) as pool:
         list(pool.map(customer, range(CUSTOMERS)))
     seconds = time.perf_counter() - start
+    done.set()
+    sampler.join()
     dups = [duplicate(n) for n in range(DUPLICATES)]
     t = Traffic(contacts, dups, outcomes[0], seconds)
     n = CUSTOMERS * CONTACTS
+    size = cluster.query("select pg_total_relation_size('decisions') / count(*) from decisions")[0][0]
     print(f"\nreplicas: {n} decisions and {t.outcomes} outcomes through 2 replicas from {THREADS} client "
-          f"threads in {seconds:.1f} s: {n / seconds:.0f} decisions/s, {(n + t.outcomes) / seconds:.0f} requests/s")
+          f"threads in {seconds:.1f} s: {n / seconds:.0f} decisions/s, {(n + t.outcomes) / seconds:.0f} requests/s; "
+          f"at most {peak[0]} connections to PostgreSQL from both replicas; {size} bytes per logged decision "
+          "(table, indexes and TOAST)")
     return t
 
 
