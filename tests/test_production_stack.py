@@ -69,6 +69,8 @@ def test_retrain_and_monitor_run_on_the_prefect_and_mlflow_servers(
     assert Registry(stack.mlflow_uri).version_of("champion") == "1"
     assert not (home / "mlflow.db").exists()
     assert any(stack.artifacts.rglob("MLmodel"))
+    stored = sum(f.stat().st_size for f in stack.artifacts.rglob("*") if f.is_file())
+    print(f"\nartifact store after one retrain and one monitor run: {stored / 1e6:.1f} MB")
     manager = ModelManager(ModelSlot(ColdStart(0.1)),
                            RegistryModelSource(stack.mlflow_uri, "offer-policy", tmp_path / "cache"),
                            tmp_path / "models", 0.1)
