@@ -210,7 +210,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import os
 
     s = _settings(args)
-    env = _export(s, dict(os.environ))
+    env = serve_env(s, dict(os.environ))
     if not s.channel_keys() and not s.admin_keys():
         print("error: no API keys configured: set OFFER_BANDIT_API_KEYS (channel keys, comma separated) and "
               "OFFER_BANDIT_ADMIN_KEY, or OFFER_BANDIT_API_KEYS_FILE / OFFER_BANDIT_ADMIN_KEY_FILE", file=sys.stderr)
@@ -225,6 +225,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     argv = [str(bentoml), "serve", "service.service:OfferBandit", "--host", args.host, "--port", str(args.port)]
     os.execve(argv[0], argv, env)
     return 0  # not reached
+
+
+def serve_env(s: Settings, env: dict[str, str]) -> dict[str, str]:
+    """The service's environment: the settings, and BentoML's home under ours unless set.
+
+    Why its own BentoML home: every ``bentoml serve`` empties the Prometheus multiprocess
+    directory under BentoML's home when it starts, so replicas (or any two services) on
+    one host sharing the default ``~/bentoml`` wipe each other's metrics."""
+    env = _export(s, env)
+    env.setdefault("BENTOML_HOME", str((s.home / "bentoml").resolve()))
+    return env
 
 
 def _export(s: Settings, env: dict[str, str]) -> dict[str, str]:
