@@ -96,6 +96,32 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """Upgrade the decision log's schema to this code's revision (``--check``: only say
+    whether the log can be opened as it is)."""
+    from bandit.migrations import HEAD, current, display_url, refusal, upgrade
+
+    s = _settings(args)
+    s.ensure_home()
+    where = f"decision log {display_url(s.db_url)}"
+    if args.check:
+        state = current(s.db_url)
+        if state.revision == HEAD:
+            print(f"{where}: at revision {HEAD}, current")
+            return 0
+        if state.empty:
+            print(f"{where}: empty; it is created at revision {HEAD} when first opened")
+            return 0
+        print(refusal(s.db_url, state))
+        return 1
+    before, after = upgrade(s.db_url)
+    if before.revision == after:
+        print(f"{where}: already at revision {after}; nothing to do")
+    else:
+        print(f"{where}: upgraded from {before.described} to revision {after}")
+    return 0
+
+
 def cmd_decide(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
@@ -184,7 +210,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import os
 
     s = _settings(args)
-    env = _export(s, dict(os.environ))
+    env = serve_env(s, dict(os.environ))
     if not s.channel_keys() and not s.admin_keys():
         print("error: no API keys configured: set OFFER_BANDIT_API_KEYS (channel keys, comma separated) and "
               "OFFER_BANDIT_ADMIN_KEY, or OFFER_BANDIT_API_KEYS_FILE / OFFER_BANDIT_ADMIN_KEY_FILE", file=sys.stderr)
@@ -192,10 +218,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from bandit.config import load_config
 
     load_config(s)  # fail here, clearly, rather than in a worker
+    from bandit.runtime import open_store
+
+    open_store(s).close()  # so does a log that needs `offer-bandit migrate` (an empty one is created)
     bentoml = Path(sys.executable).with_name("bentoml")
     argv = [str(bentoml), "serve", "service.service:OfferBandit", "--host", args.host, "--port", str(args.port)]
     os.execve(argv[0], argv, env)
     return 0  # not reached
+
+
+def serve_env(s: Settings, env: dict[str, str]) -> dict[str, str]:
+    """The service's environment: the settings, and BentoML's home under ours unless set.
+
+    Why its own BentoML home: every ``bentoml serve`` empties the Prometheus multiprocess
+    directory under BentoML's home when it starts, so replicas (or any two services) on
+    one host sharing the default ``~/bentoml`` wipe each other's metrics."""
+    env = _export(s, env)
+    env.setdefault("BENTOML_HOME", str((s.home / "bentoml").resolve()))
+    return env
 
 
 def _export(s: Settings, env: dict[str, str]) -> dict[str, str]:
@@ -382,6 +422,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     add("validate", cmd_validate, "check the catalog and the policy file; list every problem")
     add("info", cmd_info, "show where state and configuration are resolved from")
+
+    sp = add("migrate", cmd_migrate, "upgrade the decision log's schema to this version's revision",
+             "Upgrade the decision log (--database-url, else OFFER_BANDIT_DATABASE_URL, else the SQLite file "
+             "under the home) to this version's schema revision with Alembic, and print the revision it was "
+             "found at and the one it is at. A log made before revisions existed is checked and stamped at the "
+             "baseline first. Safe to run from several places at once (they wait for one another). The "
+             "service and every command refuse a log that needs this, and create an empty one at the current "
+             "revision by themselves. Back the log up first.")
+    sp.add_argument("--check", action="store_true",
+                    help="change nothing; exit 0 if the log can be opened as it is (current, or empty), "
+                    "1 if it needs migrating")
 
     sp = add("decide", cmd_decide, "make one decision from a JSON request (file or - for stdin)",
              "Make one guarded, exploring, logged decision and print it as JSON.")

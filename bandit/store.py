@@ -12,6 +12,10 @@ DBAPI connection held per thread: SQLAlchemy's per-execute machinery (connection
 checkout, result metadata, row objects) cost more than the query itself. Everything
 else goes through SQLAlchemy.
 
+The schema is versioned (``bandit.migrations``): opening a store creates an empty
+database at the current revision and refuses one that ``offer-bandit migrate`` must
+upgrade first.
+
 Customer ids never reach this module: callers pass the salted hash.
 """
 
@@ -136,6 +140,11 @@ _CONTACT_FROM_DECISION_SQL = (
 )
 _CONTACT_FROM_DECISION = text(_CONTACT_FROM_DECISION_SQL)
 _SHOWN_FROM_DECISION = text(_CONTACT_FROM_DECISION_SQL + f" AND chosen_id != '{NO_OFFER_ID}'")
+# SQLite (3.24+) and PostgreSQL share this syntax.
+_UPSERT_SUSPENSION_SQL = text(
+    "INSERT INTO suspensions (offer_id, suspended, reason, ts) VALUES (:offer_id, :suspended, :reason, :ts) "
+    "ON CONFLICT (offer_id) DO UPDATE SET suspended = excluded.suspended, reason = excluded.reason, ts = excluded.ts"
+)
 EMPTY_HISTORY = History()
 
 
@@ -276,7 +285,11 @@ class DecisionStore:
                 cur.execute("PRAGMA foreign_keys=ON")
                 cur.close()
 
-        metadata.create_all(self.engine)
+        # Create an empty log at the current revision, or refuse one that needs
+        # `offer-bandit migrate` (imported here: it imports this module's tables).
+        from bandit.migrations import ensure_schema
+
+        ensure_schema(self.engine, metadata)
         d = self.engine.dialect
         self._insert_by_rows: dict[tuple[str, int], str] = {}
         self._sql_get = _Compiled(_GET_DECISION_SQL, d)
@@ -537,13 +550,13 @@ class DecisionStore:
 
     # -- kill switch ---------------------------------------------------------
     def set_suspended(self, offer_id: str, suspended: bool, reason: str = "") -> None:
+        """Set an offer's kill switch: one upsert, so that replicas (an admin route on
+        one, the monitor flow on another) setting the same offer at once cannot collide
+        (a delete then insert could: both delete, then the second insert fails)."""
         self._suspended_cache = None
         with self.engine.begin() as conn:
-            conn.execute(suspensions.delete().where(suspensions.c.offer_id == offer_id))
-            conn.execute(
-                suspensions.insert(),
-                {"offer_id": offer_id, "suspended": suspended, "reason": reason, "ts": time.time()},
-            )
+            conn.execute(_UPSERT_SUSPENSION_SQL,
+                         {"offer_id": offer_id, "suspended": suspended, "reason": reason, "ts": time.time()})
 
     def suspended(self, fresh: bool = False) -> frozenset[str]:
         """Suspended offer ids. Cached for ``suspension_refresh`` seconds on the request path;

@@ -62,7 +62,8 @@ class Registry:
             self.client.get_registered_model(self.name)
         except MlflowException:
             self.client.create_registered_model(self.name, description="offer-bandit policies (VW, pyfunc)")
-        mv = self.client.create_model_version(self.name, model_uri, run_id=_run_of(model_uri), tags=tags or {})
+        mv = self.client.create_model_version(self.name, model_uri, run_id=_run_of(model_uri), tags=tags or {},
+                                              model_id=_logged_model_of(model_uri))
         return str(mv.version)
 
     def promote(self, version: str) -> str | None:
@@ -91,6 +92,14 @@ def _run_of(model_uri: str) -> str | None:
     # runs:/<run_id>/<path> and models:/m-<id> URIs; the registry only needs it for lineage
     if model_uri.startswith("runs:/"):
         return model_uri.split("/")[1]
+    return None
+
+
+def _logged_model_of(model_uri: str) -> str | None:
+    # models:/m-<id> (a logged model, MLflow 3): a tracking server refuses that source
+    # unless the request names the model's id too; a local store does not ask
+    if model_uri.startswith("models:/m-"):
+        return model_uri[len("models:/"):].split("/")[0]
     return None
 
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, make_url, text
 
 from bandit.config import LiveConfig
 from bandit.context import DecisionRequest
@@ -41,9 +42,10 @@ def settings(tmp_path: Path) -> Settings:
                         policy=REPO / "config/policy.yaml", salt="test-salt")
 
 
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A fresh schema on the real PostgreSQL server, dropped afterwards."""
+@contextmanager
+def pg_schema() -> Iterator[str]:
+    """The URL of a fresh schema on the real PostgreSQL server (skips if unreachable),
+    dropped afterwards: other engineers' tests share the server."""
     why = pg_available()
     if why:
         pytest.skip(why)
@@ -52,10 +54,38 @@ def pg_url() -> Iterator[str]:
     with eng.begin() as c:
         c.execute(text(f"create schema {schema}"))
     sep = "&" if "?" in PG_URL else "?"
-    yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
-    with eng.begin() as c:
-        c.execute(text(f"drop schema {schema} cascade"))
-    eng.dispose()
+    try:
+        yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
+    finally:
+        with eng.begin() as c:
+            c.execute(text(f"drop schema {schema} cascade"))
+        eng.dispose()
+
+
+@contextmanager
+def pg_database(prefix: str) -> Iterator[str]:
+    """A fresh database on the real PostgreSQL server (``postgresql+psycopg://`` URL), for
+    servers that want a database of their own (MLflow's, Prefect's); dropped afterwards."""
+    why = pg_available()
+    if why:
+        pytest.skip(why)
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    eng = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    with eng.connect() as c:
+        c.execute(text(f"create database {name}"))
+    try:
+        yield str(make_url(PG_URL).set(database=name, query={}))
+    finally:
+        with eng.connect() as c:
+            c.execute(text(f"drop database if exists {name} with (force)"))
+        eng.dispose()
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh schema on the real PostgreSQL server, dropped afterwards."""
+    with pg_schema() as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -166,13 +196,44 @@ def start_service(tmp: Path, extra_env: dict[str, str] | None = None, registry: 
     raise RuntimeError(f"service not ready in 90 s: {(tmp / 'serve.log').read_text()[-3000:]}")
 
 
-def stop_service(proc: subprocess.Popen) -> None:
+def start_replicas(tmp: Path, n: int, database_url: str, extra_env: dict[str, str] | None = None) -> list[Served]:
+    """``n`` served instances on one decision log, started at the same moment (as a
+    deployment's replicas are), each with its own home and the same salt."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    env = {"OFFER_BANDIT_DATABASE_URL": database_url, **(extra_env or {})}
+    dirs = [tmp / f"replica-{i}" for i in range(n)]
+    for d in dirs:
+        d.mkdir(parents=True, exist_ok=True)
+    with ThreadPoolExecutor(n) as pool:
+        futures = [pool.submit(start_service, d, env) for d in dirs]
+    started = [f.result() for f in futures if f.exception() is None]
+    failed = [f.exception() for f in futures if f.exception() is not None]
+    if failed:
+        stop_service(*(s.proc for s in started))
+        raise failed[0]
+    return started
+
+
+def stop_service(*procs: subprocess.Popen) -> None:
+    """Stop servers started in their own sessions (``start_new_session``): each one's
+    process group is sent SIGTERM first, then each is waited for (so several stop in
+    parallel), then SIGKILL for any still running after 20 s."""
     import signal
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=20)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        os.killpg(proc.pid, signal.SIGKILL)
+    for proc in procs:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.time() + 20
+    for proc in procs:
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.time()))
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
 @pytest.fixture(scope="session")
@@ -205,3 +266,13 @@ def prefect_server() -> Iterator[None]:
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@pytest.fixture(scope="session")
+def production_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator["Stack"]:  # noqa: F821
+    """An MLflow tracking server and a Prefect server, each on a fresh PostgreSQL database,
+    once per session (about 25 s; see tests/stack.py)."""
+    from stack import production_stack as start
+
+    with start(tmp_path_factory.mktemp("stack")) as stack:
+        yield stack

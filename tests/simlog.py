@@ -6,9 +6,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 
 
-def simulated_log(tmp_path: Path, migrated_db: Path, day: int = 1) -> tuple[Path, float]:
-    """4,000 decisions with outcomes over three simulated days, a fresh MLflow store, and a
-    policy file whose gate needs 100 decisions; returns the policy file and the as-of time."""
+def simulated_log(tmp_path: Path, migrated_db: Path | None, day: int = 1,
+                  database_url: str | None = None) -> tuple[Path, float]:
+    """4,000 decisions with outcomes over three simulated days, a fresh MLflow store (a copy
+    of ``migrated_db``; none without it), and a policy file whose gate needs 100 decisions;
+    returns the policy file and the as-of time. The log is the home's SQLite file, or the
+    one at ``database_url``."""
     import random
     from datetime import UTC, datetime, timedelta
 
@@ -21,9 +24,10 @@ def simulated_log(tmp_path: Path, migrated_db: Path, day: int = 1) -> tuple[Path
 
     policy = tmp_path / "policy.yaml"
     policy.write_text("promotion: {min_events: 100, min_ess: 10}\n")
-    settings = get_settings(home=tmp_path / "home", salt="x", policy=policy, catalog=REPO / "config/offers.yaml")
+    settings = get_settings(home=tmp_path / "home", salt="x", policy=policy, catalog=REPO / "config/offers.yaml",
+                            database_url=database_url)
     settings.ensure_home()
-    if not (tmp_path / "home" / "mlflow.db").exists():
+    if migrated_db is not None and not (tmp_path / "home" / "mlflow.db").exists():
         shutil.copy(migrated_db, tmp_path / "home" / "mlflow.db")
     store = open_store(settings)
     live = LiveConfig(settings)

@@ -11,7 +11,7 @@ import pytest
 from bandit.cli import build_parser, main
 from conftest import REPO
 
-COMMANDS = ["validate", "info", "decide", "outcome", "activate", "export-dsjson", "import-dsjson", "train", "retrain", "rollback", "monitor", "tune", "serve", "demo", "flows"]
+COMMANDS = ["validate", "info", "migrate", "decide", "outcome", "activate", "export-dsjson", "import-dsjson", "train", "retrain", "rollback", "monitor", "tune", "serve", "demo", "flows"]
 
 
 def test_help_lists_every_command(capsys) -> None:
@@ -77,3 +77,14 @@ def test_invalid_catalog_lists_problems_and_exits_2(tmp_path: Path) -> None:
     p = run("validate", "--catalog", str(cat), home=tmp_path)
     assert p.returncode == 2
     assert f"{cat}: offer 'x': field 'family'" in p.stderr and f"{cat}: offer 'x': field 'channels'" in p.stderr
+
+
+def test_each_served_instance_gets_bentoml_home_under_its_own_home(tmp_path: Path) -> None:
+    """BentoML empties its metrics directory at every start: two services sharing one BentoML
+    home (replicas on one host, or the test suite's) lost each other's /metrics."""
+    from bandit.cli import serve_env
+    from bandit.settings import get_settings
+
+    s = get_settings(home=tmp_path / "replica-1")
+    assert serve_env(s, {})["BENTOML_HOME"] == str((tmp_path / "replica-1" / "bentoml").resolve())
+    assert serve_env(s, {"BENTOML_HOME": "/srv/bentoml"})["BENTOML_HOME"] == "/srv/bentoml"

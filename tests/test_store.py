@@ -2,10 +2,12 @@
 
 import asyncio
 import re
+import threading
 import time
 from dataclasses import replace
 
 import pytest
+from sqlalchemy import text
 
 from bandit.decision import new_event_id
 from bandit.logwriter import GroupCommitWriter
@@ -140,3 +142,30 @@ def test_group_commit_keeps_serving_while_a_batch_commits(store: DecisionStore) 
 
     assert asyncio.run(run()) == [True] * 300
     assert store.count_decisions() == 300 and sum(commits) == 300 and len(commits) < 300
+
+
+def test_replicas_setting_the_same_kill_switch_at_once_do_not_collide(store: DecisionStore) -> None:
+    """The admin route on one replica and the monitor flow on another may set the same
+    offer at the same moment; each write is one upsert, so neither fails."""
+    other = DecisionStore(store.url)
+    barrier, errors = threading.Barrier(4), []
+
+    def flip(s: DecisionStore, suspended: bool) -> None:
+        barrier.wait()
+        for i in range(40):
+            try:
+                s.set_suspended("fiber_upgrade", suspended, f"round {i}")
+            except Exception as exc:  # noqa: BLE001
+                errors.append(exc)
+
+    threads = [threading.Thread(target=flip, args=(s, s is store)) for s in (store, other, store, other)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+    finally:
+        other.close()
+    assert errors == []
+    with store.engine.connect() as c:
+        assert c.execute(text("select count(*) from suspensions")).scalar() == 1
