@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -31,7 +32,7 @@ from bandit.decision import Decision
 from bandit.errors import ConfigError, InvalidRequest, UnknownEvent
 from bandit.logwriter import GroupCommitWriter
 from bandit.runtime import Runtime, build_runtime
-from bandit.models import ModelSource
+from bandit.models import ModelSource, ModelStatus
 from bandit.settings import Settings, get_settings
 from service import answers, metrics
 from service.lane import DecisionLane
@@ -107,6 +108,14 @@ app = FastAPI(title="offer-bandit", version="0.1.0", openapi_url=None, docs_url=
 
 _SETTINGS = get_settings()
 
+# MLflow retries a failed HTTP request 7 times with exponential backoff (about 4 minutes
+# before it gives up), with a 120 s timeout each. Measured with the registry unreachable:
+# the service took 250 s to start, and every poll after that would hold the model lock as
+# long. The poller tries again every OFFER_BANDIT_MODEL_POLL_SECONDS anyway, so the service's
+# process asks MLflow to fail fast; an operator's own MLFLOW_HTTP_REQUEST_* settings win.
+REGISTRY_HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                          "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+
 
 def _answer(answer: tuple[int, bytes]) -> Response:
     status, body = answer
@@ -177,6 +186,8 @@ class OfferBandit:
                 "no API keys configured: set OFFER_BANDIT_API_KEYS (channel keys, comma separated) and "
                 "OFFER_BANDIT_ADMIN_KEY, or the *_FILE variants; see README 'Running the service'"
             )
+        for name, value in REGISTRY_HTTP_DEFAULTS.items():  # this process only: see there
+            os.environ.setdefault(name, value)
         self.rt: Runtime = build_runtime(settings, source=_model_source(settings), observer=metrics.observer())
         self.writer = GroupCommitWriter(self.rt.store)
         self.rt.models.start_polling(settings.model_poll_seconds)
@@ -194,8 +205,7 @@ class OfferBandit:
         status = self.rt.models.status
         return {"ready": True, "catalog_version": cfg.catalog.version, "offers": len(cfg.catalog.offers),
                 "policy_mode": cfg.policy.mode, "model": status.as_dict(),
-                "detail": "cold start: no model, exploring around no_offer" if status.source == "cold_start"
-                else f"serving {status.version} from {status.source}"}
+                "detail": readiness_detail(status)}
 
     @bentoml.on_shutdown
     def shutdown(self) -> None:
@@ -328,6 +338,16 @@ class UnknownOffer(InvalidRequest):
 @app.exception_handler(UnknownOffer)
 async def _unknown_offer(request: Request, exc: UnknownOffer) -> JSONResponse:
     return JSONResponse({"error": str(exc)}, status_code=404)
+
+
+def readiness_detail(status: ModelStatus) -> str:
+    """What ``/readyz`` says in words: which model serves, and why not the source's when
+    the source failed (unreachable, or its current version does not load)."""
+    if status.source == "cold_start":
+        detail = "cold start: no model, exploring around no_offer"
+    else:
+        detail = f"serving {status.version} from {status.source}"
+    return f"{detail}; last model error: {status.last_error}" if status.last_error else detail
 
 
 def _model_source(settings: Settings) -> ModelSource | None:
