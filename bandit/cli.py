@@ -209,6 +209,11 @@ def _export(s: Settings, env: dict[str, str]) -> dict[str, str]:
     env.update(DO_NOT_TRACK="1", BENTOML_DO_NOT_TRACK="True", PREFECT_SERVER_ANALYTICS_ENABLED="false",
                MLFLOW_DISABLE_TELEMETRY="true", MLFLOW_ENABLE_TELEMETRY="false")
     env.setdefault("PREFECT_HOME", str((s.home / "prefect").resolve()))
+    # BentoML keeps its Prometheus multiprocess files in <BENTOML_HOME>/prometheus_multiproc_dir
+    # and empties that directory whenever a server starts: with the shared default (~/bentoml)
+    # starting a second service on the machine wiped the first one's counters (seen: a test
+    # read offer_bandit_log_failures_total 0 right after a failure). One per home, as `make bento`.
+    env.setdefault("BENTOML_HOME", str((s.home / "bentoml").resolve()))
     # the ephemeral server's first start on a fresh PREFECT_HOME can take longer than 20 s
     env.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     return env
