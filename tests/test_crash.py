@@ -22,7 +22,7 @@ from experiments.served import alive
 pytestmark = pytest.mark.slow
 
 THREADS = 6
-LOAD_SECONDS = 3.0  # how long the load runs before the kill (nothing is timed)
+LOAD_SECONDS = 2.0  # how long the load runs before the kill (nothing is timed)
 
 
 class Load:
