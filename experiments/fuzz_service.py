@@ -31,6 +31,7 @@ import json
 import os
 import sys
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -127,7 +128,7 @@ def describe(failure: Any) -> str:
     return f"{failure.title}: {message[:300]}" if message else failure.title
 
 
-def substitute(case: Any, event_ids: list[str], offer_ids: list[str], pick: int) -> None:
+def substitute(case: Any, event_ids: Sequence[str], offer_ids: Sequence[str], pick: int) -> None:
     """Name a real event id or offer id where the case has a generated one."""
     if event_ids and "eventId" in (case.path_parameters or {}):
         case.path_parameters["eventId"] = event_ids[pick % len(event_ids)]
@@ -137,8 +138,8 @@ def substitute(case: Any, event_ids: list[str], offer_ids: list[str], pick: int)
         case.body["event_id"] = event_ids[pick % len(event_ids)]
 
 
-def fuzz(url: str, keys: Keys, max_examples: int, seed: int, event_ids: list[str] = (),  # type: ignore[assignment]
-         offer_ids: list[str] = (), max_failures: int = 50) -> Report:  # type: ignore[assignment]
+def fuzz(url: str, keys: Keys, max_examples: int, seed: int, event_ids: Sequence[str] = (),
+         offer_ids: Sequence[str] = (), max_failures: int = 50) -> Report:
     """Fuzz every operation of ``<url>/docs.json`` (see the module docstring); up to
     ``max_examples`` generated requests per operation and mode. Failures are collected,
     not raised, so one run counts every case."""
