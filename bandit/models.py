@@ -124,17 +124,20 @@ class ModelManager:
         if self.source is None:
             return False
         with self._lock:
+            version = None
             try:
                 version = self.source.current_version()
                 if version is None:
                     self.status.last_error = f"{self.source.name}: no model available yet"
                     return False
                 if version == self.status.version and self.status.source == self.source.name:
+                    self.status.last_error = None  # e.g. a broken version was rolled back
                     return True
                 path = self.source.fetch(version)
                 model = load_checked(path, version)
             except Exception as exc:  # noqa: BLE001 - keep serving what serves
-                self.status.last_error = f"{self.source.name}: {type(exc).__name__}: {exc}"
+                which = f"{self.source.name} version {version}" if version else self.source.name
+                self.status.last_error = f"{which}: {type(exc).__name__}: {exc}"
                 log.error("model refresh failed, keeping %s: %s", self.status.version, self.status.last_error)
                 return False
             self.slot.swap(model)

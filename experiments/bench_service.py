@@ -108,13 +108,18 @@ class Target(Server):
         return wrk(self.url, args.seconds, args.connections, 0, self.work, f"{self.name}-full-{tag}")
 
     def rated(self, args: argparse.Namespace) -> dict:
-        """Fixed rate: each connection pauses between requests so that pause + latency makes
-        connections/rate seconds; the latency is learned from a short calibration run."""
-        cycle_ms = 1000.0 * args.connections / args.rate
-        probe = wrk(self.url, 3, args.connections, cycle_ms, self.work, f"{self.name}-calibrate")
-        latency_ms = max(0.0, 1000.0 * args.connections / probe["rps"] - cycle_ms)
-        return wrk(self.url, args.seconds, args.connections, max(0.0, cycle_ms - latency_ms), self.work,
-                   f"{self.name}-rate")
+        delay_ms = fixed_rate_delay(self.url, args.connections, args.rate, self.work, self.name)
+        return wrk(self.url, args.seconds, args.connections, delay_ms, self.work, f"{self.name}-rate")
+
+
+def fixed_rate_delay(url: str, connections: int, rate: float, work: Path, name: str) -> float:
+    """The pause (ms) after each answer that makes ``connections`` connections send ``rate``
+    requests/s: pause + latency = connections/rate seconds, with the latency learned from a
+    short calibration run."""
+    cycle_ms = 1000.0 * connections / rate
+    probe = wrk(url, 3, connections, cycle_ms, work, f"{name}-calibrate")
+    latency_ms = max(0.0, 1000.0 * connections / probe["rps"] - cycle_ms)
+    return max(0.0, cycle_ms - latency_ms)
 
 
 def median_run(runs: list[dict]) -> dict:

@@ -21,6 +21,9 @@ from bandit.errors import OfferBanditError
 CHAMPION = "champion"
 PREVIOUS = "previous"
 DEFAULT_NAME = "offer-policy"
+# MLflow's error codes for a registered model or alias that does not exist (SQLite store:
+# RESOURCE_DOES_NOT_EXIST for the model, INVALID_PARAMETER_VALUE for the alias).
+NOT_FOUND = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
 
 
 class RegistryError(OfferBanditError):
@@ -36,13 +39,19 @@ class Registry:
         self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
     def version_of(self, alias: str) -> str | None:
-        """The version an alias points to, or ``None`` (no such alias, or no model yet)."""
+        """The version an alias points to, or ``None`` (no such alias, or no model yet).
+
+        Any other failure (the registry unreachable, above all) raises: taken for "no
+        champion", it made the service report "no model available yet" for a registry it
+        could not reach, and would make ``promote`` skip recording ``previous``."""
         from mlflow.exceptions import MlflowException
 
         try:
             return str(self.client.get_model_version_by_alias(self.name, alias).version)
-        except MlflowException:
-            return None
+        except MlflowException as exc:
+            if exc.error_code in NOT_FOUND:
+                return None
+            raise
 
     def version_tagged(self, key: str, value: str) -> str | None:
         """The newest version carrying tag ``key = value``, if any."""

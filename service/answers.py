@@ -57,8 +57,10 @@ def internal(path: str) -> Answer:
 
 
 def refused(path: str, status: int, message: str) -> bytes:
-    """The body of a 401, 403 or 413 answered before any route runs."""
+    """The body of a 401, 403 or 413 answered before any route runs, or of the framework's
+    own 404 and 405."""
     if path.startswith(PERSONALIZER_PREFIX):
-        code = {401: "Unauthorized", 403: "Forbidden", 413: "PayloadTooLarge"}.get(status, "BadRequest")
+        code = {401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 405: "MethodNotAllowed",
+                413: "PayloadTooLarge"}.get(status, "BadRequest")
         return _json({"error": {"code": code, "message": message}})
     return _json({"error": message})

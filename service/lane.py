@@ -6,8 +6,8 @@ the framework cost more than the decision. Profiling the served service under lo
 the socket and the endpoint: BentoML's request context, Starlette's routers and
 exception middleware, FastAPI's dependency solving (including a thread-pool hop to
 build the class view) and its response validation. The lane does what those layers
-did for these three routes, and only that: read the body (the size limit still
-applies), validate it with the same pydantic models, call the same service method
+did for these three routes, and only that: read the body (the size limit applies
+in front of the lane), validate it with the same pydantic models, call the same service method
 (so the same ``Decider.decide_async``: the one decision path), and serialize the
 answer with the model's own serializer. Errors are the same answers as on the
 FastAPI routes (``service.answers``).
@@ -78,7 +78,7 @@ class DecisionLane:
         svc = (self._svc or self._find()) if handler is not None else None
         if handler is None or svc is None:
             return await self.app(scope, receive, send)
-        body = await read_body(receive)  # the size limit's own error passes through untouched
+        body = await read_body(receive)  # within the size limit: BodyLimitMiddleware saw to it
         if body is None:
             return
         path = scope["path"]

@@ -66,12 +66,17 @@ class ApiKeyMiddleware:
         return await self.app(scope, receive, send)
 
 
-class _TooLarge(Exception):
-    pass
-
-
 class BodyLimitMiddleware:
-    """413 for a body over ``max_bytes``, by Content-Length or by counting the stream."""
+    """413 for a body over ``max_bytes``, before any route runs: by Content-Length, or,
+    for a body sent without one (chunked), by reading it here up to the limit and handing
+    the route what was read.
+
+    Why read a chunked body here rather than count it as the route reads it: a FastAPI
+    route reads its body inside FastAPI, which answers any error raised while reading
+    with its own 400 ("There was an error parsing the body", not our error format), and
+    a route that never reads its body would not be limited at all. Clients that send
+    Content-Length (nearly all) take the first path and nothing is buffered here.
+    """
 
     def __init__(self, app: ASGIApp, max_bytes: int):
         self.app = app
@@ -88,28 +93,23 @@ class BodyLimitMiddleware:
                     return await send_json(send, 413, refused(path, 413, message))
                 # The server reads no more than Content-Length: nothing left to count.
                 return await self.app(scope, receive, send)
+        read: list[dict] = []
         seen = 0
-        started = False
-
-        async def counting_receive() -> dict:
-            nonlocal seen
+        while True:
             msg = await receive()
-            if msg["type"] == "http.request":
-                seen += len(msg.get("body", b""))
-                if seen > self.max_bytes:
-                    raise _TooLarge
-            return msg
+            read.append(msg)
+            if msg["type"] != "http.request":  # the client went away: the route learns it too
+                break
+            seen += len(msg.get("body", b""))
+            if seen > self.max_bytes:
+                return await send_json(send, 413, refused(path, 413, message))
+            if not msg.get("more_body", False):
+                break
 
-        async def tracking_send(msg: dict) -> None:
-            nonlocal started
-            started = started or msg["type"] == "http.response.start"
-            await send(msg)
+        async def replay() -> dict:
+            return read.pop(0) if read else await receive()
 
-        try:
-            await self.app(scope, counting_receive, tracking_send)
-        except _TooLarge:
-            if not started:
-                await send_json(send, 413, refused(path, 413, message))
+        await self.app(scope, replay, send)
 
 
 class ReadinessMiddleware:
@@ -121,7 +121,8 @@ class ReadinessMiddleware:
         self.status = status
 
     async def __call__(self, scope: Scope, receive: Callable, send: Callable) -> None:
-        if scope["type"] == "http" and scope["path"] == "/readyz":
+        # GET and HEAD only: any other method goes on to BentoML's own route, which says 405.
+        if scope["type"] == "http" and scope["path"] == "/readyz" and scope["method"] in ("GET", "HEAD"):
             detail = self.status()
             if detail is None:
                 body = json.dumps({"ready": False, "detail": "starting: catalog and policy not loaded yet"})

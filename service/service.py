@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -24,6 +25,8 @@ from bentoml.exceptions import BentoMLException
 from fastapi import Body, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from pydantic import BaseModel, Field
 
 from bandit.context import DecisionRequest, Identifier, Strict
@@ -31,7 +34,7 @@ from bandit.decision import Decision
 from bandit.errors import ConfigError, InvalidRequest, UnknownEvent
 from bandit.logwriter import GroupCommitWriter
 from bandit.runtime import Runtime, build_runtime
-from bandit.models import ModelSource
+from bandit.models import ModelSource, ModelStatus
 from bandit.settings import Settings, get_settings
 from service import answers, metrics
 from service.lane import DecisionLane
@@ -86,12 +89,24 @@ class OffersAnswer(BaseModel):
 
 
 class SuspendRequest(Strict):
-    reason: str = Field("", max_length=500)
+    # No NUL: PostgreSQL cannot store it in a text column (the insert failed with a 500).
+    reason: str = Field("", max_length=500, pattern=r"^[^\x00]*$")
 
 
 class ErrorAnswer(BaseModel):
     error: str
     detail: list[dict[str, Any]] | None = None
+
+
+class PersonalizerErrorDetail(BaseModel):
+    code: str
+    message: str
+
+
+class PersonalizerError(BaseModel):
+    """Personalizer's error shape (``service.answers``)."""
+
+    error: PersonalizerErrorDetail
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -100,12 +115,32 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     413: {"model": ErrorAnswer, "description": "Body over the size limit"},
     422: {"model": ErrorAnswer, "description": "Invalid request: each problem names its field"},
 }
+ADMIN_ERRORS: dict[int | str, dict[str, Any]] = {
+    **ERRORS, 403: {"model": ErrorAnswer, "description": "Not an admin key"}}
+OFFER_ERRORS: dict[int | str, dict[str, Any]] = {
+    **ADMIN_ERRORS, 404: {"model": ErrorAnswer, "description": "No such offer in the catalog"}}
+# Personalizer's routes answer its own error shape, and 400 where the native API says 422.
+P_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": PersonalizerError, "description": "Invalid request, or an action that is not an offer"},
+    401: {"model": PersonalizerError, "description": "No subscription key, or an unknown one"},
+    413: {"model": PersonalizerError, "description": "Body over the size limit"},
+}
+P_EVENT_ERRORS: dict[int | str, dict[str, Any]] = {
+    **P_ERRORS, 404: {"model": PersonalizerError, "description": "No decision with this event id"}}
 
 app = FastAPI(title="offer-bandit", version="0.1.0", openapi_url=None, docs_url=None, redoc_url=None,
               description="Point-of-service offer decisions: guarded, exploring, logged.")
 
 
 _SETTINGS = get_settings()
+
+# MLflow retries a failed HTTP request 7 times with exponential backoff (about 4 minutes
+# before it gives up), with a 120 s timeout each. Measured with the registry unreachable:
+# the service took 250 s to start, and every poll after that would hold the model lock as
+# long. The poller tries again every OFFER_BANDIT_MODEL_POLL_SECONDS anyway, so the service's
+# process asks MLflow to fail fast; an operator's own MLFLOW_HTTP_REQUEST_* settings win.
+REGISTRY_HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                          "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
 
 
 def _answer(answer: tuple[int, bytes]) -> Response:
@@ -126,6 +161,22 @@ async def _bad(request: Request, exc: InvalidRequest) -> Response:
 @app.exception_handler(UnknownEvent)
 async def _unknown(request: Request, exc: UnknownEvent) -> Response:
     return _answer(answers.unknown_event(request.url.path, exc))
+
+
+@app.exception_handler(StarletteHTTPException)
+async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+    """The framework's own errors (no such route, 405, a body it cannot decode) in our error format.
+
+    A body that is not text at all (bytes that are not UTF-8) failed inside FastAPI with a
+    bare 400 "There was an error parsing the body"; it is an invalid body like any other,
+    answered as ``/decide`` answers it (422 naming ``body``, 400 on Personalizer routes)."""
+    path = request.url.path
+    if exc.status_code == 400 and exc.__cause__ is not None:
+        return _answer(answers.invalid(path, [{"loc": ("body",), "type": "json_invalid",
+                                               "msg": f"not a JSON document: {exc.__cause__}"}]))
+    message = f"{exc.detail}: {request.method} {path!r}" if exc.status_code in (404, 405) else str(exc.detail)
+    return Response(answers.refused(path, exc.status_code, message), status_code=exc.status_code,
+                    headers=exc.headers, media_type="application/json")
 
 
 def front(app: ASGIApp) -> ASGIApp:
@@ -152,7 +203,12 @@ class FrontedService(bentoml.Service):  # type: ignore[type-arg]
     __slots__ = ()
 
     def to_asgi(self, is_main: bool = True) -> ASGIApp:
-        return front(super().to_asgi(is_main))
+        inner = super().to_asgi(is_main)
+        if isinstance(inner, Starlette):
+            # A path no route matches (a newline in an id is enough: BentoML's mount of our
+            # app does not match it) is answered by BentoML's router, in plain text; ours too.
+            inner.add_exception_handler(StarletteHTTPException, _http_error)
+        return front(inner)
 
 
 @bentoml.asgi_app(app, path="/")
@@ -177,6 +233,8 @@ class OfferBandit:
                 "no API keys configured: set OFFER_BANDIT_API_KEYS (channel keys, comma separated) and "
                 "OFFER_BANDIT_ADMIN_KEY, or the *_FILE variants; see README 'Running the service'"
             )
+        for name, value in REGISTRY_HTTP_DEFAULTS.items():  # this process only: see there
+            os.environ.setdefault(name, value)
         self.rt: Runtime = build_runtime(settings, source=_model_source(settings), observer=metrics.observer())
         self.writer = GroupCommitWriter(self.rt.store)
         self.rt.models.start_polling(settings.model_poll_seconds)
@@ -194,8 +252,7 @@ class OfferBandit:
         status = self.rt.models.status
         return {"ready": True, "catalog_version": cfg.catalog.version, "offers": len(cfg.catalog.offers),
                 "policy_mode": cfg.policy.mode, "model": status.as_dict(),
-                "detail": "cold start: no model, exploring around no_offer" if status.source == "cold_start"
-                else f"serving {status.version} from {status.source}"}
+                "detail": readiness_detail(status)}
 
     @bentoml.on_shutdown
     def shutdown(self) -> None:
@@ -249,7 +306,7 @@ class OfferBandit:
         return Response(metrics.render(), media_type=metrics.CONTENT_TYPE)
 
     # -- admin -----------------------------------------------------------------
-    @app.post("/admin/reload", tags=["admin"], responses={**ERRORS, 403: {"model": ErrorAnswer}})
+    @app.post("/admin/reload", tags=["admin"], responses=ADMIN_ERRORS)
     def reload_config(self) -> dict:
         """Reload catalog and policy from disk; on any problem keep serving the old ones (422 lists them)."""
         try:
@@ -259,20 +316,20 @@ class OfferBandit:
                                  "problems": exc.problems}, status_code=422)  # type: ignore[return-value]
         return {"catalog_version": cfg.catalog.version, "offers": len(cfg.catalog.offers), "mode": cfg.policy.mode}
 
-    @app.post("/admin/offers/{offer_id}/suspend", tags=["admin"], responses={**ERRORS, 403: {"model": ErrorAnswer}})
-    def suspend(self, offer_id: str, body: Annotated[SuspendRequest | None, Body()] = None) -> dict:
+    @app.post("/admin/offers/{offer_id}/suspend", tags=["admin"], responses=OFFER_ERRORS)
+    def suspend(self, offer_id: Identifier, body: Annotated[SuspendRequest | None, Body()] = None) -> dict:
         """Kill switch: the offer is not made from the next request on."""
         self._known_offer(offer_id)
         self.rt.store.set_suspended(offer_id, True, body.reason if body else "")
         return {"offer_id": offer_id, "status": "suspended"}
 
-    @app.post("/admin/offers/{offer_id}/resume", tags=["admin"], responses={**ERRORS, 403: {"model": ErrorAnswer}})
-    def resume(self, offer_id: str) -> dict:
+    @app.post("/admin/offers/{offer_id}/resume", tags=["admin"], responses=OFFER_ERRORS)
+    def resume(self, offer_id: Identifier) -> dict:
         self._known_offer(offer_id)
         self.rt.store.set_suspended(offer_id, False)
         return {"offer_id": offer_id, "status": "resumed"}
 
-    @app.post("/admin/model/reload", tags=["admin"], responses={**ERRORS, 403: {"model": ErrorAnswer}})
+    @app.post("/admin/model/reload", tags=["admin"], responses=ADMIN_ERRORS)
     def reload_model(self) -> dict:
         """Check the model source now; a model that fails to load never replaces the one serving."""
         self.rt.models.refresh()
@@ -291,33 +348,41 @@ class OfferBandit:
         self.rt.decider.activate(event_id)
         return Response(status_code=204)
 
-    @app.post("/personalizer/rank", status_code=201, response_model=RankResponse, tags=["personalizer"])
+    @app.post("/personalizer/rank", status_code=201, response_model=RankResponse, responses=P_ERRORS,
+              tags=["personalizer"])
     async def p_rank(self, body: RankRequest, api_version: str | None = Query(None, alias="api-version")) -> Any:
         """Personalizer's Rank: same guardrails and decision path as /decide."""
         return await self.rank(body)
 
-    @app.post("/personalizer/v1.0/rank", status_code=201, response_model=RankResponse, tags=["personalizer"])
+    @app.post("/personalizer/v1.0/rank", status_code=201, response_model=RankResponse, responses=P_ERRORS,
+              tags=["personalizer"])
     async def p_rank_v1(self, body: RankRequest, api_version: str | None = Query(None, alias="api-version")) -> Any:
         return await self.rank(body)
 
-    @app.post("/personalizer/events/{eventId}/reward", status_code=204, tags=["personalizer"])
-    def p_reward(self, eventId: str, body: RewardRequest,  # noqa: N803
+    @app.post("/personalizer/events/{eventId}/reward", status_code=204, responses=P_EVENT_ERRORS,
+              tags=["personalizer"])
+    def p_reward(self, eventId: Identifier, body: RewardRequest,  # noqa: N803
                  api_version: str | None = Query(None, alias="api-version")) -> Response:
         """Personalizer's Reward: the value becomes a ``reward`` outcome."""
         return self._reward(eventId, body)
 
-    @app.post("/personalizer/v1.0/events/{eventId}/reward", status_code=204, tags=["personalizer"])
-    def p_reward_v1(self, eventId: str, body: RewardRequest,  # noqa: N803
+    @app.post("/personalizer/v1.0/events/{eventId}/reward", status_code=204, responses=P_EVENT_ERRORS,
+              tags=["personalizer"])
+    def p_reward_v1(self, eventId: Identifier, body: RewardRequest,  # noqa: N803
                     api_version: str | None = Query(None, alias="api-version")) -> Response:
         return self._reward(eventId, body)
 
-    @app.post("/personalizer/events/{eventId}/activate", status_code=204, tags=["personalizer"])
-    def p_activate(self, eventId: str, api_version: str | None = Query(None, alias="api-version")) -> Response:  # noqa: N803
+    @app.post("/personalizer/events/{eventId}/activate", status_code=204, responses=P_EVENT_ERRORS,
+              tags=["personalizer"])
+    def p_activate(self, eventId: Identifier,  # noqa: N803
+                   api_version: str | None = Query(None, alias="api-version")) -> Response:
         """Personalizer's Activate, for ranks made with ``deferActivation``."""
         return self._activate(eventId)
 
-    @app.post("/personalizer/v1.0/events/{eventId}/activate", status_code=204, tags=["personalizer"])
-    def p_activate_v1(self, eventId: str, api_version: str | None = Query(None, alias="api-version")) -> Response:  # noqa: N803
+    @app.post("/personalizer/v1.0/events/{eventId}/activate", status_code=204, responses=P_EVENT_ERRORS,
+              tags=["personalizer"])
+    def p_activate_v1(self, eventId: Identifier,  # noqa: N803
+                      api_version: str | None = Query(None, alias="api-version")) -> Response:
         return self._activate(eventId)
 
 
@@ -329,6 +394,16 @@ class UnknownOffer(InvalidRequest):
 @app.exception_handler(UnknownOffer)
 async def _unknown_offer(request: Request, exc: UnknownOffer) -> JSONResponse:
     return JSONResponse({"error": str(exc)}, status_code=404)
+
+
+def readiness_detail(status: ModelStatus) -> str:
+    """What ``/readyz`` says in words: which model serves, and why not the source's when
+    the source failed (unreachable, or its current version does not load)."""
+    if status.source == "cold_start":
+        detail = "cold start: no model, exploring around no_offer"
+    else:
+        detail = f"serving {status.version} from {status.source}"
+    return f"{detail}; last model error: {status.last_error}" if status.last_error else detail
 
 
 def _model_source(settings: Settings) -> ModelSource | None:

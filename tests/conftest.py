@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, make_url, text
@@ -88,6 +89,13 @@ def pg_url() -> Iterator[str]:
         yield url
 
 
+@pytest.fixture(scope="module")
+def module_pg_url() -> Iterator[str]:
+    """``pg_url`` for a module's shared served instance."""
+    with pg_schema() as url:
+        yield url
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def store(request: pytest.FixtureRequest, settings: Settings) -> Iterator[DecisionStore]:
     if request.param == "sqlite":
@@ -130,7 +138,6 @@ def request(**over: object) -> DecisionRequest:
 # -- a real served instance, started once per test session -------------------------
 
 import shutil  # noqa: E402
-import socket  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -138,13 +145,24 @@ from dataclasses import dataclass  # noqa: E402
 
 import httpx  # noqa: E402
 
+from experiments.served import alive, free_port, kill_tree, worker_pids  # noqa: E402
+
 CHANNEL_KEY, ADMIN_KEY = "test-channel-key", "test-admin-key"
+FIGURES: list[str] = []
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def record_figure(text: str) -> None:
+    """A figure the reliability suite measured (cases fuzzed, decisions checked after a
+    kill, soak latency and memory): printed at the end of the run, so that what the README
+    quotes can be read off ``make test``."""
+    FIGURES.append(text)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if FIGURES:
+        terminalreporter.section("reliability figures")
+        for line in FIGURES:
+            terminalreporter.write_line(line)
 
 
 @dataclass
@@ -154,19 +172,42 @@ class Served:
     catalog: Path
     model_path: Path
     proc: subprocess.Popen
+    db_url: str = ""
 
     def client(self, key: str | None = CHANNEL_KEY) -> httpx.Client:
         return httpx.Client(base_url=self.url, headers={"X-API-Key": key} if key else {}, timeout=30)
 
     def count_decisions(self) -> int:
-        import sqlite3
-        with sqlite3.connect(self.home / "decisions.db") as c:
-            return c.execute("select count(*) from decisions").fetchone()[0]
+        return self.count_rows("decisions")
+
+    def count_rows(self, table: str) -> int:
+        """Rows of a log table, on whichever database the service logs to."""
+        if self.db_url.startswith("sqlite"):
+            import sqlite3
+            with sqlite3.connect(self.home / "decisions.db") as c:
+                return c.execute(f"select count(*) from {table}").fetchone()[0]
+        eng = create_engine(self.db_url)
+        try:
+            with eng.connect() as c:
+                return c.execute(text(f"select count(*) from {table}")).scalar_one()
+        finally:
+            eng.dispose()
+
+    def store(self) -> DecisionStore:
+        """The service's own log (SQLite or PostgreSQL), opened from the test; close it."""
+        return DecisionStore(self.db_url)
+
+    def worker_pid(self) -> int:
+        """The one BentoML worker process (``workers=1``): where decisions run."""
+        pids = worker_pids(self.proc.pid)
+        assert len(pids) == 1, f"expected one worker under {self.proc.pid}, found {pids}"
+        return pids[0]
 
 
 def start_service(tmp: Path, extra_env: dict[str, str] | None = None, registry: bool = False) -> Served:
     """A served instance on a free port; ``registry``: serve the MLflow registry's champion
-    (tracking store ``<home>/mlflow.db``) instead of a model file."""
+    (tracking store ``<home>/mlflow.db``) instead of a model file. Starting again on the same
+    ``tmp`` restarts on the same home and log (``serve.log`` keeps every run's output)."""
     home = tmp / "home"
     catalog = tmp / "offers.yaml"
     shutil.copy(REPO / "config/offers.yaml", catalog)
@@ -178,7 +219,7 @@ def start_service(tmp: Path, extra_env: dict[str, str] | None = None, registry: 
            "DO_NOT_TRACK": "1", "BENTOML_DO_NOT_TRACK": "True", **(extra_env or {})}
     if registry:
         del env["OFFER_BANDIT_MODEL_PATH"]
-    log = open(tmp / "serve.log", "w")
+    log = open(tmp / "serve.log", "a")
     proc = subprocess.Popen([sys.executable, "-m", "bandit.cli", "serve", "--port", str(port)],
                             cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
@@ -188,7 +229,8 @@ def start_service(tmp: Path, extra_env: dict[str, str] | None = None, registry: 
             raise RuntimeError(f"service exited: {(tmp / 'serve.log').read_text()[-3000:]}")
         try:
             if httpx.get(url + "/readyz", timeout=2).status_code == 200:
-                return Served(url, home, catalog, tmp / "model.vw", proc)
+                db_url = env.get("OFFER_BANDIT_DATABASE_URL") or f"sqlite:///{home / 'decisions.db'}"
+                return Served(url, home, catalog, tmp / "model.vw", proc, db_url)
         except httpx.HTTPError:
             pass
         time.sleep(0.3)
@@ -218,11 +260,13 @@ def start_replicas(tmp: Path, n: int, database_url: str, extra_env: dict[str, st
 def stop_service(*procs: subprocess.Popen) -> None:
     """Stop servers started in their own sessions (``start_new_session``): each one's
     process group is sent SIGTERM first, then each is waited for (so several stop in
-    parallel), then SIGKILL for any still running after 20 s."""
+    parallel), then the whole tree of any still running after 20 s is killed (``bentoml
+    serve`` starts each worker in a session of its own, out of the group's reach)."""
     import signal
     for proc in procs:
         try:
-            os.killpg(proc.pid, signal.SIGTERM)
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
         except ProcessLookupError:
             pass
     deadline = time.time() + 20
@@ -230,10 +274,19 @@ def stop_service(*procs: subprocess.Popen) -> None:
         try:
             proc.wait(timeout=max(0.1, deadline - time.time()))
         except subprocess.TimeoutExpired:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            kill_tree(proc.pid)
+            proc.wait(timeout=20)
+
+
+def kill_service(served: Served) -> list[int]:
+    """SIGKILL the arbiter and its worker at once, as a crash would (no shutdown hook runs);
+    returns the process ids killed, all gone when it returns."""
+    pids = kill_tree(served.proc.pid)
+    served.proc.wait(timeout=20)
+    deadline = time.time() + 20
+    while time.time() < deadline and any(alive(p) for p in pids):
+        time.sleep(0.05)
+    return pids
 
 
 @pytest.fixture(scope="session")
