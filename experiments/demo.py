@@ -200,7 +200,8 @@ def run_demo(settings: Settings, days: int = 6, per_day: int | None = None, seed
 
     demo_settings = get_settings()  # the environment just set: what the flows will read too
     cfg = load_config(demo_settings)
-    sim = Simulator(load_params(params_path), cfg.catalog, seed)
+    # the oracle optimises the reward the service learns: the policy file's complaint penalty
+    sim = Simulator(load_params(params_path), cfg.catalog, seed, complaint_penalty=cfg.policy.reward.complaint_penalty)
     states = {p: SimState() for p in POLICIES}
     deciders, oracle = baselines(demo_settings, work, sim, states)
 
