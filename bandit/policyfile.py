@@ -179,7 +179,8 @@ class Promotion(Strict):
     """When a retrained candidate replaces the champion (``bandit.gate``)."""
 
     estimator: Literal["ips", "snips", "dr"] = Field("snips", description="Off-policy estimator the gate reads.")
-    margin: float = Field(0.0, description="The candidate's lower bound must beat the champion's estimate by this.")
+    margin: float = Field(0.0, description="The lower 95% bound of the candidate's reward per decision minus the "
+                          "champion's (paired, on the same held-out decisions) must be above this.")
     max_complaint_rate: float = Field(0.02, gt=0, le=1, description="Absolute cap on the candidate's estimate.")
     min_events: int = Field(1000, ge=1, description="Fewer evaluated decisions than this: keep the champion.")
     min_ess: float = Field(100.0, gt=0, description="Effective sample size below this: keep the champion.")
