@@ -141,7 +141,8 @@ class Learner(Strict):
 class RewardConfig(Strict):
     """How raw outcomes become the reward learned from (computed at training time)."""
 
-    complaint_penalty: float = Field(100.0, ge=0, description="Subtracted once if any complaint arrives.")
+    complaint_penalty: float = Field(300.0, ge=0, description="Subtracted once if any complaint arrives (see "
+                                     "config/policy.yaml for why 300).")
     default_reward: float = Field(0.0, description="When no outcome arrives within the window.")
     declined_reward: float = 0.0
     window_hours: float = Field(72, gt=0, description="Outcomes later than this are kept, not learned from.")
