@@ -48,8 +48,10 @@ class ImpressionCap(Strict):
 
 
 class Guardrails(Strict):
-    min_sentiment: float = Field(0.0, ge=-1, le=1, description="Below this tone: only no_offer.")
-    require_resolved: tuple[RequestType, ...] = (RequestType.diagnostic, RequestType.transactional)
+    # The seeds' rule, "offer only when the query is resolved and the tone is positive": a
+    # positive tone (0, neutral, is not), resolution for every request type.
+    min_sentiment: float = Field(0.1, ge=-1, le=1, description="Below this tone: only no_offer.")
+    require_resolved: tuple[RequestType, ...] = tuple(RequestType)
     complaint_cooldown_days: float = Field(30, ge=0)
     frequency_cap: FrequencyCap = FrequencyCap()
     decline_pause_days: float = Field(30, ge=0)
