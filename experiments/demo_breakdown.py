@@ -1,9 +1,10 @@
 """Where a demo run's complaints came from: each policy's decisions on the days a trained
-model served the bandit, broken down by context, with the simulator's expected complaints
-and revenue (its hidden probabilities: the same decisions without the dice of the
-outcomes, so a few hundred decisions already say something).
+model served the bandit, broken down by context (tone, resolution, request type, offer,
+offer by intent, explored), with the simulator's expected complaints and revenue (its
+hidden probabilities: the same decisions without the dice of the outcomes, so a few
+hundred decisions already say something).
 
-    .venv/bin/python experiments/demo_breakdown.py [--home .offer-bandit] [--by tone,offer]
+    .venv/bin/python experiments/demo_breakdown.py [--home .offer-bandit] [--by tone,offer_intent]
 
 Reads ``<home>/demo`` as ``offer-bandit demo`` left it: the bandit's log (``decisions.db``,
 written by the service) and the baselines' (``rules.db``, ``random.db``, ``oracle.db``);
@@ -46,6 +47,7 @@ GROUPS: dict[str, Callable[[dict[str, Any], str, str], str]] = {
     "resolved": lambda i, offer, how: str(i["resolved"]),
     "request_type": lambda i, offer, how: i["request_type"],
     "offer": lambda i, offer, how: offer,
+    "offer_intent": lambda i, offer, how: f"{offer} / {i.get('intent')}",  # which request each offer went to
     "explored": lambda i, offer, how: how,
 }
 
@@ -108,12 +110,12 @@ def render(result: dict[str, Any]) -> str:
                   f"{t['expected_complaints'] / n:.2%}, expected revenue per interaction "
                   f"{t['expected_revenue'] / n:.2f}" + (f", realised complaints {t['complaints']}" if name == "bandit"
                                                          else ""),
-                  f"  {'group':<32} {'decisions':>9} {'offers':>7} {'exp. complaints':>15} {'share':>6} "
+                  f"  {'group':<48} {'decisions':>9} {'offers':>7} {'exp. complaints':>15} {'share':>6} "
                   f"{'per offer':>9} {'exp. revenue':>12} {'share':>6}"]
         for g, rows in p["groups"].items():
             for key, r in sorted(rows.items(), key=lambda kv: (TONES.index(kv[0]) if g == "tone" else 0, kv[0])):
                 c, rev = r["expected_complaints"], r["expected_revenue"]
-                lines.append(f"  {g + ' ' + key:<32} {r['decisions']:>9} {r['offers']:>7} {c:>15.2f} "
+                lines.append(f"  {g + ' ' + key:<48} {r['decisions']:>9} {r['offers']:>7} {c:>15.2f} "
                              f"{c / max(t['expected_complaints'], 1e-9):>6.0%} {c / max(r['offers'], 1):>9.2%} "
                              f"{rev:>12.0f} {rev / max(t['expected_revenue'], 1e-9):>6.0%}")
     return "\n".join(lines)
