@@ -15,7 +15,7 @@ file's reward function (``bandit.reward``), as in training.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +24,7 @@ import numpy as np
 from bandit.catalog import Catalog
 from bandit.control import rules_choice
 from bandit.features import Namespaces
-from bandit.ope import MIN_ESS, Estimate, LoggedRounds, dr, ips, mean_reward_model, snips
+from bandit.ope import MIN_ESS, Estimate, LoggedRounds, difference, dr, ips, mean_reward_model, snips
 from bandit.policyfile import RewardConfig
 from bandit.reward import in_window, reward, window_closed
 from bandit.store import DecisionRecord, DecisionStore, Outcome
@@ -146,10 +146,19 @@ class PolicyEvaluation:
         return out
 
 
+ESTIMATORS = ("ips", "snips", "dr")
+
+
 @dataclass(frozen=True)
 class Comparison:
     n: int
     policies: dict[str, PolicyEvaluation] = field(default_factory=dict)
+    # (a, b) -> estimator -> V̂(a) − V̂(b) with its paired interval (``bandit.ope.difference``)
+    differences: dict[tuple[str, str], dict[str, Estimate]] = field(default_factory=dict)
+
+    def difference(self, a: str, b: str, estimator: str = "snips") -> Estimate | None:
+        """The paired estimate of ``a``'s value minus ``b``'s, if it was computed."""
+        return self.differences.get((a, b), {}).get(estimator)
 
     def table(self, estimator: str = "snips") -> list[dict[str, Any]]:
         """One row per policy, for reports."""
@@ -161,18 +170,23 @@ class Comparison:
         return rows
 
 
-def evaluate(evals: EvalSet, policies: Mapping[str, Policy], min_ess: float = MIN_ESS) -> Comparison:
-    """Every policy on the same logged decisions, with every estimator."""
+def evaluate(evals: EvalSet, policies: Mapping[str, Policy], min_ess: float = MIN_ESS,
+             paired: Sequence[tuple[str, str]] = ()) -> Comparison:
+    """Every policy on the same logged decisions, with every estimator; and for each pair
+    ``(a, b)`` in ``paired``, ``a``'s value minus ``b``'s with a paired interval."""
     q_hat = mean_reward_model(evals.rewards, evals.action_ids) if len(evals) else np.zeros((0, 1))
     out: dict[str, PolicyEvaluation] = {}
+    matrices: dict[str, np.ndarray] = {}
     for name, policy in policies.items():
-        pi = policy(evals)
+        pi = matrices[name] = policy(evals)
         estimates = {"ips": ips(evals.rewards, pi, min_ess), "snips": snips(evals.rewards, pi, min_ess),
                      "dr": dr(evals.rewards, pi, q_hat, min_ess)}
         offer_rate = float(1.0 - pi[:, 0].mean()) if len(evals) else 0.0
         out[name] = PolicyEvaluation(name, estimates, snips(evals.complaints, pi, min_ess), offer_rate,
                                      estimates["snips"].ess)
-    return Comparison(len(evals), out)
+    diffs = {(a, b): {e: difference(evals.rewards, matrices[a], matrices[b], e, q_hat, min_ess) for e in ESTIMATORS}
+             for a, b in paired}
+    return Comparison(len(evals), out, diffs)
 
 
 def baselines(catalog: Catalog, rules_min_sentiment: float = 0.3) -> dict[str, Policy]:

@@ -48,8 +48,10 @@ class ImpressionCap(Strict):
 
 
 class Guardrails(Strict):
-    min_sentiment: float = Field(0.0, ge=-1, le=1, description="Below this tone: only no_offer.")
-    require_resolved: tuple[RequestType, ...] = (RequestType.diagnostic, RequestType.transactional)
+    # The seeds' rule, "offer only when the query is resolved and the tone is positive": a
+    # positive tone (0, neutral, is not), resolution for every request type.
+    min_sentiment: float = Field(0.1, ge=-1, le=1, description="Below this tone: only no_offer.")
+    require_resolved: tuple[RequestType, ...] = tuple(RequestType)
     complaint_cooldown_days: float = Field(30, ge=0)
     frequency_cap: FrequencyCap = FrequencyCap()
     decline_pause_days: float = Field(30, ge=0)
@@ -141,7 +143,8 @@ class Learner(Strict):
 class RewardConfig(Strict):
     """How raw outcomes become the reward learned from (computed at training time)."""
 
-    complaint_penalty: float = Field(100.0, ge=0, description="Subtracted once if any complaint arrives.")
+    complaint_penalty: float = Field(300.0, ge=0, description="Subtracted once if any complaint arrives (see "
+                                     "config/policy.yaml for why 300).")
     default_reward: float = Field(0.0, description="When no outcome arrives within the window.")
     declined_reward: float = 0.0
     window_hours: float = Field(72, gt=0, description="Outcomes later than this are kept, not learned from.")
@@ -179,7 +182,8 @@ class Promotion(Strict):
     """When a retrained candidate replaces the champion (``bandit.gate``)."""
 
     estimator: Literal["ips", "snips", "dr"] = Field("snips", description="Off-policy estimator the gate reads.")
-    margin: float = Field(0.0, description="The candidate's lower bound must beat the champion's estimate by this.")
+    margin: float = Field(0.0, description="The lower 95% bound of the candidate's reward per decision minus the "
+                          "champion's (paired, on the same held-out decisions) must be above this.")
     max_complaint_rate: float = Field(0.02, gt=0, le=1, description="Absolute cap on the candidate's estimate.")
     min_events: int = Field(1000, ge=1, description="Fewer evaluated decisions than this: keep the champion.")
     min_ess: float = Field(100.0, gt=0, description="Effective sample size below this: keep the champion.")

@@ -265,10 +265,11 @@ def pick_best(comparison: Comparison, candidates: Sequence[str], estimator: str,
 
 
 def improves_on_current(pick: Pick, comparison: Comparison, current: str | None, margin: float = 0.0) -> bool | None:
-    """Whether the best beats the current setting as the promotion gate requires of a
-    candidate (its lower bound above the current's estimate plus ``margin``); None without
-    both. Worth asking because the best of many noisy estimates is optimistic: the winner
-    is partly the luckiest."""
+    """Whether the best clearly beats the current setting: its lower bound above the current's
+    estimate plus ``margin``; None without both. Worth asking because the best of many noisy
+    estimates is optimistic: the winner is partly the luckiest. (Unpaired, so stricter than
+    the promotion gate, which judges the paired difference on the same decisions: tune keeps
+    one evaluation per point, not the per-decision probabilities a paired interval needs.)"""
     if pick.best is None or pick.estimate is None or current is None:
         return None
     current_value = comparison.policies[current].reward[pick.estimator].value
@@ -309,8 +310,8 @@ def report(comparison: Comparison, points: Iterable[Point], pick: Pick, window: 
         if current is not None and not best.current:
             c = comparison.policies[current.name].reward[est]
             plus = f" + margin {margin:g}" if margin else ""
-            verdict = (f"is above the current's estimate {c.value:.3f}{plus}: a clear improvement by the promotion "
-                       "gate's rule." if improves_on_current(pick, comparison, current.name, margin) else
+            verdict = (f"is above the current's estimate {c.value:.3f}{plus}: a clear improvement."
+                       if improves_on_current(pick, comparison, current.name, margin) else
                        f"is not above the current's estimate {c.value:.3f}{plus}: the difference may be noise "
                        f"(the best of {len(pick.ranking)} estimates is favoured by luck); keeping the current "
                        "setting is as defensible.")

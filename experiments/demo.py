@@ -200,7 +200,8 @@ def run_demo(settings: Settings, days: int = 6, per_day: int | None = None, seed
 
     demo_settings = get_settings()  # the environment just set: what the flows will read too
     cfg = load_config(demo_settings)
-    sim = Simulator(load_params(params_path), cfg.catalog, seed)
+    # the oracle optimises the reward the service learns: the policy file's complaint penalty
+    sim = Simulator(load_params(params_path), cfg.catalog, seed, complaint_penalty=cfg.policy.reward.complaint_penalty)
     states = {p: SimState() for p in POLICIES}
     deciders, oracle = baselines(demo_settings, work, sim, states)
 
@@ -310,13 +311,13 @@ def finish(history: list[Day], work: Path, json_path: Path | None, log: Callable
     plot_days(history, plot)
     if json_path is not None:
         json_path.write_text(json.dumps(result, indent=2))
-    b, rules, rnd = (result["policies"][p] for p in ("bandit", "rules", "random"))
+    b, rules, rnd, oracle = (result["policies"][p] for p in ("bandit", "rules", "random", "oracle"))
     log("")
     log(f"days {', '.join(map(str, result['policies_days']))} (served by a trained model): "
         f"bandit {b['revenue_per_interaction']:.2f} revenue per interaction vs rules "
         f"{rules['revenue_per_interaction']:.2f} and random {rnd['revenue_per_interaction']:.2f}; complaint rate "
-        f"{b['complaint_rate']:.2%} vs rules {rules['complaint_rate']:.2%}; oracle "
-        f"{result['policies']['oracle']['revenue_per_interaction']:.2f}")
+        f"{b['complaint_rate']:.2%} vs rules {rules['complaint_rate']:.2%} and random {rnd['complaint_rate']:.2%}; "
+        f"oracle {oracle['revenue_per_interaction']:.2f} and {oracle['complaint_rate']:.2%}")
     log(f"plots: {plot}")
     log("MLflow runs: " + ", ".join(f"night {d.day} retrain {d.runs['retrain']}" for d in history))
     log(f"MLflow UI:  {Path(sys.executable).parent / 'mlflow'} ui --backend-store-uri sqlite:///{work / 'mlflow.db'}")

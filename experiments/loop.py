@@ -95,6 +95,7 @@ def run_loop(settings: Settings, days: int = 4, per_day: int = 1500, seed: int =
     live = LiveConfig(settings)
     store = DecisionStore(f"sqlite:///{(home / 'decisions.db').resolve()}", sqlite_synchronous="NORMAL")
     policy = live.current.policy
+    penalty = policy.reward.complaint_penalty
     decider = Decider(live, store, ModelSlot(ColdStart(policy.exploration.cold_start_epsilon)), settings.secret)
     rng = random.Random(seed)
     start = datetime(2026, 11, 2, 8, tzinfo=UTC)
@@ -121,10 +122,10 @@ def run_loop(settings: Settings, days: int = 4, per_day: int = 1500, seed: int =
                 decider.record_outcome(d.event_id, "complaint", now=later)
         print(f"{day + 1:>3} {decider.models.current.version:<20} {st.decisions:>9} "
               f"{st.offers / st.decisions:>10.1%} {st.accepted / max(st.offers, 1):>7.1%} "
-              f"{(st.revenue - 100 * st.complaints) / st.decisions:>15.2f} {st.complaints / st.decisions:>9.2%}")
+              f"{(st.revenue - penalty * st.complaints) / st.decisions:>15.2f} {st.complaints / st.decisions:>9.2%}")
         model, n = train_from_log(store, policy)
         model.save(home / "model.vw")
         decider.models.swap(model)
     print(f"\nlog: {home / 'decisions.db'}  model: {home / 'model.vw'}")
-    print("rev/interaction is revenue minus the complaint penalty (100), per interaction.")
+    print(f"rev/interaction is revenue minus the complaint penalty ({penalty:g}), per interaction.")
     return 0

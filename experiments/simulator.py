@@ -318,7 +318,7 @@ class RevenueParams(_Model):
 
 
 class RewardParams(_Model):
-    complaint_penalty: float = Field(100.0, ge=0, allow_inf_nan=False)
+    complaint_penalty: float = Field(300.0, ge=0, allow_inf_nan=False)  # the policy file's default
 
 
 class SimParams(_Model):

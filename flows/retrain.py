@@ -7,7 +7,8 @@ One retrain over a window of the log that ends at ``as_of``:
    to evaluate on (a candidate is never judged on what it learned from);
 2. train a candidate on the training part (fresh, or warm-started from the champion);
 3. evaluate candidate, champion and the baselines off-policy on the held-out part
-   (``bandit.evaluation``) and ask the gate (``bandit.gate``);
+   (``bandit.evaluation``), with the candidate's difference from the champion (or, for a
+   first model, from ``no_offer``) on the same decisions, and ask the gate (``bandit.gate``);
 4. log everything to one MLflow run (parameters, metrics per policy, the evaluation
    report, the window's decisions as input datasets, the plots of ``flows.plots``, the
    pyfunc model), register the candidate, and promote it only if the gate
@@ -68,6 +69,10 @@ def report(comparison: Comparison, verdict: Verdict, window: str) -> str:
     for row in comparison.table():
         lines.append(f"| {row['policy']} | {row['value']:.3f} | [{row['low']:.3f}, {row['high']:.3f}] | "
                      f"{row['complaint_rate']:.4f} | {row['offer_rate']:.2f} | {row['ess']:.0f} |")
+    for (a, b), by_estimator in comparison.differences.items():
+        d = by_estimator["snips"]
+        lines += ["", f"{a} minus {b} on the same decisions (SNIPS, paired 95% interval): {d.value:+.3f} "
+                  f"[{d.low:+.3f}, {d.high:+.3f}]"]
     warnings = [w for ev in comparison.policies.values() for w in ev.warnings()]
     if warnings:
         lines += ["", "Warnings:", *[f"- {w}" for w in warnings]]
@@ -173,7 +178,9 @@ def compare_in_detail(settings: Settings, candidate: VWModel, champion: VWModel 
     policies.update(baselines(cfg.catalog, cfg.policy.control.rules_min_sentiment))
     held_out = eval_set(test_part, cfg.policy.reward, as_of)
     matrices = {name: policy(held_out) for name, policy in policies.items()}
-    comparison = evaluate(held_out, {name: _fixed(pi) for name, pi in matrices.items()}, cfg.policy.promotion.min_ess)
+    base = "champion" if champion is not None else "no_offer"  # what the gate holds the candidate against
+    comparison = evaluate(held_out, {name: _fixed(pi) for name, pi in matrices.items()}, cfg.policy.promotion.min_ess,
+                          paired=[("candidate", base)])
     verdict = gate(comparison, cfg.policy.promotion, champion="champion" if champion is not None else None)
     if train_part is None or not len(held_out):
         return comparison, verdict, None
@@ -211,6 +218,10 @@ def record(settings: Settings, window: Window, params: dict[str, Any], candidate
             return RetrainResult(run.info.run_id, None, False, verdict.reasons, trained_on, 0)
         for name, ev in comparison.policies.items():
             mlflow.log_metrics({f"{name}.{k}": v for k, v in ev.as_metrics().items()})
+        for (a, b), by_estimator in comparison.differences.items():  # what the gate judged by
+            for est, diff in by_estimator.items():
+                mlflow.log_metrics({f"{a}-minus-{b}.{est}": diff.value, f"{a}-minus-{b}.{est}_low": diff.low,
+                                    f"{a}-minus-{b}.{est}_high": diff.high})
         mlflow.log_text(report(comparison, verdict, window.label), "evaluation.md")
         if details is not None:
             _log_details(details, window)

@@ -48,7 +48,7 @@ def test_rows_sorted_by_reward_and_finite(tiny: tuple[Path, dict[str, Any]]) -> 
     for r in rows:
         for key in ("reward", "revenue", "expected_reward", "regret", "complaint_rate", "offer_rate"):
             assert math.isfinite(r[key]), (r["learner"], key)
-        assert r["reward"] == pytest.approx(r["revenue"] - 100 * r["complaints"])
+        assert r["reward"] == pytest.approx(r["revenue"] - tiny[1]["complaint_penalty"] * r["complaints"])
         assert 0 <= r["complaint_rate"] <= r["offer_rate"] <= 1
 
 

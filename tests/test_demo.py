@@ -39,3 +39,17 @@ def test_a_short_demo_runs_the_whole_loop_and_writes_its_table(tmp_path: Path, p
         assert db.execute("select count(*) from decisions").fetchone()[0] == 300
     assert (work / "demo.png").stat().st_size > 0 and (work / "mlflow.db").is_file()
     assert "MLflow UI:" in out and "Prefect UI:" in out and "rules" in out
+
+    # the breakdown reads the days and decisions the final table reports, from the logs
+    from experiments.demo_breakdown import breakdown, render
+
+    b = breakdown(work, ("tone", "offer", "explored"))
+    assert b["seed"] == 3 and b["days"] == table["policies_days"]
+    n = 150 * len(b["days"])
+    for name in ("bandit", "rules", "random", "oracle"):
+        total = b["policies"][name]["total"]
+        assert total["decisions"] == n and total["offers"] == round(table["policies"][name]["offer_rate"] * n)
+        assert sum(r["decisions"] for r in b["policies"][name]["groups"]["tone"].values()) == n
+        assert 0 <= total["expected_complaints"] <= total["offers"]
+    assert b["policies"]["bandit"]["total"]["complaints"] == round(table["policies"]["bandit"]["complaint_rate"] * n)
+    assert "explored" not in b["policies"]["rules"]["groups"] and "tone 0-0.1" in render(b)

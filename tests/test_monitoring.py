@@ -356,7 +356,7 @@ def _decide_many(decider, n: int, start: datetime, prefix: str) -> list:
     out_ = []
     for i in range(n):
         req = request(customer__id=f"{prefix}-{i}", channel=rng.choice(["phone", "chat"]),
-                      interaction__sentiment=round(rng.uniform(0.0, 1.0), 2)).model_copy(
+                      interaction__sentiment=round(rng.uniform(0.1, 1.0), 2)).model_copy(
             update={"event_id": f"{prefix}-{i}"})
         out_.append(decider.decide(req, now=start + timedelta(seconds=10 * i)))
     return out_

@@ -233,5 +233,5 @@ def test_a_candidate_trained_on_shuffled_rewards_is_refused_and_mlflow_says_why(
     assert not worse.promoted and worse.version == "2"
     assert Registry(settings.tracking_uri).version_of("champion") == "1"
     tags = mlflow.get_run(worse.run_id).data.tags
-    assert tags["promoted"] == "false" and "does not beat champion" in tags["reasons"]
+    assert tags["promoted"] == "false" and "candidate minus champion" in tags["reasons"]
     assert "Not promoted" in mlflow.artifacts.load_text(f"runs:/{worse.run_id}/evaluation.md")

@@ -314,7 +314,7 @@ def test_shipped_file_loads_and_every_section_is_commented() -> None:
     for section in ("population:", "calendar:", "channels:", "request_types:", "acceptance:", "complaint:",
                     "revenue:", "reward:"):
         assert section in text
-    assert sim().complaint_penalty == 100.0
+    assert sim().complaint_penalty == 300.0
 
 
 BAD = [
