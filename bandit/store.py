@@ -372,11 +372,9 @@ class DecisionStore:
         event id that was already logged.
 
         The rows go to the driver as multi-row ``INSERT`` statements (up to
-        ``_ROWS_PER_STATEMENT`` rows each), not an ``executemany``: the driver then runs
-        one statement per chunk with the GIL released, instead of taking the GIL back
-        for every row (``bandit.logwriter`` says why that matters). When fewer rows than
-        sent were inserted (a repeated event id: rare), the transaction is rolled back and
-        redone row by row to learn which ones."""
+        ``_ROWS_PER_STATEMENT`` rows each): one call into the driver per chunk rather than
+        per row. When fewer rows than sent were inserted (a repeated event id: rare), the
+        transaction is rolled back and redone row by row to learn which ones."""
         if not rows:
             return []
         with self._cursor() as cur:

@@ -257,7 +257,6 @@ class OfferBandit:
     @bentoml.on_shutdown
     def shutdown(self) -> None:
         self.rt.models.stop()
-        self.writer.close()  # the batch in flight is committed (and answered) first
         self.rt.store.close()
 
     # -- what the decision routes do, whichever way they are reached (see service.lane) --

@@ -62,10 +62,7 @@ def test_generated_event_ids_are_hex_and_ordered_by_time() -> None:
 def test_group_commit_answers_each_writer_with_its_own_result(store: DecisionStore) -> None:
     async def run() -> list[bool]:
         writer = GroupCommitWriter(store)
-        try:
-            return await asyncio.gather(*(writer.write(rec(e)) for e in ["w1", "w2", "w1", "w3"]))
-        finally:
-            writer.close()
+        return await asyncio.gather(*(writer.write(rec(e)) for e in ["w1", "w2", "w1", "w3"]))
 
     assert asyncio.run(run()) == [True, True, False, True]
     assert store.count_decisions() == 3
@@ -75,10 +72,7 @@ def test_group_commit_failure_reaches_every_waiter_and_logs_nothing(store: Decis
     async def run() -> list[object]:
         writer = GroupCommitWriter(store)
         bad = replace(rec("bad"), mode=None)
-        try:
-            return await asyncio.gather(writer.write(rec("g1")), writer.write(bad), return_exceptions=True)
-        finally:
-            writer.close()
+        return await asyncio.gather(writer.write(rec("g1")), writer.write(bad), return_exceptions=True)
 
     results = asyncio.run(run())
     assert all(isinstance(r, Exception) for r in results)
@@ -121,9 +115,9 @@ def test_contact_history_holds_what_the_guardrails_ask_and_nothing_else(store: D
     assert store.history("nobody", now, 365) == store.history("k", now, 0.0001)
 
 
-def test_group_commit_keeps_serving_while_a_batch_commits(store: DecisionStore) -> None:
-    """Batches form while one commits: 300 concurrent writers, each answered True once, every
-    row logged once, in fewer commits than rows (the writer groups them)."""
+def test_group_commit_shares_commits_among_concurrent_writers(store: DecisionStore) -> None:
+    """300 concurrent writers: each answered True once, every row logged once, in fewer
+    commits than rows (the writer groups them)."""
     commits = []
     insert = store.insert_decision_rows
 
@@ -135,10 +129,7 @@ def test_group_commit_keeps_serving_while_a_batch_commits(store: DecisionStore) 
 
     async def run() -> list[bool]:
         writer = GroupCommitWriter(store)
-        try:
-            return await asyncio.gather(*(writer.write(rec(f"c{i}")) for i in range(300)))
-        finally:
-            writer.close()
+        return await asyncio.gather(*(writer.write(rec(f"c{i}")) for i in range(300)))
 
     assert asyncio.run(run()) == [True] * 300
     assert store.count_decisions() == 300 and sum(commits) == 300 and len(commits) < 300
