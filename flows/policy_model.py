@@ -101,4 +101,21 @@ def log_policy_model(model_file: Path, catalog_file: Path, policy_file: Path, na
     probe.load_context(ctx)
     signature = infer_signature(INPUT_EXAMPLE, probe.predict(ctx, INPUT_EXAMPLE))
     return mlflow.pyfunc.log_model(name=name, python_model=OfferPolicy(), artifacts=artifacts, signature=signature,
-                                   input_example=INPUT_EXAMPLE, code_paths=[str(_REPO / "bandit"), str(_REPO / "flows")])
+                                   input_example=INPUT_EXAMPLE, code_paths=[str(_REPO / "bandit"), str(_REPO / "flows")],
+                                   pip_requirements=model_requirements())
+
+
+# What the model's code (bandit/ and flows/, shipped with it) imports when it is loaded.
+MODEL_PACKAGES = ("mlflow", "vowpalwabbit", "numpy", "pandas", "pydantic", "pydantic-settings", "pyyaml", "jinja2",
+                  "sqlalchemy")
+
+
+def model_requirements() -> list[str]:
+    """The model's environment, pinned to the versions installed here (from the lock).
+
+    Why explicit: left to infer them, MLflow tries ``uv export`` on this uv project, fails
+    without uv on the PATH, falls back to capturing imports by loading the model, and warns
+    each time; that took 3-10 s of every retrain."""
+    from importlib.metadata import version
+
+    return [f"{name}=={version(name)}" for name in MODEL_PACKAGES]

@@ -57,6 +57,11 @@ def test_pyfunc_model_scores_contexts_with_the_guardrails_and_loads_by_alias(
     assert sum(happy["probabilities"]) == pytest.approx(1.0)
     assert list(distressed["offers"]) == ["no_offer"] and distressed["greedy"] == "no_offer"
     assert loaded.metadata.signature is not None
+    # its environment is the lock's, named rather than inferred
+    from importlib.metadata import version
+
+    reqs = Path(mlflow.pyfunc.get_model_dependencies("models:/offer-policy@champion"))
+    assert f"vowpalwabbit=={version('vowpalwabbit')}" in reqs.read_text().split()
 
 
 @pytest.mark.parametrize("store", ["sqlite"], indirect=True)
