@@ -190,7 +190,11 @@ def run_demo(settings: Settings, days: int = 6, per_day: int | None = None, seed
            "OFFER_BANDIT_ADMIN_KEY": admin, "OFFER_BANDIT_MODEL_POLL_SECONDS": "1",
            "OFFER_BANDIT_SALT": f"demo-{seed}", "PREFECT_HOME": str(work / "prefect"),  # salt: sampling replays from the seed
            "DO_NOT_TRACK": "1", "BENTOML_DO_NOT_TRACK": "True", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-           "MLFLOW_DISABLE_TELEMETRY": "true", "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120"}
+           "MLFLOW_DISABLE_TELEMETRY": "true", "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+           # the console shows the progress line and the tables; each flow run's own log lines
+           # still reach Prefect's API (and its UI), only their echo on the terminal goes
+           "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "WARNING",
+           "MLFLOW_LOGGING_LEVEL": "ERROR"}  # and MLflow's notes on packaging each night's model
     env.pop("OFFER_BANDIT_MODEL_PATH", None)
     env.pop("OFFER_BANDIT_DATABASE_URL", None)
     env.pop("OFFER_BANDIT_MLFLOW_TRACKING_URI", None)
@@ -313,7 +317,9 @@ def finish(history: list[Day], work: Path, json_path: Path | None, log: Callable
         json_path.write_text(json.dumps(result, indent=2))
     b, rules, rnd, oracle = (result["policies"][p] for p in ("bandit", "rules", "random", "oracle"))
     log("")
-    log(f"days {', '.join(map(str, result['policies_days']))} (served by a trained model): "
+    which = "served by a trained model" if served[0].model != "cold-start" else \
+        "no trained model served yet: cold start; run more days"
+    log(f"days {', '.join(map(str, result['policies_days']))} ({which}): "
         f"bandit {b['revenue_per_interaction']:.2f} revenue per interaction vs rules "
         f"{rules['revenue_per_interaction']:.2f} and random {rnd['revenue_per_interaction']:.2f}; complaint rate "
         f"{b['complaint_rate']:.2%} vs rules {rules['complaint_rate']:.2%} and random {rnd['complaint_rate']:.2%}; "
