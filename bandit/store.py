@@ -99,8 +99,8 @@ outcomes = Table(
 # its own rather than an index on ``decisions``: most decisions are ``no_offer`` and are no
 # contact, and a customer index on the log cost every decision a random index page in the
 # commit (WAL pages per 16-row commit: 36.5 with it, 20.6 with this table, measured by
-# experiments/bench_log_pages.py). Rows
-# are written with the decision, activation or outcome they come from, in its transaction.
+# experiments/bench_log_pages.py). Rows are written with the decision, activation or
+# outcome they come from, in its transaction.
 contacts = Table(
     "contacts",
     metadata,
@@ -126,7 +126,7 @@ suspensions = Table(
 
 
 _DECISION_COLUMNS = [c.name for c in decisions.columns]
-_CONTACT_COLUMNS = ["customer_key", "ts", "kind", "offer_id"]
+_CONTACT_COLUMNS = [c.name for c in contacts.columns if c.name != "id"]  # id: the database's
 # At most this many rows per insert statement: SQLite allows 32,766 parameters, and every
 # distinct row count is one more statement in the driver's cache.
 _ROWS_PER_STATEMENT = 64
@@ -505,10 +505,10 @@ class DecisionStore:
                                  "ts": o.ts, "dedupe": o.dedupe})
             if rows:
                 conn.execute(outcomes.insert(), rows)
-                shown = [{"e": r["event_id"], "ts": r["ts"], "kind": CONTACT_KIND[r["type"]]}
-                         for r in rows if r["type"] in CONTACT_KIND]
-                if shown:
-                    conn.execute(_CONTACT_FROM_DECISION, shown)
+                contact_rows = [{"e": r["event_id"], "ts": r["ts"], "kind": CONTACT_KIND[r["type"]]}
+                                for r in rows if r["type"] in CONTACT_KIND]
+                if contact_rows:
+                    conn.execute(_CONTACT_FROM_DECISION, contact_rows)
         return len(rows)
 
     def outcomes_for(self, event_id: str) -> list[Outcome]:
