@@ -6,7 +6,9 @@
 A decision is written to the log before it is returned (servers share commits
 through ``GroupCommitWriter``; each caller still waits for its own); a decision
 that cannot be logged is never an offer (the answer is ``no_offer`` with ``logged=False``). The
-same event id twice returns the logged decision and writes nothing.
+same event id with the same request returns the logged decision (``replayed``) and writes
+nothing; the same event id with any other request is refused (``EventConflict``, a 409):
+replaying a decision made for another customer would bypass that customer's guardrails.
 
 Modes: ``online`` (the model's exploring policy), ``cold_start`` (no model:
 explore around ``no_offer``), ``apprentice`` (serve ``no_offer`` always, log what
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import logging
 import math
 import threading
@@ -35,7 +38,7 @@ from bandit.catalog import NO_OFFER, Catalog
 from bandit.config import LiveConfig
 from bandit.context import DecisionRequest, History
 from bandit.control import control_pmf, in_control
-from bandit.errors import InvalidRequest, UnknownEvent
+from bandit.errors import EventConflict, InvalidRequest, UnknownEvent
 from bandit.features import Namespaces, offer_features, shared_features
 from bandit.guardrails import Eligibility, eligible_offers
 from bandit.policyfile import PolicyFile
@@ -71,6 +74,7 @@ class Decision(BaseModel):
     excluded: list[ExcludedOffer]
     logged: bool = True
     activated: bool = True
+    replayed: bool = False
 
 
 def new_event_id() -> str:
@@ -175,14 +179,14 @@ class Decider:
 
         self._check_candidates(request, catalog)
         ckey = customer_key(self.secret, request.customer.id)
+        context = logged_context(request)
         g = policy.guardrails
         lookback = max(365.0, g.complaint_cooldown_days, g.decline_pause_days,
                        g.frequency_cap.window_days, g.impression_cap.window_days + g.impression_cap.pause_days)
+        existing: DecisionRecord | None = None
         try:
             if request.event_id is not None:
                 existing = self.store.get_decision(event_id)
-                if existing is not None:
-                    return decision_from_record(existing)
             history = self.store.history(ckey, now, lookback)
             if request.history != EMPTY_HISTORY:
                 history = history.merged(request.history)
@@ -191,6 +195,8 @@ class Decider:
             log.error("decision %s: log unreadable: %s", event_id, exc)
             self.observer.log_failed(exc)
             return self._unlogged(event_id, self.models.current.version, Eligibility((NO_OFFER,), ()))
+        if existing is not None:
+            return replay(existing, ckey, context)
         elig, shared, actions, model_pmf, version = score_request(
             request, catalog, policy, self.models.current, history, now, suspended)
         mode = "cold_start" if version == COLD_START else "online"
@@ -209,7 +215,6 @@ class Decider:
             pmf = model_pmf
         chosen = sample_index(pmf, u)
         offer_id = elig.eligible[chosen]
-        context = request.model_dump(mode="json", exclude={"customer": {"id"}, "event_id": True})
         content = catalog.render(offer_id, request.channel.value, render_variables(context, catalog, offer_id))
         offer = catalog.get(offer_id)
 
@@ -247,7 +252,7 @@ class Decider:
         if not inserted:  # a concurrent request with the same event id won the race
             existing = self.store.get_decision(p.record.event_id)
             if existing is not None:
-                return decision_from_record(existing)
+                return replay(existing, p.record.customer_key, p.record.payload["context"])
         decision = decision_from_record(p.record)
         pmf = p.record.pmf
         self.observer.decided(decision, p.channel, p.eligibility, explored=pmf[p.record.chosen_index] < max(pmf))
@@ -346,6 +351,24 @@ def render_variables(context: dict[str, Any], catalog: Catalog, offer_id: str) -
         "attrs": context["attributes"],
         "offer": {"id": offer.id, "title": offer.title, "family": offer.family, "value": offer.value} if offer else {},
     }
+
+
+def logged_context(request: DecisionRequest) -> dict[str, Any]:
+    """The request as the log keeps it: everything but the customer id (stored only as its
+    salted hash) and the event id (the row's key)."""
+    return request.model_dump(mode="json", exclude={"customer": {"id"}, "event_id": True})
+
+
+def replay(existing: DecisionRecord, ckey: str | None, context: dict[str, Any]) -> Decision:
+    """The logged answer for a repeated event id, if the request is the one that was logged.
+
+    Same customer (by salted hash) and same context (as the log stores it, compared after a
+    JSON round trip so that the stored and the fresh forms agree) is a retry: the logged
+    decision, marked ``replayed``. Anything else is a different request reusing the id:
+    ``EventConflict``, never the other request's offer."""
+    if existing.customer_key != ckey or existing.payload.get("context") != json.loads(json.dumps(context)):
+        raise EventConflict(existing.event_id)
+    return decision_from_record(existing).model_copy(update={"replayed": True})
 
 
 def decision_from_record(rec: DecisionRecord) -> Decision:

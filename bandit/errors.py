@@ -26,6 +26,19 @@ class UnknownEvent(OfferBanditError):
         super().__init__(f"unknown event_id '{event_id}': no decision with this id is in the log")
 
 
+class EventConflict(OfferBanditError):
+    """A decision request reuses an event id that the log holds for a different request.
+
+    Why an error and not the logged answer: a channel that uses its call id as event id
+    for two customers would otherwise show the first customer's offer to the second,
+    whatever the second's guardrails say (opted out, distressed)."""
+
+    def __init__(self, event_id: str):
+        self.event_id = event_id
+        super().__init__(f"event_id '{event_id}' was already used for a different request; "
+                         "send a new event id (the same id replays only the identical request)")
+
+
 class InvalidRequest(OfferBanditError):
     """A request is well-formed but refers to something that does not exist (e.g. an offer id)."""
 

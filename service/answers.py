@@ -11,7 +11,7 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from bandit.errors import InvalidRequest, UnknownEvent
+from bandit.errors import EventConflict, InvalidRequest, UnknownEvent
 
 PERSONALIZER_PREFIX = "/personalizer/"
 
@@ -49,6 +49,13 @@ def unknown_event(path: str, exc: UnknownEvent) -> Answer:
     return 404, _json({"error": str(exc)})
 
 
+def conflict(path: str, exc: EventConflict) -> Answer:
+    """An event id reused for a different request: 409, the logged decision is not disclosed."""
+    if path.startswith(PERSONALIZER_PREFIX):
+        return 409, _json({"error": {"code": "Conflict", "message": str(exc)}})
+    return 409, _json({"error": str(exc), "detail": [{"field": "event_id", "message": str(exc)}]})
+
+
 def internal(path: str) -> Answer:
     message = "internal error; the decision was not made (see the service log)"
     if path.startswith(PERSONALIZER_PREFIX):
@@ -61,6 +68,6 @@ def refused(path: str, status: int, message: str) -> bytes:
     own 404 and 405."""
     if path.startswith(PERSONALIZER_PREFIX):
         code = {401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 405: "MethodNotAllowed",
-                413: "PayloadTooLarge"}.get(status, "BadRequest")
+                409: "Conflict", 413: "PayloadTooLarge"}.get(status, "BadRequest")
         return _json({"error": {"code": code, "message": message}})
     return _json({"error": message})

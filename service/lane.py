@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ValidationError
 
 from bandit.context import DecisionRequest
-from bandit.errors import InvalidRequest, UnknownEvent
+from bandit.errors import EventConflict, InvalidRequest, UnknownEvent
 from service import answers
 from service.middleware import ASGIApp, Scope, send_json
 from service.personalizer import RankRequest
@@ -91,6 +91,8 @@ class DecisionLane:
             status, payload = answers.bad(path, exc)
         except UnknownEvent as exc:
             status, payload = answers.unknown_event(path, exc)
+        except EventConflict as exc:
+            status, payload = answers.conflict(path, exc)
         except Exception:
             log.exception("%s failed", path)
             status, payload = answers.internal(path)

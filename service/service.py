@@ -31,7 +31,7 @@ from pydantic import BaseModel, Field
 
 from bandit.context import DecisionRequest, Identifier, Strict
 from bandit.decision import Decision
-from bandit.errors import ConfigError, InvalidRequest, UnknownEvent
+from bandit.errors import ConfigError, EventConflict, InvalidRequest, UnknownEvent
 from bandit.logwriter import GroupCommitWriter
 from bandit.runtime import Runtime, build_runtime
 from bandit.models import ModelSource, ModelStatus
@@ -125,6 +125,8 @@ P_ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": PersonalizerError, "description": "No subscription key, or an unknown one"},
     413: {"model": PersonalizerError, "description": "Body over the size limit"},
 }
+P_RANK_ERRORS: dict[int | str, dict[str, Any]] = {
+    **P_ERRORS, 409: {"model": PersonalizerError, "description": "eventId reused for another request"}}
 P_EVENT_ERRORS: dict[int | str, dict[str, Any]] = {
     **P_ERRORS, 404: {"model": PersonalizerError, "description": "No decision with this event id"}}
 
@@ -161,6 +163,11 @@ async def _bad(request: Request, exc: InvalidRequest) -> Response:
 @app.exception_handler(UnknownEvent)
 async def _unknown(request: Request, exc: UnknownEvent) -> Response:
     return _answer(answers.unknown_event(request.url.path, exc))
+
+
+@app.exception_handler(EventConflict)
+async def _conflict(request: Request, exc: EventConflict) -> Response:
+    return _answer(answers.conflict(request.url.path, exc))
 
 
 @app.exception_handler(StarletteHTTPException)
@@ -268,9 +275,14 @@ class OfferBandit:
         return to_rank_response(body, await self.decide_request(request))
 
     # -- native API ------------------------------------------------------------
-    @app.post("/decide", response_model=Decision, responses=ERRORS, tags=["decisions"])
+    @app.post("/decide", response_model=Decision,
+              responses={**ERRORS, 409: {"model": ErrorAnswer, "description": "event_id reused for another request"}},
+              tags=["decisions"])
     async def decide(self, request: DecisionRequest) -> Decision:
-        """Decide what to offer (or ``no_offer``). Logged durably before it is answered."""
+        """Decide what to offer (or ``no_offer``). Logged durably before it is answered.
+
+        The same ``event_id`` with the same request is a retry: the logged decision comes
+        back with ``replayed: true``. The same ``event_id`` with another request is a 409."""
         return await self.decide_request(request)
 
     @app.post("/outcome", response_model=OutcomeAnswer, responses={**ERRORS, 404: {"model": ErrorAnswer}},
@@ -347,13 +359,13 @@ class OfferBandit:
         self.rt.decider.activate(event_id)
         return Response(status_code=204)
 
-    @app.post("/personalizer/rank", status_code=201, response_model=RankResponse, responses=P_ERRORS,
+    @app.post("/personalizer/rank", status_code=201, response_model=RankResponse, responses=P_RANK_ERRORS,
               tags=["personalizer"])
     async def p_rank(self, body: RankRequest, api_version: str | None = Query(None, alias="api-version")) -> Any:
         """Personalizer's Rank: same guardrails and decision path as /decide."""
         return await self.rank(body)
 
-    @app.post("/personalizer/v1.0/rank", status_code=201, response_model=RankResponse, responses=P_ERRORS,
+    @app.post("/personalizer/v1.0/rank", status_code=201, response_model=RankResponse, responses=P_RANK_ERRORS,
               tags=["personalizer"])
     async def p_rank_v1(self, body: RankRequest, api_version: str | None = Query(None, alias="api-version")) -> Any:
         return await self.rank(body)

@@ -7,7 +7,7 @@ from sqlalchemy import text
 
 from bandit.catalog import NO_OFFER
 from bandit.decision import Decider, customer_key
-from bandit.errors import InvalidRequest, UnknownEvent
+from bandit.errors import EventConflict, InvalidRequest, UnknownEvent
 from bandit.policyfile import PolicyFile
 from bandit.sampling import baseline_pmf, sample_index, uniform_from
 from conftest import NOW, request
@@ -32,10 +32,27 @@ def test_raw_customer_id_is_nowhere_in_the_log(decider: Decider) -> None:
     assert "SECRET-CUSTOMER-42" not in dump
 
 
-def test_same_event_id_twice_returns_the_same_decision_logged_once(decider: Decider) -> None:
+def test_same_event_id_and_request_twice_replays_the_logged_decision(decider: Decider) -> None:
     a = decider.decide(request(event_id="dup"))
-    b = decider.decide(request(event_id="dup", interaction__sentiment=-0.9))
-    assert a == b and decider.store.count_decisions() == 1
+    b = decider.decide(request(event_id="dup"))
+    assert not a.replayed and b.replayed
+    assert b.model_copy(update={"replayed": False}) == a and decider.store.count_decisions() == 1
+
+
+@pytest.mark.parametrize("other", [
+    {"interaction__sentiment": -0.9},
+    {"customer__id": "someone-else"},
+    {"customer__id": "someone-else", "customer__opted_out": True, "interaction__distress": True,
+     "channel": "sms"},
+])
+def test_same_event_id_with_another_request_is_refused_never_replayed(decider: Decider, other: dict) -> None:
+    """A channel using its call id as event id for two customers must not show the first
+    customer's offer to the second (opted out, distressed): 409, nothing written."""
+    first = decider.decide(request(event_id="call-1", customer__tier="platinum"))
+    with pytest.raises(EventConflict, match="call-1"):
+        decider.decide(request(event_id="call-1", **other))
+    assert decider.store.count_decisions() == 1
+    assert decider.store.get_decision("call-1").chosen_id == first.offer_id
 
 
 def test_cold_start_explores_around_no_offer(decider: Decider) -> None:

@@ -95,3 +95,21 @@ def test_personalizer_rest_shapes_and_distress(served: Served) -> None:
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "BadRequest"
     assert c.post("/personalizer/rank", headers={"X-API-Key": ADMIN_KEY},
                   json={"actions": [{"id": "premium_bundle"}]}).status_code == 201
+
+
+@pytest.mark.slow
+def test_a_reused_event_id_replays_only_the_identical_rank(served: Served) -> None:
+    """Personalizer's ``eventId`` is the same key as ``/decide``'s: a retry gets the logged
+    ranking, another context with the same id gets 409, never the first caller's offer."""
+    c = served.client(None)
+    h = {"Ocp-Apim-Subscription-Key": CHANNEL_KEY}
+    first = {"eventId": "p-reuse-1", "actions": [{"id": "premium_bundle"}],
+             "contextFeatures": [{"customerId": "p-a", "tier": "platinum", "requestType": "advisory",
+                                  "resolved": True, "sentiment": 0.8}]}
+    r = c.post("/personalizer/rank", headers=h, json=first)
+    assert r.status_code == 201
+    again = c.post("/personalizer/rank", headers=h, json=first)
+    assert again.status_code == 201 and again.json() == r.json()
+    other = {**first, "contextFeatures": [{"customerId": "p-b", "optedOut": True, "distress": True}]}
+    clash = c.post("/personalizer/v1.0/rank", headers=h, json=other)
+    assert clash.status_code == 409 and clash.json()["error"]["code"] == "Conflict"

@@ -67,8 +67,13 @@ def test_decide_answers_everything_and_is_idempotent(served: Served) -> None:
     assert d["event_id"] == "http-idem" and d["logged"] is True
     assert abs(sum(x["probability"] for x in d["ranking"]) - 1) < 1e-6
     before = served.count_decisions()
-    again = c.post("/decide", json=body(event_id="http-idem", customer__id="idem", interaction__sentiment=-1))
-    assert again.json() == d and served.count_decisions() == before
+    again = c.post("/decide", json=body(event_id="http-idem", customer__id="idem"))
+    assert again.status_code == 200 and again.json() == {**d, "replayed": True}
+    other = c.post("/decide", json=body(event_id="http-idem", customer__id="idem-2", customer__opted_out=True,
+                                        interaction__distress=True, channel="sms"))
+    assert other.status_code == 409, other.text
+    assert "http-idem" in other.json()["error"] and other.json()["detail"][0]["field"] == "event_id"
+    assert "offer_id" not in other.json() and served.count_decisions() == before
     assert c.post("/decide", json={k: v for k, v in body(customer__id="noid").items()}).json()["event_id"]
 
 
