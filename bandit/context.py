@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated
 
+from bandit.errors import InvalidRequest
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 Identifier = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")]
@@ -119,3 +120,70 @@ class DecisionRequest(Strict):
         description="Extra context for templates and features (e.g. refill_price).",
     )
     defer_activation: bool = False
+
+
+# -- the context as one flat row (the MLflow model's input, a data scientist's frame) ---------
+
+# Every input the decider reads, as a flat column: (name, type, required). Types are
+# MLflow's column types; list and mapping inputs travel as strings (comma-separated lists,
+# JSON objects) so that a frame of plain columns can carry them.
+CONTEXT_COLUMNS: tuple[tuple[str, str, bool], ...] = (
+    ("channel", "string", True),
+    ("request_type", "string", True),
+    ("customer_id", "string", False),
+    ("authenticated", "boolean", False),
+    ("tier", "string", False),
+    ("tenure_months", "double", False),
+    ("products", "string", False),  # comma-separated (a list is accepted too)
+    ("region", "string", False),
+    ("opted_out", "boolean", False),
+    ("intent", "string", False),
+    ("resolved", "string", False),  # true / false / unknown (a bool is accepted too)
+    ("sentiment", "double", False),
+    ("distress", "boolean", False),
+    ("candidates", "string", False),  # comma-separated offer ids
+    ("attributes", "string", False),  # a JSON object
+    ("history", "string", False),  # a JSON object in the shape of ``History``
+)
+_CUSTOMER_COLUMNS = ("authenticated", "tier", "tenure_months", "products", "region", "opted_out")
+_INTERACTION_COLUMNS = ("request_type", "intent", "resolved", "sentiment", "distress")
+
+
+def _present(value: object) -> bool:
+    return value is not None and not (isinstance(value, float) and value != value)  # NaN: a missing cell
+
+
+def _listed(value: object) -> list[str]:
+    if isinstance(value, str):
+        return [p.strip() for p in value.split(",") if p.strip()]
+    return [str(v) for v in value]  # type: ignore[attr-defined]
+
+
+def request_from_row(row: dict[str, object]) -> DecisionRequest:
+    """A flat context row (``CONTEXT_COLUMNS``) as the ``DecisionRequest`` ``/decide`` would
+    get; validated, so a bad row fails naming its field. A missing cell means the field's
+    default, exactly as an omitted field does on ``/decide``."""
+    import json
+
+    customer: dict[str, object] = {"id": str(row["customer_id"]) if _present(row.get("customer_id")) else "row"}
+    for col in _CUSTOMER_COLUMNS:
+        if _present(row.get(col)):
+            customer[col] = row[col]
+    if "products" in customer:
+        customer["products"] = _listed(customer["products"])
+    if isinstance(customer.get("tenure_months"), float):
+        customer["tenure_months"] = int(customer["tenure_months"])  # type: ignore[arg-type]
+    interaction = {col: row[col] for col in _INTERACTION_COLUMNS if _present(row.get(col))}
+    if isinstance(interaction.get("resolved"), bool):
+        interaction["resolved"] = "true" if interaction["resolved"] else "false"
+    body: dict[str, object] = {"channel": row.get("channel"), "customer": customer, "interaction": interaction}
+    if _present(row.get("candidates")):
+        body["candidates"] = _listed(row["candidates"])
+    for col in ("attributes", "history"):
+        value = row.get(col)
+        if _present(value):
+            try:
+                body[col] = json.loads(value) if isinstance(value, str) else value
+            except ValueError as exc:
+                raise InvalidRequest(col, f"not a JSON object: {exc}") from exc
+    return DecisionRequest.model_validate(body)

@@ -2,22 +2,24 @@
 policy snapshots it was trained with, in one artifact a data scientist can load.
 
     mlflow.pyfunc.load_model("models:/offer-policy@champion").predict(frame)
+    ...predict(frame, params={"suspended": ["premium_bundle"], "as_of": "2026-12-01T12:00:00Z"})
 
 returns, for each context row, the offers the guardrails let through, the model's
 probabilities over them and the greedy choice. It scores through the decision core's
-``score_request`` (guardrails, features, model), with no contact history (a row is a
-context, not a customer) and without logging: it explains the policy, it does not
-decide for a channel.
+``score_request``, the same guardrails, features and model call as ``/decide``, so for a
+customer with no contact history its offers and probabilities are the service's ranking
+(the model's view: ``payload.shadow`` for a control-group or apprentice decision). It does
+not log and it does not decide for a channel.
 
-Input columns (one row per interaction): ``channel``, ``request_type``, and any of
-``resolved`` (true/false/unknown), ``sentiment``, ``distress``, ``intent``, ``tier``,
-``tenure_months``, ``products`` (a list or comma-separated), ``region``,
-``authenticated``, ``opted_out``.
+Input columns: ``bandit.context.CONTEXT_COLUMNS`` (every input the decider reads; all but
+``channel`` and ``request_type`` optional, a missing one meaning what an omitted field means
+on ``/decide``). Params: ``suspended``, the offers the kill switch holds (the live set is in
+the log, which the model does not read: pass it), and ``as_of``, the time of the decision
+(ISO 8601, default now: offers outside their validity window are excluded).
 """
 
 from __future__ import annotations
 
-import math
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,35 +28,6 @@ import mlflow.pyfunc
 import pandas as pd
 
 _REPO = Path(__file__).resolve().parent.parent
-CUSTOMER_COLUMNS = ("tier", "tenure_months", "products", "region", "authenticated", "opted_out")
-INTERACTION_COLUMNS = ("request_type", "intent", "resolved", "sentiment", "distress")
-
-
-def _present(value: Any) -> bool:
-    if value is None:
-        return False
-    if isinstance(value, float) and math.isnan(value):
-        return False
-    return True
-
-
-def request_from_row(row: dict[str, Any]) -> Any:
-    """A context row as the core's ``DecisionRequest`` (validated: a bad row names its field)."""
-    from bandit.context import DecisionRequest
-
-    customer: dict[str, Any] = {"id": str(row.get("customer_id") or "pyfunc")}
-    for col in CUSTOMER_COLUMNS:
-        if _present(row.get(col)):
-            customer[col] = row[col]
-    if isinstance(customer.get("products"), str):
-        customer["products"] = [p for p in customer["products"].split(",") if p]
-    elif "products" in customer:
-        customer["products"] = list(customer["products"])
-    interaction = {col: row[col] for col in INTERACTION_COLUMNS if _present(row.get(col))}
-    if isinstance(interaction.get("resolved"), bool):
-        interaction["resolved"] = "true" if interaction["resolved"] else "false"
-    return DecisionRequest.model_validate({"channel": row.get("channel"), "customer": customer,
-                                           "interaction": interaction})
 
 
 class OfferPolicy(mlflow.pyfunc.PythonModel):
@@ -68,14 +41,20 @@ class OfferPolicy(mlflow.pyfunc.PythonModel):
         self.policy = load_policy(Path(context.artifacts["policy"]))
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
+        from bandit.context import as_utc, request_from_row
         from bandit.decision import score_request
         from bandit.store import EMPTY_HISTORY
 
-        now = datetime.now(UTC)
+        params = params or {}
+        as_of = params.get("as_of") or ""
+        now = as_utc(datetime.fromisoformat(as_of)) if as_of else datetime.now(UTC)
+        suspended = frozenset(params.get("suspended") or ())
         rows = []
         for row in model_input.to_dict("records"):
             request = request_from_row(row)
-            elig, _, _, pmf, _ = score_request(request, self.catalog, self.policy, self.model, EMPTY_HISTORY, now)
+            # the history a fresh customer's decision sees (the log's, empty, merged with the row's)
+            elig, _, _, pmf, _ = score_request(request, self.catalog, self.policy, self.model,
+                                               EMPTY_HISTORY.merged(request.history), now, suspended)
             best = max(range(len(pmf)), key=pmf.__getitem__)
             rows.append({"greedy": elig.eligible[best], "offers": list(elig.eligible),
                          "probabilities": [float(p) for p in pmf]})
@@ -84,25 +63,47 @@ class OfferPolicy(mlflow.pyfunc.PythonModel):
 
 INPUT_EXAMPLE = pd.DataFrame([
     {"channel": "phone", "request_type": "advisory", "resolved": "true", "sentiment": 0.6, "distress": False,
-     "tier": "gold", "tenure_months": 48.0, "products": "mobile,broadband", "region": "north", "authenticated": True},
+     "tier": "gold", "tenure_months": 48.0, "products": "mobile,broadband", "region": "north", "authenticated": True,
+     "opted_out": False},
     {"channel": "chat", "request_type": "diagnostic", "resolved": "false", "sentiment": -0.4, "distress": True,
-     "tier": "standard", "tenure_months": 3.0, "products": "mobile", "region": "south", "authenticated": False},
+     "tier": "standard", "tenure_months": 3.0, "products": "mobile", "region": "south", "authenticated": False,
+     "opted_out": False},
 ])
 
 
-def log_policy_model(model_file: Path, catalog_file: Path, policy_file: Path, name: str = "policy") -> Any:
-    """Log the pyfunc model into the active MLflow run, with its signature and input
-    example; returns MLflow's ``ModelInfo``."""
-    from mlflow.models import infer_signature
+def signature(outputs: pd.DataFrame) -> Any:
+    """Every input the decider reads (optional ones optional) and the two params.
 
+    Why not inferred from ``INPUT_EXAMPLE``: MLflow drops input columns the signature does
+    not name, so a signature inferred from an example without ``opted_out`` silently
+    ignored an opted-out customer's flag and offered to them."""
+    from mlflow.models import ModelSignature, infer_signature
+    from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
+
+    from bandit.context import CONTEXT_COLUMNS
+
+    inputs = Schema([ColSpec(kind, name, required=required) for name, kind, required in CONTEXT_COLUMNS])
+    params = ParamSchema([ParamSpec("suspended", "string", [], shape=(-1,)), ParamSpec("as_of", "string", "")])
+    return ModelSignature(inputs=inputs, outputs=infer_signature(INPUT_EXAMPLE, outputs).outputs, params=params)
+
+
+def _model_args(model_file: Path, catalog_file: Path, policy_file: Path) -> dict[str, Any]:
     artifacts = {"model": str(model_file), "catalog": str(catalog_file), "policy": str(policy_file)}
-    ctx = type("Ctx", (), {"artifacts": artifacts})()
     probe = OfferPolicy()
-    probe.load_context(ctx)
-    signature = infer_signature(INPUT_EXAMPLE, probe.predict(ctx, INPUT_EXAMPLE))
-    return mlflow.pyfunc.log_model(name=name, python_model=OfferPolicy(), artifacts=artifacts, signature=signature,
-                                   input_example=INPUT_EXAMPLE, code_paths=[str(_REPO / "bandit"), str(_REPO / "flows")],
-                                   pip_requirements=model_requirements())
+    probe.load_context(type("Ctx", (), {"artifacts": artifacts})())
+    return {"python_model": OfferPolicy(), "artifacts": artifacts,
+            "signature": signature(probe.predict(None, INPUT_EXAMPLE)), "input_example": INPUT_EXAMPLE,
+            "code_paths": [str(_REPO / "bandit"), str(_REPO / "flows")], "pip_requirements": model_requirements()}
+
+
+def log_policy_model(model_file: Path, catalog_file: Path, policy_file: Path, name: str = "policy") -> Any:
+    """Log the pyfunc model into the active MLflow run; returns MLflow's ``ModelInfo``."""
+    return mlflow.pyfunc.log_model(name=name, **_model_args(model_file, catalog_file, policy_file))
+
+
+def save_policy_model(path: Path, model_file: Path, catalog_file: Path, policy_file: Path) -> None:
+    """The same model saved to a directory, outside any tracking store."""
+    mlflow.pyfunc.save_model(str(path), **_model_args(model_file, catalog_file, policy_file))
 
 
 # What the model's code (bandit/ and flows/, shipped with it) imports when it is loaded.

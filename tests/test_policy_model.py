@@ -65,6 +65,73 @@ def test_pyfunc_model_scores_contexts_with_the_guardrails_and_loads_by_alias(
 
 
 @pytest.mark.parametrize("store", ["sqlite"], indirect=True)
+def test_pyfunc_ranks_every_context_as_the_service_does_opted_out_and_suspended_included(
+        decider: Decider, tmp_path: Path) -> None:
+    """The MLflow model is not a second decision path: for 300 random contexts (opted-out,
+    distressed and suspended-offer cases among them) its offers and probabilities are the
+    decision's ranking (the model's view for a control-group decision) under the same model."""
+    import random
+
+    import pandas as pd
+
+    from bandit.catalog import NO_OFFER
+    from bandit.context import CONTEXT_COLUMNS, request_from_row
+    from bandit.decision import ModelSlot
+    from bandit.vw import VWModel
+    from conftest import NOW
+    from flows.policy_model import save_policy_model
+
+    fill(decider, 60)
+    model, _ = train_from_log(decider.store, PolicyFile())
+    model.save(tmp_path / "model.vw")
+    save_policy_model(tmp_path / "pyfunc", tmp_path / "model.vw", REPO / "config/offers.yaml",
+                      REPO / "config/policy.yaml")
+    loaded = mlflow.pyfunc.load_model(str(tmp_path / "pyfunc"))
+    assert {c.name for c in loaded.metadata.signature.inputs.inputs} == {name for name, _, _ in CONTEXT_COLUMNS}
+    decider.models.swap(VWModel.load(tmp_path / "model.vw", "v1"))
+    suspended = "premium_bundle"
+    decider.store.set_suspended(suspended, True, "test")
+
+    rng = random.Random(5)
+    catalog = decider.config.current.catalog
+    rows = []
+    for i in range(300):
+        row: dict = {"channel": rng.choice(["phone", "chat", "email", "sms", "web"]),
+                     "request_type": rng.choice(["informational", "diagnostic", "transactional", "advisory",
+                                                 "feedback"]),
+                     "customer_id": f"pyf-{i}", "resolved": rng.choice(["true", "true", "false", "unknown"]),
+                     "sentiment": round(rng.uniform(-0.3, 1.0), 2), "distress": rng.random() < 0.15,
+                     "opted_out": rng.random() < 0.15, "authenticated": rng.random() < 0.7,
+                     "tier": rng.choice(["standard", "gold", "platinum"]), "tenure_months": float(rng.randint(0, 90)),
+                     "products": ",".join(rng.sample(["mobile", "broadband", "card", "tv", "insurance"],
+                                                     rng.randint(0, 3))),
+                     "region": rng.choice(["north", "south", "east"])}
+        if rng.random() < 0.2:
+            row["candidates"] = ",".join(rng.sample(sorted(catalog.offers), 3))
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    out = loaded.predict(frame, params={"suspended": [suspended], "as_of": NOW.isoformat()})
+
+    seen = {"opted_out": 0, "distress": 0, "offers": 0}
+    for row, (_, got) in zip(rows, out.iterrows(), strict=True):
+        d = decider.decide(request_from_row(row))
+        if d.mode == "control":
+            view = decider.store.get_decision(d.event_id)
+            expected = dict(zip(view.action_ids, view.payload["shadow"]["pmf"], strict=True))
+        else:
+            expected = {r.id: r.probability for r in d.ranking}
+        actual = dict(zip(got["offers"], got["probabilities"], strict=True))
+        assert actual.keys() == expected.keys(), row
+        assert all(actual[k] == pytest.approx(expected[k], abs=1e-6) for k in actual), row
+        assert suspended not in actual
+        if row["opted_out"] or row["distress"]:
+            assert list(actual) == [NO_OFFER], row
+            seen["opted_out" if row["opted_out"] else "distress"] += 1
+        seen["offers"] += len(actual) > 1
+    assert seen["opted_out"] > 20 and seen["distress"] > 20 and seen["offers"] > 30, seen
+
+
+@pytest.mark.parametrize("store", ["sqlite"], indirect=True)
 def test_promotion_rollback_and_the_service_model_source(decider: Decider, tracking: str, tmp_path: Path) -> None:
     from bandit.models import load_checked
     from flows.policy_model import log_policy_model
