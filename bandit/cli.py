@@ -1,6 +1,6 @@
 """``offer-bandit``: the command line.
 
-Every command that makes a decision goes through ``bandit.runtime.build_decider``
+Every command that makes a decision goes through ``bandit.deploy.runtime.build_decider``
 and so through the one decision path. Heavy imports happen inside commands, so
 ``--help`` is instant.
 """
@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bandit.errors import ConfigError, OfferBanditError
-from bandit.settings import Settings, get_settings
+from bandit.domain.errors import ConfigError, OfferBanditError
+from bandit.config.settings import Settings, get_settings
 
 ENV_HELP = """
 environment (each overridable by the options above):
@@ -79,7 +79,7 @@ def _print(obj: Any) -> None:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from bandit.config import load_config
+    from bandit.config.loader import load_config
 
     s = _settings(args)
     cfg = load_config(s)
@@ -99,7 +99,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_migrate(args: argparse.Namespace) -> int:
     """Upgrade the decision log's schema to this code's revision (``--check``: only say
     whether the log can be opened as it is)."""
-    from bandit.migrations import HEAD, current, display_url, refusal, upgrade
+    from bandit.log.migrations import HEAD, current, display_url, refusal, upgrade
 
     s = _settings(args)
     s.ensure_home()
@@ -125,8 +125,8 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 def cmd_decide(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
-    from bandit.context import DecisionRequest
-    from bandit.runtime import build_decider
+    from bandit.domain.context import DecisionRequest
+    from bandit.deploy.runtime import build_decider
 
     text = sys.stdin.read() if args.request == "-" else Path(args.request).read_text()
     try:
@@ -141,7 +141,7 @@ def cmd_decide(args: argparse.Namespace) -> int:
 
 
 def cmd_outcome(args: argparse.Namespace) -> int:
-    from bandit.runtime import build_decider
+    from bandit.deploy.runtime import build_decider
 
     new = build_decider(_settings(args)).record_outcome(
         args.event_id, args.type, value=args.value, score=args.score, now=_when(args.now)
@@ -151,7 +151,7 @@ def cmd_outcome(args: argparse.Namespace) -> int:
 
 
 def cmd_activate(args: argparse.Namespace) -> int:
-    from bandit.runtime import build_decider
+    from bandit.deploy.runtime import build_decider
 
     new = build_decider(_settings(args)).activate(args.event_id, now=_when(args.now))
     print("activated" if new else "already active")
@@ -159,9 +159,9 @@ def cmd_activate(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from bandit.config import load_config
-    from bandit.dsjson import export_dsjson
-    from bandit.runtime import open_store
+    from bandit.config.loader import load_config
+    from bandit.log.dsjson import export_dsjson
+    from bandit.deploy.runtime import open_store
 
     s = _settings(args)
     cfg = load_config(s).policy.reward
@@ -172,9 +172,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from bandit.config import load_config
-    from bandit.dsjson import DSJSONError, import_dsjson
-    from bandit.runtime import open_store
+    from bandit.config.loader import load_config
+    from bandit.log.dsjson import DSJSONError, import_dsjson
+    from bandit.deploy.runtime import open_store
 
     s = _settings(args)
     cfg = load_config(s).policy.reward
@@ -189,9 +189,9 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from bandit.config import load_config
-    from bandit.runtime import open_store
-    from bandit.training import train_from_log
+    from bandit.config.loader import load_config
+    from bandit.deploy.runtime import open_store
+    from bandit.learn.training import train_from_log
 
     s = _settings(args)
     policy = load_config(s).policy
@@ -215,10 +215,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print("error: no API keys configured: set OFFER_BANDIT_API_KEYS (channel keys, comma separated) and "
               "OFFER_BANDIT_ADMIN_KEY, or OFFER_BANDIT_API_KEYS_FILE / OFFER_BANDIT_ADMIN_KEY_FILE", file=sys.stderr)
         return 2
-    from bandit.config import load_config
+    from bandit.config.loader import load_config
 
     load_config(s)  # fail here, clearly, rather than in a worker
-    from bandit.runtime import open_store
+    from bandit.deploy.runtime import open_store
 
     open_store(s).close()  # so does a log that needs `offer-bandit migrate` (an empty one is created)
     bentoml = Path(sys.executable).with_name("bentoml")

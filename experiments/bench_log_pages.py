@@ -26,11 +26,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bandit.context import DecisionRequest  # noqa: E402
-from bandit.runtime import build_runtime  # noqa: E402
-from bandit.settings import get_settings  # noqa: E402
-from bandit.store import DecisionRow, DecisionStore  # noqa: E402
-from bandit.vw import ColdStart  # noqa: E402
+from bandit.domain.context import DecisionRequest  # noqa: E402
+from bandit.deploy.runtime import build_runtime  # noqa: E402
+from bandit.config.settings import get_settings  # noqa: E402
+from bandit.log.records import DecisionRow
+from bandit.log.store import DecisionStore  # noqa: E402
+from bandit.decide.vw import ColdStart  # noqa: E402
 
 CHANNELS = ["phone", "chat", "email", "sms", "web"]
 TYPES = ["informational", "diagnostic", "transactional", "advisory", "feedback"]

@@ -14,10 +14,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from bandit.catalog import load_catalog
-from bandit.context import DecisionRequest, History
-from bandit.features import offer_features, shared_features
-from bandit.vw import VWModel
+from bandit.config.catalog import load_catalog
+from bandit.domain.context import DecisionRequest, History
+from bandit.decide.features import offer_features, shared_features
+from bandit.decide.vw import VWModel
 
 _catalog = load_catalog(Path(os.environ["BENCH_CATALOG"]))
 _model = VWModel.load(Path(os.environ["BENCH_MODEL"]))

@@ -33,14 +33,15 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
-from bandit.settings import get_settings  # noqa: E402
+from bandit.config.settings import get_settings  # noqa: E402
+from bandit.log.reader import iter_joined
 from experiments.bench_training import build_log  # noqa: E402
 
 
 def replicate(store: Any, total: int, shift: float) -> int:
     """Copy the base log (with its outcomes) until it holds ``total`` decisions; copy k is
     shifted by ``k * shift`` seconds and its event ids get the suffix ``-k``."""
-    base = list(store.iter_joined())
+    base = list(iter_joined(store.engine))
     n, k = len(base), 1
     while n < total:
         take = base[: total - n]
@@ -69,7 +70,7 @@ def main() -> int:
         copies = max(1, -(-args.decisions // args.base))
         shift = min(base_span, 3 * 86400 / copies)  # all copies within three days
         total = replicate(store, args.decisions, shift)
-        first = next(iter(store.iter_joined(batch=1)))[0].ts  # the log is read in time order
+        first = next(iter(iter_joined(store.engine, batch=1)))[0].ts  # the log is read in time order
         store.close()
         as_of = first + 7 * 86400 - 60  # the whole log in the 7-day window, every reward window closed
 

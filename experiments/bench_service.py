@@ -68,7 +68,7 @@ end
 
 def train_model(work: Path) -> Path:
     """A real VW model: simulated days through the decision path, then trained on the log."""
-    from bandit.settings import get_settings
+    from bandit.config.settings import get_settings
     from experiments.loop import run_loop
 
     settings = get_settings(home=work / "train", catalog=REPO / "config/offers.yaml",

@@ -8,8 +8,8 @@ then, in one run:
 - raw VW: ``python -m vowpalwabbit --dsjson --cb_explore_adf <the policy file's learner
   arguments> -d <export>``, VW's own command-line trainer, timed as a subprocess, less its
   start-up (the same command on an empty file);
-- ours, the training step alone: ``bandit.training.train_dsjson_file`` on the same file;
-- ours, end to end: ``bandit.training.train_from_log`` (read and join the log, compute
+- ours, the training step alone: ``bandit.learn.training.train_dsjson_file`` on the same file;
+- ours, end to end: ``bandit.learn.training.train_from_log`` (read and join the log, compute
   rewards, train), which is what the nightly retrain does.
 
 Prints events/s of each and the ratio of ours to raw VW.
@@ -34,14 +34,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bandit.catalog import NO_OFFER  # noqa: E402
-from bandit.config import LiveConfig  # noqa: E402
-from bandit.decision import Decider, ModelSlot  # noqa: E402
-from bandit.dsjson import export_dsjson  # noqa: E402
-from bandit.settings import get_settings  # noqa: E402
-from bandit.store import DecisionStore  # noqa: E402
-from bandit.training import train_dsjson_file, train_from_log  # noqa: E402
-from bandit.vw import ColdStart  # noqa: E402
+from bandit.config.catalog import NO_OFFER  # noqa: E402
+from bandit.config.loader import LiveConfig  # noqa: E402
+from bandit.decide.decider import Decider, ModelSlot  # noqa: E402
+from bandit.log.dsjson import export_dsjson  # noqa: E402
+from bandit.config.settings import get_settings  # noqa: E402
+from bandit.log.store import DecisionStore  # noqa: E402
+from bandit.learn.training import train_dsjson_file, train_from_log  # noqa: E402
+from bandit.decide.vw import ColdStart  # noqa: E402
 from experiments.loop import random_request, respond  # noqa: E402
 
 

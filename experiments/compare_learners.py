@@ -3,13 +3,13 @@ contextual bandits, on the same simulated stream.
 
 What is compared
 ----------------
-* ``vw-<explorer>``: the service's own learner, ``bandit.vw.VWModel`` with
-  ``--cb_explore_adf`` and the policy file's defaults (``bandit.policyfile.PolicyFile``),
+* ``vw-<explorer>``: the service's own learner, ``bandit.decide.vw.VWModel`` with
+  ``--cb_explore_adf`` and the policy file's defaults (``bandit.config.policyfile.PolicyFile``),
   once per explorer the policy file offers (epsilon, softmax, bag, cover, squarecb,
   regcb), all with ``cb_type mtr`` (the one every explorer accepts,
-  ``bandit.policyfile.vw_accepts``). The pmf comes from VW, the action is drawn by
-  ``bandit.sampling.sample_index`` from a seeded uniform, and the model learns from the
-  chosen action's cost ``-reward / scale`` and its probability, as in ``bandit.dsjson``.
+  ``bandit.config.policyfile.vw_accepts``). The pmf comes from VW, the action is drawn by
+  ``bandit.decide.sampling.sample_index`` from a seeded uniform, and the model learns from the
+  chosen action's cost ``-reward / scale`` and its probability, as in ``bandit.log.dsjson``.
 * ``mabwiser-linucb`` / ``mabwiser-lints``: MABWiser's ``LearningPolicy.LinUCB`` and
   ``LearningPolicy.LinTS`` (the ``peers`` extra: ``pip install '.[peers]'``; ``make``
   installs every extra). Choices made for them, documented here because they matter:
@@ -18,7 +18,7 @@ What is compared
     ``predict_expectations`` scores all arms and the argmax is taken over the
     *eligible* arms only, so the guardrails bind them exactly as they bind VW;
   - the context is a fixed-length numeric vector (``ContextEncoder``) built from the
-    same shared features VW sees (``bandit.features.shared_features``): one-hot channel,
+    same shared features VW sees (``bandit.decide.features.shared_features``): one-hot channel,
     request type, intent, resolution, authentication, tone bucket, tier, tenure bucket,
     region, products held and complaint status, plus sentiment, the number of products,
     the contact-history counts and a bias term. The channel-sent attributes
@@ -41,7 +41,7 @@ What is compared
     learning after every interaction, does not have.
 * Fixed references: ``oracle`` (the best eligible action on the simulator's hidden
   model, ``Simulator.oracle``), ``uniform`` (uniform over the eligible actions),
-  ``rules`` (``bandit.control.rules_choice``: the highest-margin eligible offer when the
+  ``rules`` (``bandit.decide.control.rules_choice``: the highest-margin eligible offer when the
   issue is resolved and the tone is at least the control group's ``rules_min_sentiment``)
   and ``no_offer`` (never offer: the zero line).
 
@@ -53,9 +53,9 @@ the stream alone with its own ``SimState`` and its own contact log, so complaint
 declines it provokes change only its own future, through the simulator (a customer who
 complained complains more readily) and through the guardrails, which see the channel's
 history merged with what this learner's log knows (offers shown, declined, accepted,
-the last complaint), as the service's decision path does (``bandit.decision``). Outcomes
+the last complaint), as the service's decision path does (``bandit.decide.decider``). Outcomes
 are known at once (no reward window). For each interaction: the guardrails give the
-eligible actions (``bandit.guardrails.eligible_offers`` with the policy file's guardrails:
+eligible actions (``bandit.decide.guardrails.eligible_offers`` with the policy file's guardrails:
 ``--policy``, default ``PolicyFile()``); with
 ``no_offer`` alone eligible nothing is decided or learned (as in the service); otherwise
 the learner picks one, the simulator responds (common random numbers: two learners
@@ -112,24 +112,24 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a script: make ``bandit`` and ``experiments`` importable
     sys.path.insert(0, str(REPO))
 
-from bandit.catalog import NO_OFFER, Catalog, load_catalog  # noqa: E402
-from bandit.context import Channel, History, OfferEvent, RequestType, Resolved  # noqa: E402
-from bandit.control import rules_choice  # noqa: E402
-from bandit.features import Namespaces, offer_features, shared_features, token  # noqa: E402
-from bandit.guardrails import eligible_offers  # noqa: E402
-from bandit.policyfile import Exploration, PolicyFile, load_policy, vw_accepts  # noqa: E402
-from bandit.sampling import sample_index  # noqa: E402
-from bandit.vw import VWModel  # noqa: E402
+from bandit.config.catalog import NO_OFFER, Catalog, load_catalog  # noqa: E402
+from bandit.domain.context import Channel, History, OfferEvent, RequestType, Resolved  # noqa: E402
+from bandit.decide.control import rules_choice  # noqa: E402
+from bandit.decide.features import Namespaces, offer_features, shared_features, token  # noqa: E402
+from bandit.decide.guardrails import eligible_offers  # noqa: E402
+from bandit.config.policyfile import Exploration, PolicyFile, load_policy, vw_accepts  # noqa: E402
+from bandit.decide.sampling import sample_index  # noqa: E402
+from bandit.decide.vw import VWModel  # noqa: E402
 from experiments.simulator import Interaction, SimParams, SimState, Simulator, load_params  # noqa: E402
 from experiments.simulator import _seed as sim_seed  # noqa: E402
 
 DEFAULT_OUT = REPO / "experiments" / "results"
 CATALOG = REPO / "config" / "offers.yaml"
-CB_TYPE = "mtr"  # the cb_type every explorer accepts (bandit.policyfile.CB_TYPES_FOR)
+CB_TYPE = "mtr"  # the cb_type every explorer accepts (bandit.config.policyfile.CB_TYPES_FOR)
 EXPLORERS: tuple[str, ...] = typing.get_args(Exploration.model_fields["algorithm"].annotation)
 PEERS_HINT = ("MABWiser is not installed, so its LinUCB and LinTS rows are skipped. It is the 'peers' "
               "extra: pip install '.[peers]' (make installs every extra).")
-# Labels bandit.features writes for the bucketed features (its module docstring).
+# Labels bandit.decide.features writes for the bucketed features (its module docstring).
 TENURE_BUCKETS = ("0-6m", "6-24m", "24-60m", "60m+")
 TONES = ("neg", "neutral", "pos")
 COMPLAINT_STATUS = ("never", "<90d", "older")
@@ -224,7 +224,7 @@ def mabwiser() -> ModuleType | None:
 class ContextEncoder:
     """The shared features as a fixed-length vector for MABWiser's linear models.
 
-    The vocabulary is fixed up front from the feature schema (``bandit.features``) and the
+    The vocabulary is fixed up front from the feature schema (``bandit.decide.features``) and the
     simulated center's names (tiers, regions, products, intents), because a ridge model's
     dimension cannot grow. A feature outside it is dropped and remembered in ``unknown``
     (the test checks it stays empty, so a new feature cannot silently go missing)."""
@@ -632,7 +632,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                          "0.5)")
     ap.add_argument("--policy", type=Path, default=None,
                     help="policy file for the guardrails, the explorers' parameters, the VW learner and the reward "
-                         "(default: the built-in defaults, bandit.policyfile.PolicyFile())")
+                         "(default: the built-in defaults, bandit.config.policyfile.PolicyFile())")
     ap.add_argument("--params", type=Path, default=None,
                     help="simulator parameter file (default experiments/simulator.yaml)")
     args = ap.parse_args(argv)

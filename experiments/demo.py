@@ -35,14 +35,14 @@ from typing import Any
 
 import httpx
 
-from bandit.catalog import NO_OFFER
-from bandit.config import Config, LiveConfig, load_config
-from bandit.decision import Decider, ModelSlot
-from bandit.features import Namespaces
-from bandit.policyfile import ControlGroup
-from bandit.settings import Settings
-from bandit.store import DecisionStore
-from bandit.vw import ColdStart
+from bandit.config.catalog import NO_OFFER
+from bandit.config.loader import Config, LiveConfig, load_config
+from bandit.decide.decider import Decider, ModelSlot
+from bandit.decide.features import Namespaces
+from bandit.config.policyfile import ControlGroup
+from bandit.config.settings import Settings
+from bandit.log.store import DecisionStore
+from bandit.decide.vw import ColdStart
 from experiments.served import Server, free_port, serve_command
 from experiments.simulator import Interaction, SimState, Simulator, load_params, outcomes
 
@@ -167,7 +167,7 @@ def demo_policy(shipped: Path, out: Path) -> Path:
     """The shipped policy file with ``DEMO_OVERRIDES`` applied, validated, written to ``out``."""
     import yaml
 
-    from bandit.policyfile import parse_policy
+    from bandit.config.policyfile import parse_policy
 
     raw = yaml.safe_load(shipped.read_text()) or {}
     for block, values in DEMO_OVERRIDES.items():
@@ -200,7 +200,7 @@ def run_demo(settings: Settings, days: int = 6, per_day: int | None = None, seed
     env.pop("OFFER_BANDIT_MLFLOW_TRACKING_URI", None)
     os.environ.update({k: v for k, v in env.items() if k.startswith(("OFFER_BANDIT_", "PREFECT_", "MLFLOW_"))})
     (work / "prefect").mkdir()
-    from bandit.settings import get_settings
+    from bandit.config.settings import get_settings
 
     demo_settings = get_settings()  # the environment just set: what the flows will read too
     cfg = load_config(demo_settings)

@@ -27,8 +27,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from bandit.catalog import NO_OFFER, load_catalog
-from bandit.policyfile import load_policy
+from bandit.config.catalog import NO_OFFER, load_catalog
+from bandit.config.policyfile import load_policy
 from experiments.simulator import Interaction, Simulator, load_params
 
 REPO = Path(__file__).resolve().parent.parent

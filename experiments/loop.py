@@ -14,14 +14,14 @@ import shutil
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from bandit.catalog import NO_OFFER, Catalog
-from bandit.config import LiveConfig
-from bandit.context import DecisionRequest
-from bandit.decision import Decider, ModelSlot
-from bandit.settings import Settings
-from bandit.store import DecisionStore
-from bandit.training import train_from_log
-from bandit.vw import ColdStart
+from bandit.config.catalog import NO_OFFER, Catalog
+from bandit.config.loader import LiveConfig
+from bandit.domain.context import DecisionRequest
+from bandit.decide.decider import Decider, ModelSlot
+from bandit.config.settings import Settings
+from bandit.log.store import DecisionStore
+from bandit.learn.training import train_from_log
+from bandit.decide.vw import ColdStart
 
 CHANNELS = ["phone", "chat", "email", "sms", "web"]
 REQUEST_TYPES = ["informational", "diagnostic", "transactional", "advisory", "feedback"]

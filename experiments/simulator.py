@@ -64,7 +64,7 @@ linearity the expected reward is::
 
     E[reward] = P(accept) * revenue - P(complaint) * complaint_penalty
 
-the same reward the service learns from (``bandit.reward``): revenue of an acceptance
+the same reward the service learns from (``bandit.domain.outcomes``): revenue of an acceptance
 minus the penalty for a complaint. ``revenue`` is the offer's catalog value (its
 margin), or the file's override, times the tier's value multiplier. ``no_offer`` is 0
 on every count.
@@ -83,9 +83,9 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from bandit.catalog import NO_OFFER, Catalog
-from bandit.context import Channel, DecisionRequest, History, RequestType, Resolved
-from bandit.errors import ConfigError, yaml_mapping, read_config_file
+from bandit.config.catalog import NO_OFFER, Catalog
+from bandit.domain.context import Channel, DecisionRequest, History, RequestType, Resolved
+from bandit.domain.errors import ConfigError, yaml_mapping, read_config_file
 
 DEFAULT_PARAMS = Path(__file__).with_name("simulator.yaml")
 SHARE_TOLERANCE = 0.01

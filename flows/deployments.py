@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from bandit.errors import OfferBanditError
-from bandit.settings import Settings
+from bandit.domain.errors import OfferBanditError
+from bandit.config.settings import Settings
 
 # The deployments' names, as `prefect deployment run <flow>/<name>` takes them.
 DEPLOYMENT = "offer-bandit"

@@ -3,11 +3,11 @@
 One run over the window ``[as_of - window_hours, as_of)`` of the log:
 
 1. read the window's decisions with their outcomes, reduced to what monitoring needs
-   (``bandit.monitoring.observe``), and the offers suspended already (the kill switch's
+   (``bandit.deploy.monitoring.observe``), and the offers suspended already (the kill switch's
    table and the policy file's ``guardrails.suspended_offers``);
 2. compute per offer and channel acceptance, complaints and revenue, the offers over
    their complaint limit, and the bandit's lift over the control group
-   (``bandit.monitoring.assess``: pure);
+   (``bandit.deploy.monitoring.assess``: pure);
 3. suspend each breaching offer through the kill switch (``DecisionStore.set_suspended``:
    the table every replica's decisions read, the same one the admin route writes), with a
    reason naming the numbers;
@@ -25,8 +25,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from bandit.config import load_config
-from bandit.monitoring import (
+from bandit.config.loader import load_config
+from bandit.deploy.monitoring import (
     Assessment,
     Breach,
     MonitorWindow,
@@ -37,8 +37,9 @@ from bandit.monitoring import (
     observe,
     report,
 )
-from bandit.runtime import open_store
-from bandit.settings import Settings
+from bandit.deploy.runtime import open_store
+from bandit.config.settings import Settings
+from bandit.log.reader import iter_joined
 from flows.steps import StepRunner, run_directly
 from flows.tracking import experiment
 
@@ -72,7 +73,7 @@ def load_window(settings: Settings, window: MonitorWindow) -> tuple[list[Observa
     policy = load_config(settings).policy
     store = open_store(settings)
     try:
-        observations = [observe(rec, outs, window.as_of) for rec, outs in store.iter_joined(window.start, window.as_of)]
+        observations = [observe(rec, outs, window.as_of) for rec, outs in iter_joined(store.engine, window.start, window.as_of)]
         suspended = store.suspended(fresh=True) | frozenset(policy.guardrails.suspended_offers)
     finally:
         store.close()
@@ -81,7 +82,7 @@ def load_window(settings: Settings, window: MonitorWindow) -> tuple[list[Observa
 
 def judge(settings: Settings, observations: list[Observation], window: MonitorWindow,
           suspended: frozenset[str]) -> Assessment:
-    """``bandit.monitoring.assess`` with the catalog and the policy's monitoring section."""
+    """``bandit.deploy.monitoring.assess`` with the catalog and the policy's monitoring section."""
     cfg = load_config(settings)
     return assess(observations, window, cfg.catalog, cfg.policy.monitoring, suspended)
 

@@ -16,7 +16,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
-from bandit.settings import get_settings
+from bandit.config.settings import get_settings
 from flows.monitor import monitor
 from flows.steps import task_runner
 

@@ -1,4 +1,4 @@
-"""The plots logged with each retrain run, drawn from the frames of ``bandit.segments``.
+"""The plots logged with each retrain run, drawn from the frames of ``bandit.learn.segments``.
 
 Three figures a reviewer reads next to the evaluation report:
 
@@ -30,8 +30,8 @@ from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
 from matplotlib.figure import Figure
 from pandas.tseries.frequencies import to_offset
 
-from bandit.catalog import NO_OFFER
-from bandit.segments import LOGGED, RunBreakdown, holdout_start, period_for, reward_by_period
+from bandit.config.catalog import NO_OFFER
+from bandit.learn.segments import LOGGED, RunBreakdown, holdout_start, period_for, reward_by_period
 
 OFFER_MIX = "plots/offer_mix_by_request_type.png"
 REWARD_OVER_TIME = "plots/reward_over_time.png"
@@ -59,7 +59,7 @@ def _offer_colors(offers: Sequence[str]) -> dict[str, str | tuple[float, ...]]:
 
 def offer_mix_figure(mix: pd.DataFrame, policies: Sequence[str] = MIX_POLICIES) -> Figure:
     """Stacked horizontal bars, one per request type, of each offer's share; one panel per
-    policy in ``policies`` that ``mix`` (``bandit.segments.offer_mix``) has."""
+    policy in ``policies`` that ``mix`` (``bandit.learn.segments.offer_mix``) has."""
     shown = [p for p in policies if p in set(mix["policy"])]
     groups = list(dict.fromkeys(mix["group"]))
     fig = _figure(max(8.0, 3.4 * len(shown) + 3.5), max(3.5, 0.45 * len(groups) + 2.2))
@@ -97,7 +97,7 @@ def offer_mix_figure(mix: pd.DataFrame, policies: Sequence[str] = MIX_POLICIES) 
 
 def reward_over_time_figure(decisions: pd.DataFrame, period: str | None = None) -> Figure:
     """Logged reward per decision (top) and complaint rate (bottom) per period over the
-    window (``bandit.segments.decision_frame`` rows), the held-out part shaded."""
+    window (``bandit.learn.segments.decision_frame`` rows), the held-out part shaded."""
     period = period or period_for(decisions["ts"])
     series = reward_by_period(decisions, period)
     name = _PERIOD_NAMES.get(period, period)
@@ -136,7 +136,7 @@ def reward_over_time_figure(decisions: pd.DataFrame, period: str | None = None) 
 
 
 def segment_lift_figure(lift: pd.DataFrame, min_decisions: int) -> Figure:
-    """Horizontal bars of the candidate's lift per segment (``bandit.segments.segment_lift``)
+    """Horizontal bars of the candidate's lift per segment (``bandit.learn.segments.segment_lift``)
     with its 95% interval; grey where the effective sample size is too small to trust.
     Segments below ``min_decisions`` are named in a note instead of drawn."""
     shown = lift[lift["shown"]].reset_index(drop=True)

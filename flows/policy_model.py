@@ -11,7 +11,7 @@ customer with no contact history its offers and probabilities are the service's 
 (the model's view: ``payload.shadow`` for a control-group or apprentice decision). It does
 not log and it does not decide for a channel.
 
-Input columns: ``bandit.context.CONTEXT_COLUMNS`` (every input the decider reads; all but
+Input columns: ``bandit.domain.context.CONTEXT_COLUMNS`` (every input the decider reads; all but
 ``channel`` and ``request_type`` optional, a missing one meaning what an omitted field means
 on ``/decide``). Params: ``suspended``, the offers the kill switch holds (the live set is in
 the log, which the model does not read: pass it), and ``as_of``, the time of the decision
@@ -32,18 +32,18 @@ _REPO = Path(__file__).resolve().parent.parent
 
 class OfferPolicy(mlflow.pyfunc.PythonModel):
     def load_context(self, context: Any) -> None:
-        from bandit.catalog import load_catalog
-        from bandit.policyfile import load_policy
-        from bandit.vw import VWModel
+        from bandit.config.catalog import load_catalog
+        from bandit.config.policyfile import load_policy
+        from bandit.decide.vw import VWModel
 
         self.model = VWModel.load(Path(context.artifacts["model"]))
         self.catalog = load_catalog(Path(context.artifacts["catalog"]))
         self.policy = load_policy(Path(context.artifacts["policy"]))
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
-        from bandit.context import as_utc, request_from_row
-        from bandit.decision import score_request
-        from bandit.store import EMPTY_HISTORY
+        from bandit.domain.context import as_utc, request_from_row
+        from bandit.decide.decider import score_request
+        from bandit.domain.context import EMPTY_HISTORY
 
         params = params or {}
         as_of = params.get("as_of") or ""
@@ -80,7 +80,7 @@ def signature(outputs: pd.DataFrame) -> Any:
     from mlflow.models import ModelSignature, infer_signature
     from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
 
-    from bandit.context import CONTEXT_COLUMNS
+    from bandit.domain.context import CONTEXT_COLUMNS
 
     inputs = Schema([ColSpec(kind, name, required=required) for name, kind, required in CONTEXT_COLUMNS])
     params = ParamSchema([ParamSpec("suspended", "string", [], shape=(-1,)), ParamSpec("as_of", "string", "")])

@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bandit.errors import OfferBanditError
+from bandit.domain.errors import OfferBanditError
 
 # MLflow is imported where it is used: importing it takes seconds, and the service
 # imports this module at start-up whether or not a registry exists yet.
@@ -113,7 +113,7 @@ def _logged_model_of(model_uri: str) -> str | None:
 
 
 class RegistryModelSource:
-    """The service's model source (``bandit.models.ModelSource``): a registry alias.
+    """The service's model source (``bandit.deploy.models.ModelSource``): a registry alias.
 
     Versions are ``<name>/<version>``. ``fetch`` downloads that version once into a
     local cache and returns the VW model file inside it. While an SQLite tracking

@@ -7,8 +7,8 @@ One retrain over a window of the log that ends at ``as_of``:
    to evaluate on (a candidate is never judged on what it learned from);
 2. train a candidate on the training part (fresh, or warm-started from the champion);
 3. evaluate candidate, champion and the baselines off-policy on the held-out part
-   (``bandit.evaluation``), with the candidate's difference from the champion (or, for a
-   first model, from ``no_offer``) on the same decisions, and ask the gate (``bandit.gate``);
+   (``bandit.learn.evaluation``), with the candidate's difference from the champion (or, for a
+   first model, from ``no_offer``) on the same decisions, and ask the gate (``bandit.deploy.gate``);
 4. log everything to one MLflow run (parameters, metrics per policy, the evaluation
    report, the window's decisions as input datasets, the plots of ``flows.plots``, the
    pyfunc model), register the candidate, and promote it only if the gate
@@ -30,20 +30,22 @@ from typing import Any
 
 import numpy as np
 
-from bandit.config import load_config
-from bandit.dsjson import to_dsjson
-from bandit.evaluation import Comparison, Policy, baselines, eval_set, evaluate, model_policy
-from bandit.gate import Verdict, gate
-from bandit.reward import window_closed
-from bandit.runtime import open_store
-from bandit.policyfile import RewardConfig
-from bandit.segments import RunBreakdown, breakdown, decision_frame, mix_metrics
-from bandit.settings import Settings
+from bandit.config.loader import load_config
+from bandit.log.dsjson import to_dsjson
+from bandit.learn.evaluation import Comparison, Policy, baselines, eval_set, evaluate, model_policy
+from bandit.deploy.gate import Verdict, gate
+from bandit.domain.outcomes import window_closed
+from bandit.deploy.runtime import open_store
+from bandit.domain.outcomes import RewardConfig
+from bandit.learn.segments import RunBreakdown, breakdown, decision_frame, mix_metrics
+from bandit.config.settings import Settings
 from flows.steps import StepRunner, run_directly
 from flows.tracking import experiment
-from bandit.store import DecisionRecord, Outcome
-from bandit.training import train_dsjson
-from bandit.vw import VWModel
+from bandit.log.records import DecisionRecord
+from bandit.domain.outcomes import Outcome
+from bandit.learn.training import train_dsjson
+from bandit.decide.vw import VWModel
+from bandit.log.reader import iter_joined
 
 EXPERIMENT = "offer-bandit-retrain"
 log = logging.getLogger(__name__)
@@ -120,7 +122,7 @@ def load_window(settings: Settings, window: Window) -> list[Pair]:
     reward_cfg = load_config(settings).policy.reward
     store = open_store(settings)
     try:
-        return [(rec, outs) for rec, outs in store.iter_joined(window.start, window.as_of)
+        return [(rec, outs) for rec, outs in iter_joined(store.engine, window.start, window.as_of)
                 if rec.activated and window_closed(rec.ts, window.as_of, reward_cfg)]
     finally:
         store.close()
@@ -148,7 +150,7 @@ def fetch_champion(settings: Settings) -> tuple[str | None, VWModel | None]:
 
 def train_candidate(vw_args: list[str], reward_cfg: RewardConfig, train_part: list[Pair],
                     warm_from: VWModel | None = None) -> tuple[VWModel, int]:
-    """VW on the training part as DSJSON (``bandit.training``), fresh or from ``warm_from``."""
+    """VW on the training part as DSJSON (``bandit.learn.training``), fresh or from ``warm_from``."""
     lines = (json.dumps(to_dsjson(rec, outs, reward_cfg), separators=(",", ":")) for rec, outs in train_part)
     if warm_from is None:
         return train_dsjson(vw_args, lines)
@@ -168,7 +170,7 @@ def compare(settings: Settings, candidate: VWModel, champion: VWModel | None, te
 def compare_in_detail(settings: Settings, candidate: VWModel, champion: VWModel | None, test_part: list[Pair],
                       as_of: float, train_part: list[Pair] | None = None
                       ) -> tuple[Comparison, Verdict, RunBreakdown | None]:
-    """``compare``, and with ``train_part`` also the run's breakdowns (``bandit.segments``):
+    """``compare``, and with ``train_part`` also the run's breakdowns (``bandit.learn.segments``):
     the window as a frame, the offer mix per policy, the candidate's lift per segment. Each
     policy is scored once, for the estimates and the breakdowns alike."""
     cfg = load_config(settings)

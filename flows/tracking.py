@@ -9,7 +9,7 @@ unrelated stores write into one folder. A tracking server keeps its own artifact
 
 from __future__ import annotations
 
-from bandit.settings import Settings
+from bandit.config.settings import Settings
 
 
 def artifact_root(settings: Settings) -> str | None:

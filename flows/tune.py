@@ -6,7 +6,7 @@ One tuning run over a window of the log that ends at ``as_of``:
    (``flows.retrain.load_window`` and ``split``): every grid point learns from the same
    older part and is judged on the same newest part, so the points differ only in their
    settings;
-2. for each grid point (``bandit.tuning``: each a complete, validated policy file), train
+2. for each grid point (``bandit.learn.tuning``: each a complete, validated policy file), train
    a fresh model (``flows.retrain.train_candidate``; never warm-started, since a warm start
    keeps the champion's VW arguments) and evaluate its exploring policy off-policy;
 3. pick the best by the promotion gate's estimator, among the points the gate could
@@ -26,14 +26,32 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from bandit.catalog import Catalog
-from bandit.config import load_config
-from bandit.evaluation import Comparison, EvalSet, PolicyEvaluation, baselines, eval_set, evaluate, model_policy
-from bandit.ope import Estimate
-from bandit.policyfile import PolicyFile, RewardConfig
-from bandit.settings import Settings
+from bandit.config.catalog import Catalog
+from bandit.config.loader import load_config
+from bandit.learn.evaluation import (
+    Comparison,
+    EvalSet,
+    PolicyEvaluation,
+    baselines,
+    eval_set,
+    evaluate,
+    model_policy,
+)
+from bandit.learn.ope import Estimate
+from bandit.config.policyfile import PolicyFile
+from bandit.domain.outcomes import RewardConfig
+from bandit.config.settings import Settings
 from flows.tracking import experiment
-from bandit.tuning import Grid, Pick, Point, expand, improves_on_current, pick_best, report, settings_yaml
+from bandit.learn.tuning import (
+    Grid,
+    Pick,
+    Point,
+    expand,
+    improves_on_current,
+    pick_best,
+    report,
+    settings_yaml,
+)
 from flows.retrain import Pair, StepRunner, Window, load_window, run_directly, split, train_candidate
 
 EXPERIMENT = "offer-bandit-tune"

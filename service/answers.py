@@ -11,7 +11,7 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from bandit.errors import EventConflict, InvalidRequest, UnknownEvent
+from bandit.domain.errors import EventConflict, InvalidRequest, UnknownEvent
 
 PERSONALIZER_PREFIX = "/personalizer/"
 

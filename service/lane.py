@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
-from bandit.context import DecisionRequest
-from bandit.errors import EventConflict, InvalidRequest, UnknownEvent
+from bandit.domain.context import DecisionRequest
+from bandit.domain.errors import EventConflict, InvalidRequest, UnknownEvent
 from service import answers
 from service.middleware import ASGIApp, Scope, send_json
 from service.personalizer import RankRequest

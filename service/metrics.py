@@ -20,8 +20,8 @@ from prometheus_client import (
     generate_latest,
 )
 
-from bandit.decision import Decision
-from bandit.guardrails import Eligibility
+from bandit.decide.decider import Decision
+from bandit.decide.guardrails import Eligibility
 
 DECISIONS = Counter("offer_bandit_decisions", "Decisions by chosen offer, channel and mode",
                     ["offer", "channel", "mode"])

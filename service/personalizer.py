@@ -28,10 +28,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from bandit.catalog import NO_OFFER, Catalog
-from bandit.context import DecisionRequest, Identifier
-from bandit.decision import Decision, new_event_id
-from bandit.errors import InvalidRequest
+from bandit.config.catalog import NO_OFFER, Catalog
+from bandit.domain.context import DecisionRequest, Identifier
+from bandit.decide.decider import Decision, new_event_id
+from bandit.domain.errors import InvalidRequest
 
 MAX_ACTIONS = 50
 

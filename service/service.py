@@ -29,13 +29,13 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from pydantic import BaseModel, Field
 
-from bandit.context import DecisionRequest, Identifier, Strict
-from bandit.decision import Decision
-from bandit.errors import ConfigError, EventConflict, InvalidRequest, UnknownEvent
-from bandit.logwriter import GroupCommitWriter
-from bandit.runtime import Runtime, build_runtime
-from bandit.models import ModelSource, ModelStatus
-from bandit.settings import Settings, get_settings
+from bandit.domain.context import DecisionRequest, Identifier, Strict
+from bandit.decide.decider import Decision
+from bandit.domain.errors import ConfigError, EventConflict, InvalidRequest, UnknownEvent
+from bandit.log.writer import GroupCommitWriter
+from bandit.deploy.runtime import Runtime, build_runtime
+from bandit.deploy.models import ModelSource, ModelStatus
+from bandit.config.settings import Settings, get_settings
 from service import answers, metrics
 from service.lane import DecisionLane
 from service.middleware import (

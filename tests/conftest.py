@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, make_url, text
 
-from bandit.config import LiveConfig
-from bandit.context import DecisionRequest
-from bandit.decision import Decider, ModelSlot
-from bandit.settings import Settings, get_settings
-from bandit.store import DecisionStore
-from bandit.vw import ColdStart
+from bandit.config.loader import LiveConfig
+from bandit.domain.context import DecisionRequest
+from bandit.decide.decider import Decider, ModelSlot
+from bandit.config.settings import Settings, get_settings
+from bandit.log.store import DecisionStore
+from bandit.decide.vw import ColdStart
 
 REPO = Path(__file__).resolve().parent.parent
 PG_URL = os.environ.get("OFFER_BANDIT_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")

@@ -15,11 +15,11 @@ def simulated_log(tmp_path: Path, migrated_db: Path | None, day: int = 1,
     import random
     from datetime import UTC, datetime, timedelta
 
-    from bandit.config import LiveConfig
-    from bandit.decision import Decider, ModelSlot
-    from bandit.runtime import open_store
-    from bandit.settings import get_settings
-    from bandit.vw import ColdStart
+    from bandit.config.loader import LiveConfig
+    from bandit.decide.decider import Decider, ModelSlot
+    from bandit.deploy.runtime import open_store
+    from bandit.config.settings import get_settings
+    from bandit.decide.vw import ColdStart
     from experiments.loop import random_request, respond
 
     policy = tmp_path / "policy.yaml"

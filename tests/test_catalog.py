@@ -2,10 +2,10 @@ from pathlib import Path
 
 import pytest
 
-from bandit.catalog import NO_OFFER, parse_catalog
-from bandit.config import LiveConfig
-from bandit.errors import ConfigError
-from bandit.policyfile import parse_policy
+from bandit.config.catalog import NO_OFFER, parse_catalog
+from bandit.config.loader import LiveConfig
+from bandit.domain.errors import ConfigError
+from bandit.config.policyfile import parse_policy
 from conftest import REPO
 
 GOOD_OFFER = """

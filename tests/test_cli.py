@@ -83,7 +83,7 @@ def test_each_served_instance_gets_bentoml_home_under_its_own_home(tmp_path: Pat
     """BentoML empties its metrics directory at every start: two services sharing one BentoML
     home (replicas on one host, or the test suite's) lost each other's /metrics."""
     from bandit.cli import serve_env
-    from bandit.settings import get_settings
+    from bandit.config.settings import get_settings
 
     s = get_settings(home=tmp_path / "replica-1")
     assert serve_env(s, {})["BENTOML_HOME"] == str((tmp_path / "replica-1" / "bentoml").resolve())

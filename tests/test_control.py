@@ -3,11 +3,11 @@
 import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 
-from bandit.catalog import NO_OFFER, parse_catalog
-from bandit.config import Config
-from bandit.control import control_pmf, in_control, rules_choice
-from bandit.decision import Decider, customer_key
-from bandit.policyfile import ControlGroup, PolicyFile
+from bandit.config.catalog import NO_OFFER, parse_catalog
+from bandit.config.loader import Config
+from bandit.decide.control import control_pmf, in_control, rules_choice
+from bandit.decide.decider import Decider, customer_key
+from bandit.config.policyfile import ControlGroup, PolicyFile
 from conftest import REPO, request
 
 CATALOG = parse_catalog((REPO / "config/offers.yaml").read_text())

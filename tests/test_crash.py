@@ -15,8 +15,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bandit.catalog import NO_OFFER
+from bandit.config.catalog import NO_OFFER
 from conftest import Served, body, kill_service, record_figure, start_service, stop_service
+from bandit.log.reader import iter_joined
 from experiments.served import alive
 
 pytestmark = pytest.mark.slow
@@ -89,7 +90,7 @@ def test_sigkill_under_load_loses_no_answered_decision_and_outcomes_join(
                 assert conn.execute("pragma integrity_check").fetchone()[0] == "ok"
         store = served.store()
         try:
-            logged = collections.Counter(rec.event_id for rec, _ in store.iter_joined())
+            logged = collections.Counter(rec.event_id for rec, _ in iter_joined(store.engine))
             rows = {eid: store.get_decision(eid) for eid in acked}
         finally:
             store.close()
@@ -122,10 +123,11 @@ def test_sigkill_under_load_loses_no_answered_decision_and_outcomes_join(
         with ThreadPoolExecutor(4) as pool:
             retried = dict(pool.map(retry, list(sent)))
             sent_outcomes = dict(pool.map(outcome, list(acked)))
-        assert all(retried[eid] == answer for eid, answer in acked.items())  # the logged decision, unchanged
+        # the logged decision, unchanged, marked as a replay
+        assert all(retried[eid] == {**answer, "replayed": True} for eid, answer in acked.items())
         store = served.store()
         try:
-            joined = {rec.event_id: outs for rec, outs in store.iter_joined()}
+            joined = {rec.event_id: outs for rec, outs in iter_joined(store.engine)}
         finally:
             store.close()
         assert len(joined) == len(sent)  # every request once, the retried ones included; nothing else

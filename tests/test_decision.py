@@ -5,11 +5,11 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import text
 
-from bandit.catalog import NO_OFFER
-from bandit.decision import Decider, customer_key
-from bandit.errors import EventConflict, InvalidRequest, UnknownEvent
-from bandit.policyfile import PolicyFile
-from bandit.sampling import baseline_pmf, sample_index, uniform_from
+from bandit.config.catalog import NO_OFFER
+from bandit.decide.decider import Decider, customer_key
+from bandit.domain.errors import EventConflict, InvalidRequest, UnknownEvent
+from bandit.config.policyfile import PolicyFile
+from bandit.decide.sampling import baseline_pmf, sample_index, uniform_from
 from conftest import NOW, request
 
 
@@ -154,7 +154,7 @@ def test_a_decision_that_cannot_be_logged_is_never_an_offer(decider: Decider) ->
 
 
 def test_apprentice_serves_baseline_and_logs_the_model_choice(decider: Decider, live) -> None:
-    from bandit.config import Config
+    from bandit.config.loader import Config
     live._config = Config(live.current.catalog, PolicyFile(mode="apprentice"))
     d = decider.decide(request(event_id="ap"))
     rec = decider.store.get_decision("ap")
@@ -164,7 +164,7 @@ def test_apprentice_serves_baseline_and_logs_the_model_choice(decider: Decider, 
 
 
 def test_broken_model_falls_back_to_cold_start(decider: Decider) -> None:
-    from bandit.decision import ModelSlot
+    from bandit.decide.decider import ModelSlot
 
     class Broken:
         version = "v-broken"

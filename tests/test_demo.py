@@ -8,7 +8,7 @@ from unittest import mock
 
 import pytest
 
-from bandit.settings import get_settings
+from bandit.config.settings import get_settings
 from conftest import REPO
 
 pytestmark = pytest.mark.slow

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from bandit.errors import OfferBanditError
-from bandit.settings import get_settings
+from bandit.domain.errors import OfferBanditError
+from bandit.config.settings import get_settings
 from conftest import REPO
 
 

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from bandit.catalog import NO_OFFER
-from bandit.decision import Decider
-from bandit.dsjson import DSJSONError, export_dsjson, import_dsjson
-from bandit.features import to_vw_lines
-from bandit.store import DecisionStore
-from bandit.training import train_dsjson, train_from_log
+from bandit.config.catalog import NO_OFFER
+from bandit.decide.decider import Decider
+from bandit.log.dsjson import DSJSONError, export_dsjson, import_dsjson
+from bandit.decide.features import to_vw_lines
+from bandit.log.store import DecisionStore
+from bandit.learn.training import train_dsjson, train_from_log
 from conftest import request
 
 
@@ -118,7 +118,7 @@ def test_a_bad_line_imports_nothing_and_names_the_line(store: DecisionStore, liv
 
 @pytest.mark.parametrize("algorithm", ["epsilon", "softmax", "bag", "cover", "squarecb", "regcb"])
 def test_every_explorer_trains_and_gives_a_pmf_over_eligible_offers(decider: Decider, algorithm: str) -> None:
-    from bandit.policyfile import Exploration, PolicyFile
+    from bandit.config.policyfile import Exploration, PolicyFile
 
     fill(decider, 40)
     policy = PolicyFile(exploration=Exploration(algorithm=algorithm))
@@ -130,8 +130,8 @@ def test_every_explorer_trains_and_gives_a_pmf_over_eligible_offers(decider: Dec
 
 
 def test_warm_start_continues_from_the_saved_model(decider: Decider, tmp_path) -> None:
-    from bandit.dsjson import dsjson_lines
-    from bandit.policyfile import PolicyFile
+    from bandit.log.dsjson import dsjson_lines
+    from bandit.config.policyfile import PolicyFile
 
     fill(decider, 40)
     policy = PolicyFile()

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 
 def test_decisions_over_http_retrain_under_prefect_and_the_promoted_model_is_served(
         tmp_path: Path, migrated_db: Path, prefect_server: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    from bandit.catalog import NO_OFFER, parse_catalog
+    from bandit.config.catalog import NO_OFFER, parse_catalog
     from experiments.loop import random_request, respond
     from flows.registry import Registry
     from flows.retrain_flow import retrain_flow

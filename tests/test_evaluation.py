@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from bandit.catalog import load_catalog
-from bandit.evaluation import (
+from bandit.config.catalog import load_catalog
+from bandit.learn.evaluation import (
     Comparison,
     PolicyEvaluation,
     eval_set,
@@ -15,11 +15,14 @@ from bandit.evaluation import (
     rules_policy,
     uniform_policy,
 )
-from bandit.gate import gate
-from bandit.ope import Estimate
-from bandit.policyfile import Promotion, RewardConfig
-from bandit.store import DecisionRecord, DecisionStore, Outcome
-from bandit.vw import ColdStart
+from bandit.deploy.gate import gate
+from bandit.learn.ope import Estimate
+from bandit.config.policyfile import Promotion
+from bandit.domain.outcomes import RewardConfig
+from bandit.log.records import DecisionRecord
+from bandit.log.store import DecisionStore
+from bandit.domain.outcomes import Outcome
+from bandit.decide.vw import ColdStart
 
 CFG = RewardConfig(window_hours=1, complaint_penalty=100)
 T0 = 1_800_000_000.0

@@ -20,13 +20,13 @@ from pathlib import Path
 
 import pytest
 
-from bandit.catalog import NO_OFFER
-from bandit.config import LiveConfig
-from bandit.decision import Decider, ModelSlot
-from bandit.dsjson import ExportStats, dsjson_lines, to_dsjson
-from bandit.policyfile import PolicyFile
-from bandit.settings import get_settings
-from bandit.vw import ColdStart, VWModel
+from bandit.config.catalog import NO_OFFER
+from bandit.config.loader import LiveConfig
+from bandit.decide.decider import Decider, ModelSlot
+from bandit.log.dsjson import ExportStats, dsjson_lines, to_dsjson
+from bandit.config.policyfile import PolicyFile
+from bandit.config.settings import get_settings
+from bandit.decide.vw import ColdStart, VWModel
 from conftest import ADMIN_KEY, REPO, Served, body, free_port, request, start_service, stop_service
 from test_service_http import decide_offer
 

@@ -5,11 +5,11 @@ from datetime import timedelta
 import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
-from bandit.catalog import NO_OFFER, parse_catalog
-from bandit.context import Channel, DecisionRequest, History, OfferEvent, RequestType, Resolved
-from bandit.decision import Decider, ModelSlot
-from bandit.guardrails import eligible_offers
-from bandit.policyfile import ANY, PolicyFile
+from bandit.config.catalog import NO_OFFER, parse_catalog
+from bandit.domain.context import Channel, DecisionRequest, History, OfferEvent, RequestType, Resolved
+from bandit.decide.decider import Decider, ModelSlot
+from bandit.decide.guardrails import eligible_offers
+from bandit.config.policyfile import ANY, PolicyFile
 from conftest import NOW, REPO, request
 
 CATALOG = parse_catalog((REPO / "config/offers.yaml").read_text())
@@ -97,7 +97,7 @@ def test_kill_switch_and_candidates() -> None:
 
 
 def test_validity_window() -> None:
-    from bandit.guardrails import offer_block
+    from bandit.decide.guardrails import offer_block
     offer = CATALOG.offers["premium_bundle"]
     assert offer_block(offer, request(), History(), G, NOW.replace(year=2027, month=7)) == "outside_window"
 
@@ -182,8 +182,8 @@ def test_chosen_action_is_always_eligible(decider: Decider, req, weights) -> Non
 
 def test_the_policy_file_refuses_interactions_on_namespaces_that_do_not_exist() -> None:
     import pytest
-    from bandit.errors import ConfigError
-    from bandit.policyfile import parse_policy
+    from bandit.domain.errors import ConfigError
+    from bandit.config.policyfile import parse_policy
 
     with pytest.raises(ConfigError, match=r"field 'learner.interactions'.*\['cz'\].*namespace letters ceh"):
         parse_policy("learner: {interactions: [co, cz]}\n")

@@ -12,8 +12,9 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from bandit.cli import main
-from bandit.migrations import BASELINE, HEAD, REVISIONS, SCRIPTS, SchemaError, upgrade
-from bandit.store import DecisionStore, metadata
+from bandit.log.migrations import BASELINE, HEAD, REVISIONS, SCRIPTS, SchemaError, upgrade
+from bandit.log.store import DecisionStore
+from bandit.log.schema import metadata
 from conftest import REPO
 
 
@@ -92,7 +93,7 @@ def test_a_fresh_log_is_created_at_head_without_alembic(empty_url: str) -> None:
 
 
 def test_opening_a_store_does_not_import_alembic(tmp_path: Path) -> None:
-    code = ("import sys; from bandit.store import DecisionStore; "
+    code = ("import sys; from bandit.log.store import DecisionStore; "
             f"DecisionStore('sqlite:///{tmp_path / 'a.db'}').close(); "
             f"DecisionStore('sqlite:///{tmp_path / 'a.db'}').close(); "
             "assert 'alembic' not in sys.modules, 'alembic imported'")

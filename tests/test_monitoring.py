@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 
-from bandit.catalog import Catalog, load_catalog
-from bandit.errors import ConfigError, InvalidRequest
-from bandit.monitoring import (
+from bandit.config.catalog import Catalog, load_catalog
+from bandit.domain.errors import ConfigError, InvalidRequest
+from bandit.deploy.monitoring import (
     MonitorWindow,
     Observation,
     OfferStats,
@@ -34,9 +34,11 @@ from bandit.monitoring import (
     welch_difference,
     wilson_interval,
 )
-from bandit.ope import Z95
-from bandit.policyfile import Monitoring, load_policy, parse_policy
-from bandit.store import DecisionRecord, DecisionStore, Outcome
+from bandit.learn.ope import Z95
+from bandit.config.policyfile import Monitoring, load_policy, parse_policy
+from bandit.log.records import DecisionRecord
+from bandit.log.store import DecisionStore
+from bandit.domain.outcomes import Outcome
 from conftest import NOW, REPO, request
 
 AS_OF = NOW.timestamp()
@@ -306,7 +308,7 @@ def test_cli_monitor_suspends_and_rejects_a_bad_window(tmp_path: Path, migrated_
     from sqlalchemy import select
 
     from bandit.cli import main
-    from bandit.store import suspensions
+    from bandit.log.schema import suspensions
 
     monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
     home = tmp_path / "home"
@@ -368,11 +370,11 @@ def test_the_monitor_flow_suspends_an_offer_with_injected_complaints_and_the_ser
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
 
-    from bandit.config import LiveConfig
-    from bandit.decision import Decider, ModelSlot
-    from bandit.runtime import open_store
-    from bandit.settings import get_settings
-    from bandit.vw import ColdStart
+    from bandit.config.loader import LiveConfig
+    from bandit.decide.decider import Decider, ModelSlot
+    from bandit.deploy.runtime import open_store
+    from bandit.config.settings import get_settings
+    from bandit.decide.vw import ColdStart
     from flows.monitor_flow import ARTIFACT_KEY, monitor_flow
 
     policy = tmp_path / "policy.yaml"

@@ -6,7 +6,15 @@ import math
 import numpy as np
 import pytest
 
-from bandit.ope import LoggedRounds, difference, dr, effective_sample_size, ips, mean_reward_model, snips
+from bandit.learn.ope import (
+    LoggedRounds,
+    difference,
+    dr,
+    effective_sample_size,
+    ips,
+    mean_reward_model,
+    snips,
+)
 
 # Three rounds with 2, 3 and 2 eligible actions.
 LOG = LoggedRounds(n_actions=np.array([2, 3, 2]), chosen=np.array([1, 0, 0]),

@@ -2,8 +2,8 @@
 
 import pytest
 
-from bandit.catalog import NO_OFFER, parse_catalog
-from bandit.errors import InvalidRequest
+from bandit.config.catalog import NO_OFFER, parse_catalog
+from bandit.domain.errors import InvalidRequest
 from conftest import ADMIN_KEY, CHANNEL_KEY, REPO, Served
 from service.personalizer import RankRequest, to_decision_request
 

@@ -1,4 +1,4 @@
-"""What a retrain run shows: the breakdowns (``bandit.segments``), checked by hand, and the
+"""What a retrain run shows: the breakdowns (``bandit.learn.segments``), checked by hand, and the
 plots (``flows.plots``), checked to render."""
 
 from __future__ import annotations
@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bandit.evaluation import EvalSet
-from bandit.ope import LoggedRounds, snips
-from bandit.segments import (
+from bandit.learn.evaluation import EvalSet
+from bandit.learn.ope import LoggedRounds, snips
+from bandit.learn.segments import (
     LOGGED,
     breakdown,
     decision_frame,
@@ -21,7 +21,7 @@ from bandit.segments import (
     reward_by_period,
     segment_lift,
 )
-from bandit.store import DecisionRecord
+from bandit.log.records import DecisionRecord
 from flows import plots
 
 PNG = b"\x89PNG\r\n\x1a\n"

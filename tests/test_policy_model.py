@@ -7,9 +7,9 @@ import pytest
 
 mlflow = pytest.importorskip("mlflow")
 
-from bandit.decision import Decider  # noqa: E402
-from bandit.policyfile import PolicyFile  # noqa: E402
-from bandit.training import train_from_log  # noqa: E402
+from bandit.decide.decider import Decider  # noqa: E402
+from bandit.config.policyfile import PolicyFile  # noqa: E402
+from bandit.learn.training import train_from_log  # noqa: E402
 from simlog import simulated_log  # noqa: E402
 from test_dsjson import fill  # noqa: E402
 
@@ -74,10 +74,10 @@ def test_pyfunc_ranks_every_context_as_the_service_does_opted_out_and_suspended_
 
     import pandas as pd
 
-    from bandit.catalog import NO_OFFER
-    from bandit.context import CONTEXT_COLUMNS, request_from_row
-    from bandit.decision import ModelSlot
-    from bandit.vw import VWModel
+    from bandit.config.catalog import NO_OFFER
+    from bandit.domain.context import CONTEXT_COLUMNS, request_from_row
+    from bandit.decide.decider import ModelSlot
+    from bandit.decide.vw import VWModel
     from conftest import NOW
     from flows.policy_model import save_policy_model
 
@@ -133,7 +133,7 @@ def test_pyfunc_ranks_every_context_as_the_service_does_opted_out_and_suspended_
 
 @pytest.mark.parametrize("store", ["sqlite"], indirect=True)
 def test_promotion_rollback_and_the_service_model_source(decider: Decider, tracking: str, tmp_path: Path) -> None:
-    from bandit.models import load_checked
+    from bandit.deploy.models import load_checked
     from flows.policy_model import log_policy_model
     from flows.registry import Registry, RegistryError, RegistryModelSource
 
@@ -170,10 +170,10 @@ def test_the_service_serves_the_registry_champion_once_there_is_one(tmp_path: Pa
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """Without a model file the service's source is the registry; before any tracking store
     exists it runs cold start, and a later promotion is picked up by the next refresh."""
-    from bandit.models import ModelManager
-    from bandit.decision import ModelSlot
-    from bandit.settings import get_settings
-    from bandit.vw import ColdStart, VWModel
+    from bandit.deploy.models import ModelManager
+    from bandit.decide.decider import ModelSlot
+    from bandit.config.settings import get_settings
+    from bandit.decide.vw import ColdStart, VWModel
     from flows.policy_model import log_policy_model
     from flows.registry import Registry
     from service.service import _model_source
@@ -205,7 +205,7 @@ def test_retrain_logs_registers_gates_and_is_safe_to_rerun(tmp_path: Path, migra
     import json
     from datetime import UTC, datetime
 
-    from bandit.settings import get_settings
+    from bandit.config.settings import get_settings
     from flows.registry import Registry
     from flows.retrain import retrain
 
@@ -273,8 +273,8 @@ def test_a_candidate_trained_on_shuffled_rewards_is_refused_and_mlflow_says_why(
 
     from sqlalchemy import text
 
-    from bandit.runtime import open_store
-    from bandit.settings import get_settings
+    from bandit.deploy.runtime import open_store
+    from bandit.config.settings import get_settings
     from flows.registry import Registry
     from flows.retrain import retrain
 

@@ -24,9 +24,9 @@ pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 def test_retrain_and_monitor_run_on_the_prefect_and_mlflow_servers(
         tmp_path: Path, pg_url: str, production_stack: Stack) -> None:
-    from bandit.decision import ModelSlot
-    from bandit.models import ModelManager
-    from bandit.vw import ColdStart
+    from bandit.decide.decider import ModelSlot
+    from bandit.deploy.models import ModelManager
+    from bandit.decide.vw import ColdStart
     from flows.registry import Registry, RegistryModelSource
 
     stack = production_stack

@@ -19,7 +19,7 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, make_url, text
 
-from bandit.decision import customer_key
+from bandit.decide.decider import customer_key
 from conftest import ADMIN_KEY, CHANNEL_KEY, Served, body, pg_schema, start_replicas, stop_service
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]

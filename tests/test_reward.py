@@ -1,6 +1,6 @@
-from bandit.policyfile import RewardConfig
-from bandit.reward import cost, reward, window_closed
-from bandit.store import Outcome
+from bandit.domain.outcomes import RewardConfig
+from bandit.domain.outcomes import cost, reward, window_closed
+from bandit.domain.outcomes import Outcome
 
 CFG = RewardConfig(complaint_penalty=100, default_reward=-1, declined_reward=-2, window_hours=72, scale=100)
 T = 1_000_000.0

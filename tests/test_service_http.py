@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from bandit.catalog import NO_OFFER
+from bandit.config.catalog import NO_OFFER
 from conftest import ADMIN_KEY, Served, body
 
 pytestmark = pytest.mark.slow
@@ -158,10 +158,10 @@ def test_invalid_catalog_reload_keeps_the_old_one_and_a_valid_one_applies(served
 
 
 def test_model_is_picked_up_without_restart_and_a_broken_one_never_replaces_it(served: Served, tmp_path) -> None:
-    from bandit.dsjson import dsjson_lines
-    from bandit.policyfile import PolicyFile
-    from bandit.store import DecisionStore
-    from bandit.training import train_dsjson
+    from bandit.log.dsjson import dsjson_lines
+    from bandit.config.policyfile import PolicyFile
+    from bandit.log.store import DecisionStore
+    from bandit.learn.training import train_dsjson
 
     c, admin = served.client(), served.client(ADMIN_KEY)
     assert c.get("/readyz").json()["model"]["source"] in ("cold_start", "file")

@@ -14,12 +14,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bandit.catalog import NO_OFFER, Catalog, load_catalog
-from bandit.context import History
-from bandit.control import rules_choice
-from bandit.errors import ConfigError
-from bandit.guardrails import eligible_offers
-from bandit.policyfile import PolicyFile
+from bandit.config.catalog import NO_OFFER, Catalog, load_catalog
+from bandit.domain.context import History
+from bandit.decide.control import rules_choice
+from bandit.domain.errors import ConfigError
+from bandit.decide.guardrails import eligible_offers
+from bandit.config.policyfile import PolicyFile
 from experiments.simulator import (
     DEFAULT_PARAMS,
     Interaction,

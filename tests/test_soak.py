@@ -9,8 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from bandit.policyfile import PolicyFile
-from bandit.vw import VWModel
+from bandit.config.policyfile import PolicyFile
+from bandit.decide.vw import VWModel
 from conftest import CHANNEL_KEY, Served, record_figure, start_service, stop_service
 from experiments.served import rss_kib
 from experiments.soak import FixedRateLoad, intervals, summarize

@@ -9,10 +9,11 @@ from dataclasses import replace
 import pytest
 from sqlalchemy import text
 
-from bandit.decision import new_event_id
-from bandit.logwriter import GroupCommitWriter
-from bandit.settings import Settings
-from bandit.store import DecisionRecord, DecisionStore
+from bandit.decide.decider import new_event_id
+from bandit.log.writer import GroupCommitWriter
+from bandit.config.settings import Settings
+from bandit.log.records import DecisionRecord
+from bandit.log.store import DecisionStore
 
 
 def rec(event_id: str, chosen: int = 0) -> DecisionRecord:
@@ -85,7 +86,7 @@ def test_contact_history_holds_what_the_guardrails_ask_and_nothing_else(store: D
     nps score is no contact, and other customers' contacts stay theirs."""
     from datetime import UTC, datetime
 
-    from bandit.store import Outcome
+    from bandit.domain.outcomes import Outcome
 
     t = 1_800_000_000.0
     now = datetime.fromtimestamp(t + 100, UTC)

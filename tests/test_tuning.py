@@ -11,12 +11,22 @@ import pytest
 import vowpalwabbit
 from pydantic import ValidationError
 
-from bandit.errors import ConfigError
-from bandit.evaluation import Comparison, PolicyEvaluation
-from bandit.ope import Estimate
-from bandit.policyfile import Exploration, Learner, PolicyFile, parse_policy, vw_accepts
-from bandit.tuning import (DEFAULT_INTERACTIONS, Grid, Point, expand, improves_on_current, legal, pick_best, report,
-                           settings_yaml, variant)
+from bandit.domain.errors import ConfigError
+from bandit.learn.evaluation import Comparison, PolicyEvaluation
+from bandit.learn.ope import Estimate
+from bandit.config.policyfile import Exploration, Learner, PolicyFile, parse_policy, vw_accepts
+from bandit.learn.tuning import (
+    DEFAULT_INTERACTIONS,
+    Grid,
+    Point,
+    expand,
+    improves_on_current,
+    legal,
+    pick_best,
+    report,
+    settings_yaml,
+    variant,
+)
 from simlog import simulated_log
 
 REPO = Path(__file__).resolve().parent.parent
@@ -240,7 +250,7 @@ def test_a_retried_record_step_replaces_what_its_failed_attempt_logged(tmp_path:
 
     from mlflow import MlflowClient
 
-    from bandit.settings import get_settings
+    from bandit.config.settings import get_settings
     from flows.retrain import Window
     from flows.tune import PointResult, record
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-from bandit.catalog import Catalog, load_catalog
-from bandit.errors import ConfigError
-from bandit.policyfile import PolicyFile, load_policy
-from bandit.settings import Settings
+from bandit.config.catalog import Catalog, load_catalog
+from bandit.domain.errors import ConfigError
+from bandit.config.policyfile import PolicyFile, load_policy
+from bandit.config.settings import Settings
 
 
 @dataclass(frozen=True)

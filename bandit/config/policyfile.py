@@ -16,8 +16,9 @@ from typing import Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from bandit.context import Identifier, RequestType, Strict
-from bandit.errors import ConfigError, read_config_file, yaml_mapping
+from bandit.domain.context import Identifier, RequestType, Strict
+from bandit.domain.errors import ConfigError, read_config_file, yaml_mapping
+from bandit.domain.outcomes import RewardConfig
 
 ANY = "*"
 
@@ -91,7 +92,7 @@ class Exploration(Strict):
         return ["--regcb"]
 
 
-# The namespaces ``bandit.features`` writes, by the first letter VW pairs them on
+# The namespaces ``bandit.decide.features`` writes, by the first letter VW pairs them on
 # (context, emotion, user, history, xattrs, offer). An interaction naming another letter
 # would silently interact nothing.
 NAMESPACE_LETTERS = frozenset("ceuhxo")
@@ -113,7 +114,7 @@ def vw_accepts(algorithm: str, cb_type: str) -> bool:
 
 
 class Learner(Strict):
-    """VW learner settings; namespaces are documented in ``bandit.features``."""
+    """VW learner settings; namespaces are documented in ``bandit.decide.features``."""
 
     interactions: tuple[str, ...] = ("co", "uo", "eo", "ho")
     cb_type: Literal["ips", "dr", "mtr", "dm"] = "mtr"
@@ -140,20 +141,8 @@ class Learner(Strict):
         return args
 
 
-class RewardConfig(Strict):
-    """How raw outcomes become the reward learned from (computed at training time)."""
-
-    complaint_penalty: float = Field(300.0, ge=0, description="Subtracted once if any complaint arrives (see "
-                                     "config/policy.yaml for why 300).")
-    default_reward: float = Field(0.0, description="When no outcome arrives within the window.")
-    declined_reward: float = 0.0
-    window_hours: float = Field(72, gt=0, description="Outcomes later than this are kept, not learned from.")
-    nps_weight: float = Field(0.0, description="Reward per NPS point above 0 (score 0..10 minus 5), 0 = unused.")
-    scale: float = Field(100.0, gt=0, description="VW cost = -reward / scale (keeps costs near unit size).")
-
-
 class Monitoring(Strict):
-    """What the ``monitor`` flow (``bandit.monitoring``) judges offers by: an offer whose
+    """What the ``monitor`` flow (``bandit.deploy.monitoring``) judges offers by: an offer whose
     complaint rate over the window exceeds its limit is suspended through the kill switch."""
 
     max_complaint_rate: float = Field(0.05, gt=0, le=1, description="Default per-offer complaint limit.")
@@ -165,7 +154,7 @@ class Monitoring(Strict):
 
 
 class ControlGroup(Strict):
-    """The holdout that measures lift in production (``bandit.control``): a stable share of
+    """The holdout that measures lift in production (``bandit.decide.control``): a stable share of
     customers, picked by salted hash of the customer key, is served by a fixed control
     policy instead of the model, and flagged ``mode = control`` in the log."""
 
@@ -179,7 +168,7 @@ class ControlGroup(Strict):
 
 
 class Promotion(Strict):
-    """When a retrained candidate replaces the champion (``bandit.gate``)."""
+    """When a retrained candidate replaces the champion (``bandit.deploy.gate``)."""
 
     estimator: Literal["ips", "snips", "dr"] = Field("snips", description="Off-policy estimator the gate reads.")
     margin: float = Field(0.0, description="The lower 95% bound of the candidate's reward per decision minus the "

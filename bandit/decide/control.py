@@ -9,7 +9,7 @@ channel and replica, and nobody can tell from the log who is in it without the s
 The control policy sees exactly what the guardrails let through, and its decisions are
 logged like any other, with their probabilities (deterministic: 1 for its choice) and
 the model's own probabilities under ``payload.shadow``, flagged ``mode = control``.
-``bandit.evaluation.rules_policy`` replays the same rule off-policy.
+``bandit.learn.evaluation.rules_policy`` replays the same rule off-policy.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
-from bandit.catalog import NO_OFFER, Catalog
-from bandit.policyfile import ControlGroup
+from bandit.config.catalog import NO_OFFER, Catalog
+from bandit.config.policyfile import ControlGroup
 
 
 def in_control(customer_key: str, cfg: ControlGroup) -> bool:

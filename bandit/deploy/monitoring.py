@@ -18,7 +18,7 @@ Definitions, over the window ``[as_of - window_hours, as_of)`` of decision times
 - a decision is *accepted* if it drew an ``accepted`` or ``converted`` outcome, and
   *complained about* if it drew at least one ``complaint`` (several complaints about one
   offer count once, so the rate is a share of offers and stays in [0, 1]);
-- its *revenue* is the revenue term of ``bandit.reward``: the sum of ``converted``
+- its *revenue* is the revenue term of ``bandit.domain.outcomes``: the sum of ``converted``
   values if any, else the ``accepted`` value (the logged offer value when the
   acceptance carries none), else 0.
 
@@ -49,11 +49,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from bandit.catalog import NO_OFFER, Catalog
-from bandit.errors import InvalidRequest
-from bandit.ope import Z95
-from bandit.policyfile import Monitoring
-from bandit.store import DecisionRecord, Outcome
+from bandit.config.catalog import NO_OFFER, Catalog
+from bandit.domain.errors import InvalidRequest
+from bandit.learn.ope import Z95
+from bandit.config.policyfile import Monitoring
+from bandit.log.records import DecisionRecord
+from bandit.domain.outcomes import Outcome
 
 BANDIT_MODES = ("online", "cold_start")
 CONTROL_MODE = "control"
@@ -119,7 +120,7 @@ class Observation:
 
 
 def revenue(outcomes: Sequence[Outcome], offer_value: float) -> float:
-    """The revenue term of ``bandit.reward.reward``: ``converted`` values summed if any,
+    """The revenue term of ``bandit.domain.outcomes.reward``: ``converted`` values summed if any,
     else the largest ``accepted`` value (``offer_value`` when no acceptance carries one),
     else 0. Kept in step with the reward so monitoring and learning agree on revenue."""
     converted = [o for o in outcomes if o.type == "converted"]

@@ -13,7 +13,7 @@ replaying a decision made for another customer would bypass that customer's guar
 Modes: ``online`` (the model's exploring policy), ``cold_start`` (no model:
 explore around ``no_offer``), ``apprentice`` (serve ``no_offer`` always, log what
 the model would have done under ``payload.shadow``), ``control`` (a customer of the
-control group, ``bandit.control``: the control policy serves, the model's view is
+control group, ``bandit.decide.control``: the control policy serves, the model's view is
 logged under ``payload.shadow``).
 """
 
@@ -34,19 +34,22 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel
 
-from bandit.catalog import NO_OFFER, Catalog
-from bandit.config import LiveConfig
-from bandit.context import DecisionRequest, History
-from bandit.control import control_pmf, in_control
-from bandit.errors import EventConflict, InvalidRequest, UnknownEvent
-from bandit.features import Namespaces, offer_features, shared_features
-from bandit.guardrails import Eligibility, eligible_offers
-from bandit.policyfile import PolicyFile
-from bandit.reward import OUTCOME_TYPES
-from bandit.sampling import baseline_pmf, sample_index, uniform_from
-from bandit.logwriter import GroupCommitWriter
-from bandit.store import EMPTY_HISTORY, DecisionRecord, DecisionStore, Outcome, to_ts
-from bandit.vw import COLD_START, Scorer
+from bandit.config.catalog import NO_OFFER, Catalog
+from bandit.config.loader import LiveConfig
+from bandit.domain.context import DecisionRequest, History
+from bandit.decide.control import control_pmf, in_control
+from bandit.domain.errors import EventConflict, InvalidRequest, UnknownEvent
+from bandit.decide.features import Namespaces, offer_features, shared_features
+from bandit.decide.guardrails import Eligibility, eligible_offers
+from bandit.config.policyfile import PolicyFile
+from bandit.domain.outcomes import OUTCOME_TYPES
+from bandit.decide.sampling import baseline_pmf, sample_index, uniform_from
+from bandit.log.writer import GroupCommitWriter
+from bandit.domain.context import EMPTY_HISTORY
+from bandit.log.records import DecisionRecord, to_ts
+from bandit.log.store import DecisionStore
+from bandit.domain.outcomes import Outcome
+from bandit.decide.vw import COLD_START, Scorer
 
 log = logging.getLogger(__name__)
 

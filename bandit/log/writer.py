@@ -32,7 +32,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from bandit.store import DecisionRecord, DecisionRow, DecisionStore
+from bandit.log.records import DecisionRecord, DecisionRow
+from bandit.log.store import DecisionStore
 
 log = logging.getLogger(__name__)
 

@@ -35,9 +35,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from bandit.catalog import NO_OFFER, Catalog, Offer
-from bandit.context import DecisionRequest, History, Resolved
-from bandit.policyfile import ANY, Guardrails
+from bandit.config.catalog import NO_OFFER, Catalog, Offer
+from bandit.domain.context import DecisionRequest, History, Resolved
+from bandit.config.policyfile import ANY, Guardrails
 
 
 @dataclass(frozen=True)

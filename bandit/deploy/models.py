@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from bandit.decision import ModelSlot
-from bandit.features import offer_features
-from bandit.vw import COLD_START, ColdStart, VWModel, file_version
+from bandit.decide.decider import ModelSlot
+from bandit.decide.features import offer_features
+from bandit.decide.vw import COLD_START, ColdStart, VWModel, file_version
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated
 
-from bandit.errors import InvalidRequest
+from bandit.domain.errors import InvalidRequest
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 Identifier = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")]
@@ -103,6 +103,9 @@ class History(Strict):
             accepted=union(self.accepted, other.accepted),
             last_complaint=max(complaints) if complaints else None,
         )
+
+
+EMPTY_HISTORY = History()
 
 
 class DecisionRequest(Strict):

@@ -4,7 +4,7 @@ One interface over SQLAlchemy Core, selected by URL: SQLite in WAL mode is the
 embedded default, PostgreSQL the scale-out store. A decision row is committed
 before the decision is returned to a caller. Outcomes are appended separately by
 event id and are never updated, so the raw history is kept and the reward is
-computed at training time (``bandit.reward``).
+computed at training time (``bandit.domain.outcomes``).
 
 The request path (contact history, kill-switch state, event-id lookups and the
 decision insert) runs prebuilt statements, compiled once for the driver, on a raw
@@ -12,7 +12,7 @@ DBAPI connection held per thread: SQLAlchemy's per-execute machinery (connection
 checkout, result metadata, row objects) cost more than the query itself. Everything
 else goes through SQLAlchemy.
 
-The schema is versioned (``bandit.migrations``): opening a store creates an empty
+The schema is versioned (``bandit.log.migrations``): opening a store creates an empty
 database at the current revision and refuses one that ``offer-bandit migrate`` must
 upgrade first.
 
@@ -21,116 +21,28 @@ Customer ids never reach this module: callers pass the salted hash.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import Any, NamedTuple
+from datetime import datetime, timedelta
+from typing import Any
 
-from pydantic_core import to_json
-from sqlalchemy import (
-    Boolean,
-    Column,
-    Float,
-    ForeignKey,
-    Index,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    Text,
-    UniqueConstraint,
-    create_engine,
-    event,
-    func,
-    select,
-    text,
-    update,
-)
+from sqlalchemy import create_engine, event, func, select, text, update
 from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import TextClause
 
-from bandit.context import History, OfferEvent
+from bandit.config.catalog import NO_OFFER
+from bandit.domain.context import EMPTY_HISTORY, History, OfferEvent
+from bandit.domain.outcomes import CONTACT_KIND, Outcome
+from bandit.log.records import DecisionRecord, DecisionRow, from_ts, record_to_row, row_to_record, shown_contact, to_ts
+from bandit.log.schema import CONTACT_COLUMNS, DECISION_COLUMNS, contacts, decisions, metadata, outcomes
 
-NO_OFFER_ID = "no_offer"  # bandit.catalog.NO_OFFER, without importing the catalog here
-
-metadata = MetaData()
-
-decisions = Table(
-    "decisions",
-    metadata,
-    Column("event_id", String(128), primary_key=True),
-    Column("ts", Float, nullable=False),
-    Column("customer_key", String(64)),
-    Column("channel", String(16)),
-    Column("request_type", String(16)),
-    Column("mode", String(16), nullable=False),
-    Column("model_version", String(128), nullable=False),
-    Column("catalog_version", String(32)),
-    Column("chosen_id", String(128), nullable=False),
-    Column("probability", Float, nullable=False),
-    Column("activated", Boolean, nullable=False),
-    Column("activated_ts", Float),
-    Column("source", String(16), nullable=False),
-    Column("payload", Text, nullable=False),
-    Index("ix_decisions_ts", "ts"),
-)
-
-outcomes = Table(
-    "outcomes",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("event_id", String(128), ForeignKey("decisions.event_id"), nullable=False),
-    Column("type", String(16), nullable=False),
-    Column("value", Float),
-    Column("score", Float),
-    Column("ts", Float, nullable=False),
-    Column("dedupe", String(128), nullable=False),
-    UniqueConstraint("event_id", "dedupe", name="uq_outcome_dedupe"),
-    Index("ix_outcomes_event", "event_id"),
-)
-
-# Contact history: what the guardrails ask of a customer's past (offers shown, declined,
-# accepted, complaints), one narrow row per contact, by salted customer key. Why a table of
-# its own rather than an index on ``decisions``: most decisions are ``no_offer`` and are no
-# contact, and a customer index on the log cost every decision a random index page in the
-# commit (WAL pages per 16-row commit: 36.5 with it, 20.6 with this table, measured by
-# experiments/bench_log_pages.py). Rows are written with the decision, activation or
-# outcome they come from, in its transaction.
-contacts = Table(
-    "contacts",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("customer_key", String(64), nullable=False),
-    Column("ts", Float, nullable=False),
-    Column("kind", String(16), nullable=False),  # shown | declined | accepted | complaint
-    Column("offer_id", String(128), nullable=False),
-    Index("ix_contacts_customer_ts", "customer_key", "ts"),
-)
-
-# The outcome types that are contacts, and the kind each is recorded as.
-CONTACT_KIND = {"declined": "declined", "accepted": "accepted", "converted": "accepted", "complaint": "complaint"}
-
-suspensions = Table(
-    "suspensions",
-    metadata,
-    Column("offer_id", String(128), primary_key=True),
-    Column("suspended", Boolean, nullable=False),
-    Column("reason", Text),
-    Column("ts", Float, nullable=False),
-)
-
-
-_DECISION_COLUMNS = [c.name for c in decisions.columns]
-_CONTACT_COLUMNS = [c.name for c in contacts.columns if c.name != "id"]  # id: the database's
 # At most this many rows per insert statement: SQLite allows 32,766 parameters, and every
 # distinct row count is one more statement in the driver's cache.
 _ROWS_PER_STATEMENT = 64
-_GET_DECISION_SQL = text(f"SELECT {', '.join(_DECISION_COLUMNS)} FROM decisions WHERE event_id = :e")
+_GET_DECISION_SQL = text(f"SELECT {', '.join(DECISION_COLUMNS)} FROM decisions WHERE event_id = :e")
 _HISTORY_SQL = text("SELECT kind, offer_id, ts FROM contacts WHERE customer_key = :k AND ts >= :since")
 # A contact of kind ``:kind`` at ``:ts`` for the decision ``:e``, its customer and offer
 # copied from the logged row (outcomes); the same for an activation, where a no_offer
@@ -140,121 +52,12 @@ _CONTACT_FROM_DECISION_SQL = (
     "FROM decisions WHERE event_id = :e AND customer_key IS NOT NULL"
 )
 _CONTACT_FROM_DECISION = text(_CONTACT_FROM_DECISION_SQL)
-_SHOWN_FROM_DECISION = text(_CONTACT_FROM_DECISION_SQL + f" AND chosen_id != '{NO_OFFER_ID}'")
+_SHOWN_FROM_DECISION = text(_CONTACT_FROM_DECISION_SQL + f" AND chosen_id != '{NO_OFFER}'")
 # SQLite (3.24+) and PostgreSQL share this syntax.
 _UPSERT_SUSPENSION_SQL = text(
     "INSERT INTO suspensions (offer_id, suspended, reason, ts) VALUES (:offer_id, :suspended, :reason, :ts) "
     "ON CONFLICT (offer_id) DO UPDATE SET suspended = excluded.suspended, reason = excluded.reason, ts = excluded.ts"
 )
-EMPTY_HISTORY = History()
-
-
-def to_ts(dt: datetime) -> float:
-    return dt.timestamp()
-
-
-def from_ts(ts: float) -> datetime:
-    return datetime.fromtimestamp(ts, UTC)
-
-
-@dataclass(frozen=True)
-class DecisionRecord:
-    """A logged decision. ``payload`` holds the context, features and exclusions."""
-
-    event_id: str
-    ts: float
-    mode: str
-    model_version: str
-    action_ids: list[str]
-    pmf: list[float]
-    chosen_index: int
-    activated: bool
-    customer_key: str | None = None
-    channel: str | None = None
-    request_type: str | None = None
-    catalog_version: str | None = None
-    source: str = "live"
-    payload: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def chosen_id(self) -> str:
-        return self.action_ids[self.chosen_index]
-
-    @property
-    def probability(self) -> float:
-        return self.pmf[self.chosen_index]
-
-
-@dataclass(frozen=True)
-class Outcome:
-    event_id: str
-    type: str
-    ts: float
-    value: float | None = None
-    score: float | None = None
-
-    @property
-    def dedupe(self) -> str:
-        """Identity of an outcome: the same type, value and score twice is one outcome."""
-        return f"{self.type}:{self.value!r}:{self.score!r}"
-
-
-class DecisionRow(NamedTuple):
-    """A decision as the request path inserts it: its ``decisions`` row and, when it is a
-    contact, its ``contacts`` row (both in column order)."""
-
-    decision: tuple[Any, ...]
-    contact: tuple[Any, ...] | None
-
-
-def _shown_contact(rec: DecisionRecord) -> tuple[Any, ...] | None:
-    """The ``contacts`` row of a decision that showed an offer (activated, not ``no_offer``)."""
-    if rec.customer_key is None or not rec.activated or rec.chosen_id == NO_OFFER_ID:
-        return None
-    return (rec.customer_key, rec.ts, "shown", rec.chosen_id)
-
-
-def _record_to_row(rec: DecisionRecord) -> dict[str, Any]:
-    body = dict(rec.payload, action_ids=rec.action_ids, pmf=rec.pmf, chosen_index=rec.chosen_index)
-    return {
-        "event_id": rec.event_id,
-        "ts": rec.ts,
-        "customer_key": rec.customer_key,
-        "channel": rec.channel,
-        "request_type": rec.request_type,
-        "mode": rec.mode,
-        "model_version": rec.model_version,
-        "catalog_version": rec.catalog_version,
-        "chosen_id": rec.chosen_id,
-        "probability": rec.probability,
-        "activated": rec.activated,
-        "activated_ts": rec.ts if rec.activated else None,
-        "source": rec.source,
-        "payload": to_json(body).decode(),
-    }
-
-
-def _row_to_record(row: Any) -> DecisionRecord:
-    """A decision from a row of ``decisions`` (a mapping by column name)."""
-    body = json.loads(row["payload"])
-    return DecisionRecord(
-        event_id=row["event_id"],
-        ts=row["ts"],
-        customer_key=row["customer_key"],
-        channel=row["channel"],
-        request_type=row["request_type"],
-        mode=row["mode"],
-        model_version=row["model_version"],
-        catalog_version=row["catalog_version"],
-        action_ids=body.pop("action_ids"),
-        pmf=body.pop("pmf"),
-        chosen_index=body.pop("chosen_index"),
-        activated=bool(row["activated"]),
-        source=row["source"],
-        payload=body,
-    )
-
-
 class _Compiled:
     """A prebuilt statement compiled once for the driver's parameter style."""
 
@@ -288,7 +91,7 @@ class DecisionStore:
 
         # Create an empty log at the current revision, or refuse one that needs
         # `offer-bandit migrate` (imported here: it imports this module's tables).
-        from bandit.migrations import ensure_schema
+        from bandit.log.migrations import ensure_schema
 
         ensure_schema(self.engine, metadata)
         d = self.engine.dialect
@@ -365,8 +168,8 @@ class DecisionStore:
         """``rec`` as the inserts' parameters, in column order: its ``decisions`` row and,
         when it is a contact (an offer shown), its ``contacts`` row. The group-commit writer
         makes them when a decision is queued, so the commit only hands rows to the driver."""
-        row = _record_to_row(rec)
-        return DecisionRow(tuple(row[c] for c in _DECISION_COLUMNS), _shown_contact(rec))
+        row = record_to_row(rec)
+        return DecisionRow(tuple(row[c] for c in DECISION_COLUMNS), shown_contact(rec))
 
     def insert_decision_rows(self, rows: "list[DecisionRow]") -> list[bool]:
         """Insert rows made by ``decision_row`` in one transaction; ``False`` for each
@@ -418,7 +221,7 @@ class DecisionStore:
         sql = self._insert_by_rows.get((table, n))
         if sql is None:
             mark = "?" if self.engine.dialect.name == "sqlite" else "%s"
-            columns = _DECISION_COLUMNS if table == "decisions" else _CONTACT_COLUMNS
+            columns = DECISION_COLUMNS if table == "decisions" else CONTACT_COLUMNS
             one = "(" + ", ".join([mark] * len(columns)) + ")"
             sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join([one] * n)}"
             if table == "decisions":
@@ -440,9 +243,9 @@ class DecisionStore:
             for rec in recs:
                 if rec.event_id not in present:
                     present.add(rec.event_id)
-                    rows.append(_record_to_row(rec))
-                    if (contact := _shown_contact(rec)) is not None:
-                        shown.append(dict(zip(_CONTACT_COLUMNS, contact, strict=True)))
+                    rows.append(record_to_row(rec))
+                    if (contact := shown_contact(rec)) is not None:
+                        shown.append(dict(zip(CONTACT_COLUMNS, contact, strict=True)))
             if rows:
                 conn.execute(decisions.insert(), rows)
             if shown:
@@ -453,7 +256,7 @@ class DecisionStore:
         with self._cursor() as cur:
             cur.execute(self._sql_get.sql, self._sql_get.params({"e": event_id}))
             row = cur.fetchone()
-        return _row_to_record(dict(zip(_DECISION_COLUMNS, row, strict=True))) if row else None
+        return row_to_record(dict(zip(DECISION_COLUMNS, row, strict=True))) if row else None
 
     def activate(self, event_id: str, ts: float) -> bool | None:
         """Mark a deferred decision shown. ``None``: unknown id; ``False``: already active."""
@@ -572,32 +375,3 @@ class DecisionStore:
         self._suspended_cache = (now, value)
         return value
 
-    # -- reading the log for training and export -------------------------------
-    def iter_joined(
-        self, since: float | None = None, until: float | None = None, batch: int = 5000
-    ) -> Iterator[tuple[DecisionRecord, list[Outcome]]]:
-        """Decisions in ``[since, until)`` in time order, each with its outcomes."""
-        last: tuple[float, str] | None = None
-        while True:
-            q = select(decisions).order_by(decisions.c.ts, decisions.c.event_id).limit(batch)
-            if since is not None:
-                q = q.where(decisions.c.ts >= since)
-            if until is not None:
-                q = q.where(decisions.c.ts < until)
-            if last is not None:
-                q = q.where(
-                    (decisions.c.ts > last[0]) | ((decisions.c.ts == last[0]) & (decisions.c.event_id > last[1]))
-                )
-            with self.engine.connect() as conn:
-                rows = conn.execute(q).all()
-                if not rows:
-                    return
-                ids = [r.event_id for r in rows]
-                outs: dict[str, list[Outcome]] = {}
-                for r in conn.execute(
-                    select(outcomes).where(outcomes.c.event_id.in_(ids)).order_by(outcomes.c.id)
-                ):
-                    outs.setdefault(r.event_id, []).append(Outcome(r.event_id, r.type, r.ts, r.value, r.score))
-            for r in rows:
-                yield _row_to_record(r._mapping), outs.get(r.event_id, [])
-            last = (rows[-1].ts, rows[-1].event_id)

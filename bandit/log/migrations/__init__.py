@@ -7,7 +7,7 @@ service, every command and the test suite open stores all the time) and must nev
 race another process, so opening does not run Alembic:
 
 - an empty database is created at the head revision in one transaction (the tables from
-  ``bandit.store.metadata``, then the version stamped), under a lock: SQLite's write lock
+  ``bandit.log.schema.metadata``, then the version stamped), under a lock: SQLite's write lock
   (``BEGIN IMMEDIATE``), or a PostgreSQL advisory lock per schema, so replicas starting
   together on a fresh database create it once. A test proves the migrations produce
   exactly these tables on both backends;
@@ -31,7 +31,7 @@ from pathlib import Path
 from sqlalchemy import Column, MetaData, PrimaryKeyConstraint, String, Table, inspect, select, text
 from sqlalchemy.engine import Connection, Engine, make_url
 
-from bandit.errors import OfferBanditError
+from bandit.domain.errors import OfferBanditError
 
 # The newest revision in versions/. Kept here so that opening a store needs no Alembic;
 # tests/test_migrations.py fails when it differs from Alembic's own head.

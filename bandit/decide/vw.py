@@ -19,8 +19,8 @@ from typing import Protocol
 
 import vowpalwabbit
 
-from bandit.features import Namespaces, to_vw_lines
-from bandit.sampling import baseline_pmf, normalized
+from bandit.decide.features import Namespaces, to_vw_lines
+from bandit.decide.sampling import baseline_pmf, normalized
 
 COLD_START = "cold-start"
 

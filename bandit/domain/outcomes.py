@@ -20,11 +20,43 @@ value (or m when the acceptance carries no value); ``declined`` adds
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-from bandit.policyfile import RewardConfig
-from bandit.store import Outcome
+from pydantic import Field
+
+from bandit.domain.context import Strict
 
 OUTCOME_TYPES = ("accepted", "declined", "converted", "complaint", "nps", "reward")
+
+# The outcome types that are contacts (the guardrails' contact history), and the kind each
+# is recorded as.
+CONTACT_KIND = {"declined": "declined", "accepted": "accepted", "converted": "accepted", "complaint": "complaint"}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    event_id: str
+    type: str
+    ts: float
+    value: float | None = None
+    score: float | None = None
+
+    @property
+    def dedupe(self) -> str:
+        """Identity of an outcome: the same type, value and score twice is one outcome."""
+        return f"{self.type}:{self.value!r}:{self.score!r}"
+
+
+class RewardConfig(Strict):
+    """How raw outcomes become the reward learned from (computed at training time)."""
+
+    complaint_penalty: float = Field(300.0, ge=0, description="Subtracted once if any complaint arrives (see "
+                                     "config/policy.yaml for why 300).")
+    default_reward: float = Field(0.0, description="When no outcome arrives within the window.")
+    declined_reward: float = 0.0
+    window_hours: float = Field(72, gt=0, description="Outcomes later than this are kept, not learned from.")
+    nps_weight: float = Field(0.0, description="Reward per NPS point above 0 (score 0..10 minus 5), 0 = unused.")
+    scale: float = Field(100.0, gt=0, description="VW cost = -reward / scale (keeps costs near unit size).")
 
 
 def in_window(outcomes: Sequence[Outcome], decided_ts: float, cfg: RewardConfig) -> list[Outcome]:

@@ -17,9 +17,9 @@ from typing import Annotated, Any
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from bandit.context import Channel, Identifier, Label, RequestType, Strict
-from bandit.errors import ConfigError, read_config_file
-from bandit.templates import CompiledOfferTemplates, compile_offer_templates
+from bandit.domain.context import Channel, Identifier, Label, RequestType, Strict
+from bandit.domain.errors import ConfigError, read_config_file
+from bandit.config.templates import CompiledOfferTemplates, compile_offer_templates
 
 NO_OFFER = "no_offer"
 

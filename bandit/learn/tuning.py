@@ -14,7 +14,7 @@ as they are) and validated exactly as loading the file would validate it.
 Why the explorer is tuned with the learner: what a policy earns is what it *serves*,
 and it serves its exploring distribution (epsilon, softmax, bagging, cover, SquareCB),
 not its greedy choice. Each point is therefore evaluated on its exploring policy (as
-``bandit.evaluation.model_policy`` scores it), so more exploration costs what it costs.
+``bandit.learn.evaluation.model_policy`` scores it), so more exploration costs what it costs.
 """
 
 from __future__ import annotations
@@ -29,11 +29,11 @@ from typing import Any
 import yaml
 from pydantic import Field, ValidationError
 
-from bandit.context import Strict
-from bandit.errors import ConfigError
-from bandit.evaluation import Comparison, PolicyEvaluation
-from bandit.ope import Estimate
-from bandit.policyfile import NAMESPACE_LETTERS, Learner, PolicyFile, vw_accepts
+from bandit.domain.context import Strict
+from bandit.domain.errors import ConfigError
+from bandit.learn.evaluation import Comparison, PolicyEvaluation
+from bandit.learn.ope import Estimate
+from bandit.config.policyfile import NAMESPACE_LETTERS, Learner, PolicyFile, vw_accepts
 
 DEFAULT_INTERACTIONS: tuple[str, ...] = Learner().interactions  # co, uo, eo, ho
 # More: the channel's own attributes with the offer, and context x user x offer (cubic).
@@ -118,7 +118,7 @@ def variant(base: PolicyFile, exploration: Mapping[str, Any] | None = None,
 
 def legal(base: PolicyFile, explorer: Mapping[str, Any], cb_type: str) -> bool:
     """Whether VW accepts this grid explorer (over ``base``'s) with this ``cb_type``
-    (``bandit.policyfile.vw_accepts``; the policy file refuses the rest)."""
+    (``bandit.config.policyfile.vw_accepts``; the policy file refuses the rest)."""
     return vw_accepts(explorer.get("algorithm", base.exploration.algorithm), cb_type)
 
 

@@ -1,12 +1,12 @@
 """The promotion gate: a retrained candidate replaces the champion only on evidence.
 
-Promote only when all hold, on the same held-out log (``bandit.evaluation``):
+Promote only when all hold, on the same held-out log (``bandit.learn.evaluation``):
 
 - enough evidence: at least ``min_events`` evaluated decisions, and the candidate's
   effective sample size at least ``min_ess``;
 - better: the lower 95% bound of the candidate's reward per decision *minus the
   champion's*, estimated on the same held-out rounds with a paired interval
-  (``bandit.ope.difference``, the configured estimator), is above ``margin``. Both
+  (``bandit.learn.ope.difference``, the configured estimator), is above ``margin``. Both
   policies are judged on one log, so they share its noise, and where they agree it cancels.
   (The former rule, the candidate's own lower bound above the champion's estimate, ignored
   that: on the demo's later nights the candidates' own intervals were two to three times
@@ -24,8 +24,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bandit.evaluation import Comparison
-from bandit.policyfile import Promotion
+from bandit.learn.evaluation import Comparison
+from bandit.config.policyfile import Promotion
 
 
 @dataclass(frozen=True)

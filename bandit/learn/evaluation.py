@@ -5,12 +5,12 @@ champion, ``no_offer`` always, uniform random over the eligible offers, and a
 rules-only policy (a marketing heuristic written by hand). For each it reports the
 estimated reward per decision (IPS, SNIPS, DR, each with its 95% interval), the
 estimated complaint rate (SNIPS on the complaint indicator) and the effective sample
-size (``bandit.ope``).
+size (``bandit.learn.ope``).
 
 Which logged decisions count: activated ones (a decision never shown has no
 outcome to learn from) whose reward window has closed by ``as_of`` (else the
 reward is not known yet). Rewards come from the raw outcomes through the policy
-file's reward function (``bandit.reward``), as in training.
+file's reward function (``bandit.domain.outcomes``), as in training.
 """
 
 from __future__ import annotations
@@ -21,14 +21,17 @@ from typing import Any
 
 import numpy as np
 
-from bandit.catalog import Catalog
-from bandit.control import rules_choice
-from bandit.features import Namespaces
-from bandit.ope import MIN_ESS, Estimate, LoggedRounds, difference, dr, ips, mean_reward_model, snips
-from bandit.policyfile import RewardConfig
-from bandit.reward import in_window, reward, window_closed
-from bandit.store import DecisionRecord, DecisionStore, Outcome
-from bandit.vw import Scorer
+from bandit.config.catalog import Catalog
+from bandit.decide.control import rules_choice
+from bandit.decide.features import Namespaces
+from bandit.learn.ope import MIN_ESS, Estimate, LoggedRounds, difference, dr, ips, mean_reward_model, snips
+from bandit.domain.outcomes import RewardConfig
+from bandit.domain.outcomes import in_window, reward, window_closed
+from bandit.log.records import DecisionRecord
+from bandit.log.store import DecisionStore
+from bandit.domain.outcomes import Outcome
+from bandit.decide.vw import Scorer
+from bandit.log.reader import iter_joined
 
 
 @dataclass(frozen=True)
@@ -66,7 +69,7 @@ def eval_set(pairs: list[tuple[DecisionRecord, list[Outcome]]], cfg: RewardConfi
 
 def eval_set_from_store(store: DecisionStore, cfg: RewardConfig, since: float | None, until: float | None,
                         as_of: float) -> EvalSet:
-    return eval_set(list(store.iter_joined(since, until)), cfg, as_of)
+    return eval_set(list(iter_joined(store.engine, since, until)), cfg, as_of)
 
 
 # -- policies: each gives an (n, K) matrix of probabilities over the logged eligible actions ----
@@ -94,7 +97,7 @@ def uniform_policy(evals: EvalSet) -> np.ndarray:
 
 
 def rules_policy(catalog: Catalog, min_sentiment: float = 0.3) -> Policy:
-    """The hand-written marketing heuristic (``bandit.control.rules_choice``, also what the
+    """The hand-written marketing heuristic (``bandit.decide.control.rules_choice``, also what the
     control group is served): when the issue is resolved and the customer's tone is at
     least ``min_sentiment``, the eligible offer with the highest value; otherwise no offer.
     It sees exactly what the guardrails let through."""
@@ -153,7 +156,7 @@ ESTIMATORS = ("ips", "snips", "dr")
 class Comparison:
     n: int
     policies: dict[str, PolicyEvaluation] = field(default_factory=dict)
-    # (a, b) -> estimator -> V̂(a) − V̂(b) with its paired interval (``bandit.ope.difference``)
+    # (a, b) -> estimator -> V̂(a) − V̂(b) with its paired interval (``bandit.learn.ope.difference``)
     differences: dict[tuple[str, str], dict[str, Estimate]] = field(default_factory=dict)
 
     def difference(self, a: str, b: str, estimator: str = "snips") -> Estimate | None:

@@ -30,8 +30,8 @@ import math
 import re
 from datetime import datetime, timedelta
 
-from bandit.catalog import NO_OFFER, Offer
-from bandit.context import DecisionRequest, History
+from bandit.config.catalog import NO_OFFER, Offer
+from bandit.domain.context import DecisionRequest, History
 
 Namespaces = dict[str, dict[str, float]]
 

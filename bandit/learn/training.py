@@ -15,10 +15,10 @@ from pathlib import Path
 
 import vowpalwabbit
 
-from bandit.dsjson import dsjson_lines
-from bandit.policyfile import PolicyFile
-from bandit.store import DecisionStore
-from bandit.vw import VWModel
+from bandit.log.dsjson import dsjson_lines
+from bandit.config.policyfile import PolicyFile
+from bandit.log.store import DecisionStore
+from bandit.decide.vw import VWModel
 
 
 def train_dsjson(args: list[str], lines: Iterable[str], warm_start: Path | None = None) -> tuple[VWModel, int]:

@@ -12,7 +12,7 @@ them, and as ``python -m vowpalwabbit --dsjson --cb_explore_adf -d FILE`` reads:
 
 ``a`` lists 1-based action indices into ``_multi``, the chosen one first, the
 rest by probability; ``p`` is aligned with ``a``. ``_label_cost`` is
-``-reward / scale`` (``bandit.reward``). ``_ob`` is ours (VW ignores it): the
+``-reward / scale`` (``bandit.domain.outcomes``). ``_ob`` is ours (VW ignores it): the
 unscaled reward and the offer ids, so that importing our own export loses nothing.
 Decisions never activated are not exported (they were never shown).
 """
@@ -25,9 +25,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import IO, Any
 
-from bandit.policyfile import RewardConfig
-from bandit.reward import cost, reward
-from bandit.store import DecisionRecord, DecisionStore, Outcome, from_ts
+from bandit.domain.outcomes import RewardConfig
+from bandit.domain.outcomes import cost, reward
+from bandit.log.records import DecisionRecord, from_ts
+from bandit.log.store import DecisionStore
+from bandit.domain.outcomes import Outcome
+from bandit.log.reader import iter_joined
 
 
 def _iso(ts: float) -> str:
@@ -69,7 +72,7 @@ def dsjson_lines(
 ) -> Iterator[str]:
     """The activated decisions of the log in ``[since, until)`` as DSJSON lines."""
     stats = stats if stats is not None else ExportStats()
-    for rec, outs in store.iter_joined(since, until):
+    for rec, outs in iter_joined(store.engine, since, until):
         if not rec.activated:
             stats.skipped_inactive += 1
             continue

@@ -1,6 +1,6 @@
 """Breakdowns of a retrain's window, for the people who review it.
 
-The estimates in ``bandit.evaluation`` say how much a candidate earns per decision on
+The estimates in ``bandit.learn.evaluation`` say how much a candidate earns per decision on
 the held-out part of the window, all decisions pooled. A reviewer also wants to see
 *where* that comes from, and whether something looks off:
 
@@ -27,9 +27,9 @@ from itertools import chain
 import numpy as np
 import pandas as pd
 
-from bandit.catalog import NO_OFFER
-from bandit.evaluation import EvalSet
-from bandit.ope import MIN_ESS, LoggedRounds, snips
+from bandit.config.catalog import NO_OFFER
+from bandit.learn.evaluation import EvalSet
+from bandit.learn.ope import MIN_ESS, LoggedRounds, snips
 
 SEGMENT_DIMENSIONS = ("channel", "request_type", "tier")
 MIN_SEGMENT_DECISIONS = 30  # below this a segment's estimate is noise: left out, and said so
@@ -155,7 +155,7 @@ def segment_lift(segments: pd.DataFrame, rounds: LoggedRounds, pi: np.ndarray,
                  dimensions: Sequence[str] = SEGMENT_DIMENSIONS, min_decisions: int = MIN_SEGMENT_DECISIONS,
                  min_ess: float = MIN_ESS) -> pd.DataFrame:
     """The policy ``pi``'s estimated reward per decision inside each segment (SNIPS on
-    the segment's decisions, ``bandit.ope.snips``) minus the logged policy's mean reward
+    the segment's decisions, ``bandit.learn.ope.snips``) minus the logged policy's mean reward
     there. ``segments`` has one row per round of ``rounds`` and a column per dimension.
 
     The interval is SNIPS's 95% interval shifted by the logged mean: the logged mean is
@@ -211,7 +211,7 @@ def breakdown(train_rows: pd.DataFrame, holdout: EvalSet, policies: Mapping[str,
               min_ess: float = MIN_ESS) -> RunBreakdown:
     """The breakdowns of one retrain. ``train_rows`` is the training part as a frame
     (``decision_frame(..., "train")``); ``policies`` are the compared policies' matrices on
-    the held-out decisions (as ``bandit.evaluation.evaluate`` computes them)."""
+    the held-out decisions (as ``bandit.learn.evaluation.evaluate`` computes them)."""
     held = decision_frame(holdout, "holdout")
     mix = offer_mix(held["request_type"].to_numpy(), holdout.action_ids,
                     {LOGGED: logged_matrix(holdout.rewards), **policies})

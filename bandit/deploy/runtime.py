@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from bandit.config import LiveConfig
-from bandit.decision import Decider, ModelSlot
-from bandit.models import FileModelSource, ModelManager, ModelSource
-from bandit.settings import Settings
-from bandit.store import DecisionStore
-from bandit.vw import ColdStart
+from bandit.config.loader import LiveConfig
+from bandit.decide.decider import Decider, ModelSlot
+from bandit.deploy.models import FileModelSource, ModelManager, ModelSource
+from bandit.config.settings import Settings
+from bandit.log.store import DecisionStore
+from bandit.decide.vw import ColdStart
 
 
 @dataclass

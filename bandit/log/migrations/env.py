@@ -1,6 +1,6 @@
 """Alembic's environment for the decision log.
 
-``bandit.migrations.upgrade`` passes the connection it holds (inside its transaction and
+``bandit.log.migrations.upgrade`` passes the connection it holds (inside its transaction and
 lock) as ``config.attributes["connection"]``. Run by hand (``.venv/bin/alembic`` with the
 repository's ``alembic.ini``, e.g. ``revision --autogenerate``) it connects to
 ``-x url=...``, else to the settings' log (``OFFER_BANDIT_DATABASE_URL`` or the home's
@@ -11,7 +11,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
-from bandit.store import metadata
+from bandit.log.schema import metadata
 
 
 def run() -> None:
@@ -21,7 +21,7 @@ def run() -> None:
         return
     url = context.get_x_argument(as_dictionary=True).get("url")
     if url is None:
-        from bandit.settings import get_settings
+        from bandit.config.settings import get_settings
 
         url = get_settings().db_url
     engine = create_engine(url)

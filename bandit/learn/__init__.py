@@ -1,0 +1,1 @@
+"""Learning from the log: training, off-policy evaluation, segments and tuning."""

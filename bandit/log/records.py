@@ -1,0 +1,110 @@
+"""A logged decision as the code sees it, and as the ``decisions`` table stores it.
+
+The row form keeps the columns the log is queried by (time, customer key, channel,
+chosen offer, probability) and puts the rest (context, features, exclusions, the action
+set and its probabilities) in one JSON ``payload``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
+
+from pydantic_core import to_json
+
+from bandit.config.catalog import NO_OFFER
+from bandit.log.schema import DECISION_COLUMNS
+
+
+def to_ts(dt: datetime) -> float:
+    return dt.timestamp()
+
+
+def from_ts(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
+
+
+@dataclass(frozen=True)
+class DecisionRecord:
+    """A logged decision. ``payload`` holds the context, features and exclusions."""
+
+    event_id: str
+    ts: float
+    mode: str
+    model_version: str
+    action_ids: list[str]
+    pmf: list[float]
+    chosen_index: int
+    activated: bool
+    customer_key: str | None = None
+    channel: str | None = None
+    request_type: str | None = None
+    catalog_version: str | None = None
+    source: str = "live"
+    payload: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def chosen_id(self) -> str:
+        return self.action_ids[self.chosen_index]
+
+    @property
+    def probability(self) -> float:
+        return self.pmf[self.chosen_index]
+
+
+class DecisionRow(NamedTuple):
+    """A decision as the request path inserts it: its ``decisions`` row and, when it is a
+    contact, its ``contacts`` row (both in column order)."""
+
+    decision: tuple[Any, ...]
+    contact: tuple[Any, ...] | None
+
+
+def shown_contact(rec: DecisionRecord) -> tuple[Any, ...] | None:
+    """The ``contacts`` row of a decision that showed an offer (activated, not ``no_offer``)."""
+    if rec.customer_key is None or not rec.activated or rec.chosen_id == NO_OFFER:
+        return None
+    return (rec.customer_key, rec.ts, "shown", rec.chosen_id)
+
+
+def record_to_row(rec: DecisionRecord) -> dict[str, Any]:
+    body = dict(rec.payload, action_ids=rec.action_ids, pmf=rec.pmf, chosen_index=rec.chosen_index)
+    return {
+        "event_id": rec.event_id,
+        "ts": rec.ts,
+        "customer_key": rec.customer_key,
+        "channel": rec.channel,
+        "request_type": rec.request_type,
+        "mode": rec.mode,
+        "model_version": rec.model_version,
+        "catalog_version": rec.catalog_version,
+        "chosen_id": rec.chosen_id,
+        "probability": rec.probability,
+        "activated": rec.activated,
+        "activated_ts": rec.ts if rec.activated else None,
+        "source": rec.source,
+        "payload": to_json(body).decode(),
+    }
+
+
+def row_to_record(row: Any) -> DecisionRecord:
+    """A decision from a row of ``decisions`` (a mapping by column name)."""
+    body = json.loads(row["payload"])
+    return DecisionRecord(
+        event_id=row["event_id"],
+        ts=row["ts"],
+        customer_key=row["customer_key"],
+        channel=row["channel"],
+        request_type=row["request_type"],
+        mode=row["mode"],
+        model_version=row["model_version"],
+        catalog_version=row["catalog_version"],
+        action_ids=body.pop("action_ids"),
+        pmf=body.pop("pmf"),
+        chosen_index=body.pop("chosen_index"),
+        activated=bool(row["activated"]),
+        source=row["source"],
+        payload=body,
+    )

@@ -1,0 +1,77 @@
+"""The decision log's tables: decisions, outcomes, contacts and kill-switch state.
+
+Declared once here; the migrations (``bandit.log.migrations``) build exactly this schema
+and a test checks that they do. Outcomes are appended by event id and never updated, so
+the raw history is kept and the reward is computed at training time
+(``bandit.domain.outcomes``).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Boolean, Column, Float, ForeignKey, Index, Integer, MetaData, String, Table, Text, UniqueConstraint
+
+metadata = MetaData()
+
+decisions = Table(
+    "decisions",
+    metadata,
+    Column("event_id", String(128), primary_key=True),
+    Column("ts", Float, nullable=False),
+    Column("customer_key", String(64)),
+    Column("channel", String(16)),
+    Column("request_type", String(16)),
+    Column("mode", String(16), nullable=False),
+    Column("model_version", String(128), nullable=False),
+    Column("catalog_version", String(32)),
+    Column("chosen_id", String(128), nullable=False),
+    Column("probability", Float, nullable=False),
+    Column("activated", Boolean, nullable=False),
+    Column("activated_ts", Float),
+    Column("source", String(16), nullable=False),
+    Column("payload", Text, nullable=False),
+    Index("ix_decisions_ts", "ts"),
+)
+
+outcomes = Table(
+    "outcomes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("event_id", String(128), ForeignKey("decisions.event_id"), nullable=False),
+    Column("type", String(16), nullable=False),
+    Column("value", Float),
+    Column("score", Float),
+    Column("ts", Float, nullable=False),
+    Column("dedupe", String(128), nullable=False),
+    UniqueConstraint("event_id", "dedupe", name="uq_outcome_dedupe"),
+    Index("ix_outcomes_event", "event_id"),
+)
+
+# Contact history: what the guardrails ask of a customer's past (offers shown, declined,
+# accepted, complaints), one narrow row per contact, by salted customer key. Why a table of
+# its own rather than an index on ``decisions``: most decisions are ``no_offer`` and are no
+# contact, and a customer index on the log cost every decision a random index page in the
+# commit (WAL pages per 16-row commit: 36.5 with it, 20.6 with this table, measured by
+# experiments/bench_log_pages.py). Rows are written with the decision, activation or
+# outcome they come from, in its transaction.
+contacts = Table(
+    "contacts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("customer_key", String(64), nullable=False),
+    Column("ts", Float, nullable=False),
+    Column("kind", String(16), nullable=False),  # shown | declined | accepted | complaint
+    Column("offer_id", String(128), nullable=False),
+    Index("ix_contacts_customer_ts", "customer_key", "ts"),
+)
+
+suspensions = Table(
+    "suspensions",
+    metadata,
+    Column("offer_id", String(128), primary_key=True),
+    Column("suspended", Boolean, nullable=False),
+    Column("reason", Text),
+    Column("ts", Float, nullable=False),
+)
+
+DECISION_COLUMNS = [c.name for c in decisions.columns]
+CONTACT_COLUMNS = [c.name for c in contacts.columns if c.name != "id"]  # id: the database's
