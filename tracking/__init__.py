@@ -1,0 +1,1 @@
+"""The MLflow adapter (placeholder until the registry moves here)."""
