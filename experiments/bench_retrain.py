@@ -77,7 +77,7 @@ def main() -> int:
         settings = get_settings(home=work, catalog=REPO / "config/offers.yaml", policy=REPO / "config/policy.yaml",
                                 salt="bench")
         from flows.retrain import retrain
-        from flows.tracking import experiment
+        from tracking.runs import experiment
 
         t = time.perf_counter()
         experiment(settings, "offer-bandit-retrain")  # a fresh MLflow store migrates once (~7 s)

@@ -40,7 +40,7 @@ from bandit.config.loader import Config, LiveConfig, load_config
 from bandit.decide.decider import Decider, ModelSlot
 from bandit.decide.features import Namespaces
 from bandit.config.policyfile import ControlGroup
-from bandit.config.settings import Settings
+from bandit.config.settings import TELEMETRY_OFF, Settings
 from bandit.log.store import DecisionStore
 from bandit.decide.vw import ColdStart
 from experiments.served import Server, free_port, serve_command
@@ -185,24 +185,22 @@ def run_demo(settings: Settings, days: int = 6, per_day: int | None = None, seed
     work.mkdir(parents=True)
     key, admin = secrets.token_hex(16), secrets.token_hex(16)  # the demo's own keys
     policy = demo_policy(settings.policy, work / "policy.yaml")
-    env = {**os.environ, "OFFER_BANDIT_HOME": str(work), "OFFER_BANDIT_CATALOG": str(settings.catalog.resolve()),
-           "OFFER_BANDIT_POLICY": str(policy), "OFFER_BANDIT_API_KEYS": key,
-           "OFFER_BANDIT_ADMIN_KEY": admin, "OFFER_BANDIT_MODEL_POLL_SECONDS": "1",
-           "OFFER_BANDIT_SALT": f"demo-{seed}", "PREFECT_HOME": str(work / "prefect"),  # salt: sampling replays from the seed
-           "DO_NOT_TRACK": "1", "BENTOML_DO_NOT_TRACK": "True", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-           "MLFLOW_DISABLE_TELEMETRY": "true", "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
-           # the console shows the progress line and the tables; each flow run's own log lines
-           # still reach Prefect's API (and its UI), only their echo on the terminal goes
-           "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "WARNING",
-           "MLFLOW_LOGGING_LEVEL": "ERROR"}  # and MLflow's notes on packaging each night's model
-    env.pop("OFFER_BANDIT_MODEL_PATH", None)
-    env.pop("OFFER_BANDIT_DATABASE_URL", None)
-    env.pop("OFFER_BANDIT_MLFLOW_TRACKING_URI", None)
-    os.environ.update({k: v for k, v in env.items() if k.startswith(("OFFER_BANDIT_", "PREFECT_", "MLFLOW_"))})
+    # the demo's settings, loaded once and passed down: to the baselines, to each night's
+    # flows (as their parameter) and, as its environment, to the service's process. A user's
+    # own model file, log database or MLflow store is never the demo's.
+    demo_settings = Settings(home=work, catalog=settings.catalog.resolve(), policy=policy, api_keys=key,
+                             admin_key=admin, model_poll_seconds=1, salt=f"demo-{seed}",  # sampling replays from the seed
+                             model_path=None, database_url=None, mlflow_tracking_uri=None)
+    tools = {**TELEMETRY_OFF, "PREFECT_HOME": str(work / "prefect"),
+             "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+             # the console shows the progress line and the tables; each flow run's own log lines
+             # still reach Prefect's API (and its UI), only their echo on the terminal goes
+             "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "WARNING",
+             "MLFLOW_LOGGING_LEVEL": "ERROR"}  # and MLflow's notes on packaging each night's model
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OFFER_BANDIT_")}
+    env.update({**demo_settings.environment(), **tools})
+    os.environ.update(tools)  # Prefect and MLflow read their own configuration from the environment only
     (work / "prefect").mkdir()
-    from bandit.config.settings import get_settings
-
-    demo_settings = get_settings()  # the environment just set: what the flows will read too
     cfg = load_config(demo_settings)
     # the oracle optimises the reward the service learns: the policy file's complaint penalty
     sim = Simulator(load_params(params_path), cfg.catalog, seed, complaint_penalty=cfg.policy.reward.complaint_penalty)
@@ -235,12 +233,12 @@ def run_demo(settings: Settings, days: int = 6, per_day: int | None = None, seed
                         day.tallies[name].add(decision.offer_id, r.accepted, r.complaint, r.revenue)
                     progress.step(f"day {d + 1}: interactions")
                 progress.note(f"night {d + 1}: retrain flow")
-                r = retrain_flow(as_of=time.time() + 4 * 86400, window_days=30)
+                r = retrain_flow(as_of=time.time() + 4 * 86400, window_days=30, settings=demo_settings)
                 day.promoted = r["version"] if r["promoted"] else None
                 day.verdict = "; ".join(r["reasons"])
                 day.runs["retrain"] = r["run_id"]
                 progress.note(f"night {d + 1}: monitor flow")
-                m = monitor_flow()
+                m = monitor_flow(settings=demo_settings)
                 day.suspended, day.runs["monitor"] = m["suspended"], m["run_id"]
                 for offer_id in m["suspended"]:  # the kill switch holds for every policy, control included
                     for decider in deciders.values():

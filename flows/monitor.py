@@ -41,7 +41,7 @@ from bandit.deploy.runtime import open_store
 from bandit.config.settings import Settings
 from bandit.log.reader import iter_joined
 from flows.steps import StepRunner, run_directly
-from flows.tracking import experiment
+from tracking.runs import experiment
 
 EXPERIMENT = "offer-bandit-monitor"
 

@@ -16,7 +16,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
-from bandit.config.settings import get_settings
+from bandit.config.settings import Settings, get_settings
 from flows.monitor import monitor
 from flows.steps import task_runner
 
@@ -30,11 +30,15 @@ run_as_task = task_runner(RETRIES, retry_delay_seconds=5)
 
 
 @flow(name="monitor", log_prints=True)
-def monitor_flow(as_of: float | None = None, window_hours: float | None = None) -> dict[str, Any]:
+def monitor_flow(as_of: float | None = None, window_hours: float | None = None,
+                 settings: Settings | None = None) -> dict[str, Any]:
     """Judge every offer over the last ``window_hours`` (default: the policy file's) up to
-    ``as_of`` (default: now); suspend those over their complaint limit; report."""
+    ``as_of`` (default: now); suspend those over their complaint limit; report.
+
+    ``settings``: the caller's (the command line passes the ones it loaded); a scheduled
+    run has none and loads them from its environment, once, here."""
     logger = get_run_logger()
-    result = monitor(get_settings(), as_of=as_of, window_hours=window_hours, step=run_as_task)
+    result = monitor(settings or get_settings(), as_of=as_of, window_hours=window_hours, step=run_as_task)
     for b in result.breaches:
         logger.warning("suspended %s: %s", b["offer_id"], b["reason"])
     logger.info("%d decisions, %d offers in %s; MLflow run %s", result.decisions, result.offers, result.window,

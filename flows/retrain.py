@@ -40,7 +40,7 @@ from bandit.domain.outcomes import RewardConfig
 from bandit.learn.segments import RunBreakdown, breakdown, decision_frame, mix_metrics
 from bandit.config.settings import Settings
 from flows.steps import StepRunner, run_directly
-from flows.tracking import experiment
+from tracking.runs import experiment
 from bandit.log.records import DecisionRecord
 from bandit.domain.outcomes import Outcome
 from bandit.learn.training import train_dsjson
@@ -138,7 +138,7 @@ def split(pairs: list[Pair], holdout: float) -> tuple[list[Pair], list[Pair]]:
 
 def fetch_champion(settings: Settings) -> tuple[str | None, VWModel | None]:
     """The registry's champion version and its VW model (``(None, None)`` before the first)."""
-    from flows.registry import CHAMPION, Registry, RegistryModelSource
+    from tracking.registry import CHAMPION, Registry, RegistryModelSource
 
     version = Registry(settings.tracking_uri, settings.registered_model).version_of(CHAMPION)
     if version is None:
@@ -207,8 +207,8 @@ def record(settings: Settings, window: Window, params: dict[str, Any], candidate
     ``flows.plots``."""
     import mlflow
 
-    from flows.policy_model import log_policy_model
-    from flows.registry import Registry
+    from tracking.policy_model import log_policy_model
+    from tracking.registry import Registry
 
     evaluated_on = comparison.n if comparison is not None else 0
     mlflow.set_experiment(experiment_id=_experiment(settings))

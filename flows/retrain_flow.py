@@ -16,7 +16,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
-from bandit.config.settings import get_settings
+from bandit.config.settings import Settings, get_settings
 from flows.retrain import retrain
 from flows.steps import task_runner
 
@@ -30,11 +30,14 @@ run_as_task = task_runner(RETRIES)
 
 @flow(name="retrain", log_prints=True)
 def retrain_flow(as_of: float | None = None, window_days: float = 7.0, holdout: float = 0.2,
-                 warm_start: bool = False) -> dict[str, Any]:
+                 warm_start: bool = False, settings: Settings | None = None) -> dict[str, Any]:
     """Retrain on the log's last ``window_days`` up to ``as_of`` (default: now); promote
-    only through the gate."""
+    only through the gate.
+
+    ``settings``: the caller's (the command line passes the ones it loaded); a scheduled
+    run has none and loads them from its environment, once, here."""
     logger = get_run_logger()
-    result = retrain(get_settings(), as_of=as_of, window_days=window_days, holdout=holdout,
+    result = retrain(settings or get_settings(), as_of=as_of, window_days=window_days, holdout=holdout,
                      warm_start=warm_start, step=run_as_task)
     verdict = "promoted" if result.promoted else "not promoted"
     logger.info("version %s %s: %s", result.version, verdict, "; ".join(result.reasons))

@@ -41,7 +41,7 @@ from bandit.learn.ope import Estimate
 from bandit.config.policyfile import PolicyFile
 from bandit.domain.outcomes import RewardConfig
 from bandit.config.settings import Settings
-from flows.tracking import experiment
+from tracking.runs import experiment
 from bandit.learn.tuning import (
     Grid,
     Pick,

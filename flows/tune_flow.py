@@ -19,7 +19,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
-from bandit.config.settings import get_settings
+from bandit.config.settings import Settings, get_settings
 from bandit.learn.tuning import Grid
 from flows.retrain_flow import run_as_task
 from flows.tune import tune
@@ -27,11 +27,14 @@ from flows.tune import tune
 
 @flow(name="tune", log_prints=True)
 def tune_flow(as_of: float | None = None, window_days: float = 7.0, holdout: float = 0.2,
-              grid: Grid | None = None) -> dict[str, Any]:
+              grid: Grid | None = None, settings: Settings | None = None) -> dict[str, Any]:
     """Evaluate a grid of VW settings (default ``bandit.learn.tuning.Grid()``) on the log's last
-    ``window_days`` up to ``as_of`` (default: now) and report the best with its interval."""
+    ``window_days`` up to ``as_of`` (default: now) and report the best with its interval.
+
+    ``settings``: the caller's (the command line passes the ones it loaded); a scheduled
+    run has none and loads them from its environment, once, here."""
     logger = get_run_logger()
-    result = tune(get_settings(), as_of=as_of, window_days=window_days, holdout=holdout, grid=grid,
+    result = tune(settings or get_settings(), as_of=as_of, window_days=window_days, holdout=holdout, grid=grid,
                   step=run_as_task)
     if result.best is not None and result.estimate is not None:
         e = result.estimate

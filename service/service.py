@@ -419,11 +419,11 @@ def readiness_detail(status: ModelStatus) -> str:
 
 def _model_source(settings: Settings) -> ModelSource | None:
     """A model file when one is configured (``None`` here: the runtime's default), else the
-    MLflow registry's alias (``flows.registry``: MLflow is imported only once a tracking
+    MLflow registry's alias (``tracking.registry``: MLflow is imported only once a tracking
     store exists)."""
     if settings.model_path:
         return None
-    from flows.registry import RegistryModelSource
+    from tracking.registry import RegistryModelSource
 
     return RegistryModelSource(settings.tracking_uri, settings.registered_model,
                                settings.home / "models" / "registry", settings.model_alias)

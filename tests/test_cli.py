@@ -82,7 +82,7 @@ def test_invalid_catalog_lists_problems_and_exits_2(tmp_path: Path) -> None:
 def test_each_served_instance_gets_bentoml_home_under_its_own_home(tmp_path: Path) -> None:
     """BentoML empties its metrics directory at every start: two services sharing one BentoML
     home (replicas on one host, or the test suite's) lost each other's /metrics."""
-    from bandit.cli import serve_env
+    from service.cli import serve_env
     from bandit.config.settings import get_settings
 
     s = get_settings(home=tmp_path / "replica-1")

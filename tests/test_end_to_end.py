@@ -20,7 +20,7 @@ def test_decisions_over_http_retrain_under_prefect_and_the_promoted_model_is_ser
         tmp_path: Path, migrated_db: Path, prefect_server: None, monkeypatch: pytest.MonkeyPatch) -> None:
     from bandit.config.catalog import NO_OFFER, parse_catalog
     from experiments.loop import random_request, respond
-    from flows.registry import Registry
+    from tracking.registry import Registry
     from flows.retrain_flow import retrain_flow
 
     policy = tmp_path / "policy.yaml"  # explore widely at cold start; a gate sized for a test

@@ -90,8 +90,8 @@ def test_a_champion_whose_vw_file_is_garbage_never_replaces_the_serving_model(
         tmp_path: Path, migrated_db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import mlflow
 
-    from flows.policy_model import log_policy_model
-    from flows.registry import Registry
+    from tracking.policy_model import log_policy_model
+    from tracking.registry import Registry
     from test_policy_model import use_test_experiment
 
     monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")

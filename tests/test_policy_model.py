@@ -38,7 +38,7 @@ def test_pyfunc_model_scores_contexts_with_the_guardrails_and_loads_by_alias(
         decider: Decider, tracking: str, tmp_path: Path) -> None:
     from mlflow import MlflowClient
 
-    from flows.policy_model import INPUT_EXAMPLE, log_policy_model
+    from tracking.policy_model import INPUT_EXAMPLE, log_policy_model
 
     fill(decider, 40)
     model, _ = train_from_log(decider.store, PolicyFile())
@@ -79,7 +79,7 @@ def test_pyfunc_ranks_every_context_as_the_service_does_opted_out_and_suspended_
     from bandit.decide.decider import ModelSlot
     from bandit.decide.vw import VWModel
     from conftest import NOW
-    from flows.policy_model import save_policy_model
+    from tracking.policy_model import save_policy_model
 
     fill(decider, 60)
     model, _ = train_from_log(decider.store, PolicyFile())
@@ -134,8 +134,8 @@ def test_pyfunc_ranks_every_context_as_the_service_does_opted_out_and_suspended_
 @pytest.mark.parametrize("store", ["sqlite"], indirect=True)
 def test_promotion_rollback_and_the_service_model_source(decider: Decider, tracking: str, tmp_path: Path) -> None:
     from bandit.deploy.models import load_checked
-    from flows.policy_model import log_policy_model
-    from flows.registry import Registry, RegistryError, RegistryModelSource
+    from tracking.policy_model import log_policy_model
+    from tracking.registry import Registry, RegistryError, RegistryModelSource
 
     fill(decider, 40)
     model, _ = train_from_log(decider.store, PolicyFile())
@@ -174,8 +174,8 @@ def test_the_service_serves_the_registry_champion_once_there_is_one(tmp_path: Pa
     from bandit.decide.decider import ModelSlot
     from bandit.config.settings import get_settings
     from bandit.decide.vw import ColdStart, VWModel
-    from flows.policy_model import log_policy_model
-    from flows.registry import Registry
+    from tracking.policy_model import log_policy_model
+    from tracking.registry import Registry
     from service.service import _model_source
 
     monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -206,7 +206,7 @@ def test_retrain_logs_registers_gates_and_is_safe_to_rerun(tmp_path: Path, migra
     from datetime import UTC, datetime
 
     from bandit.config.settings import get_settings
-    from flows.registry import Registry
+    from tracking.registry import Registry
     from flows.retrain import retrain
 
     monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -245,7 +245,7 @@ def test_retrain_logs_registers_gates_and_is_safe_to_rerun(tmp_path: Path, migra
 
 def test_the_retrain_flow_runs_under_prefect(tmp_path: Path, migrated_db: Path, monkeypatch: pytest.MonkeyPatch,
                                              prefect_server: None) -> None:
-    from flows.registry import Registry
+    from tracking.registry import Registry
     from flows.retrain_flow import retrain_flow
 
     policy, as_of = simulated_log(tmp_path, migrated_db)
@@ -275,7 +275,7 @@ def test_a_candidate_trained_on_shuffled_rewards_is_refused_and_mlflow_says_why(
 
     from bandit.deploy.runtime import open_store
     from bandit.config.settings import get_settings
-    from flows.registry import Registry
+    from tracking.registry import Registry
     from flows.retrain import retrain
 
     monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")

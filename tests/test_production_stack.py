@@ -27,7 +27,7 @@ def test_retrain_and_monitor_run_on_the_prefect_and_mlflow_servers(
     from bandit.decide.decider import ModelSlot
     from bandit.deploy.models import ModelManager
     from bandit.decide.vw import ColdStart
-    from flows.registry import Registry, RegistryModelSource
+    from tracking.registry import Registry, RegistryModelSource
 
     stack = production_stack
     # the log's test data written without waiting for each commit's WAL flush (17 s -> 3 s

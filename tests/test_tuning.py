@@ -194,12 +194,14 @@ def test_the_tune_flow_logs_a_child_run_per_point_and_names_the_best(
     from flows.tune import EXPERIMENT
     from flows.tune_flow import tune_flow
 
+    from bandit.config.settings import get_settings
+
     policy, as_of = simulated_log(tmp_path, migrated_db)
-    for name, value in {"OFFER_BANDIT_HOME": tmp_path / "home", "OFFER_BANDIT_POLICY": policy,
-                        "OFFER_BANDIT_CATALOG": REPO / "config/offers.yaml", "OFFER_BANDIT_SALT": "x",
-                        "MLFLOW_DISABLE_TELEMETRY": "true"}.items():
-        monkeypatch.setenv(name, str(value))
-    state = tune_flow(as_of=as_of, grid=SMALL, return_state=True)
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+    # the settings as the command line passes them: a parameter, not the environment
+    settings = get_settings(home=tmp_path / "home", policy=policy, catalog=REPO / "config/offers.yaml",
+                            salt="tune-test-salt", admin_key="tune-test-admin-key")
+    state = tune_flow(as_of=as_of, grid=SMALL, settings=settings, return_state=True)
     assert state.is_completed(), state
     result = state.result()
     assert result["trained_on"] + result["evaluated_on"] == 4000 and result["current"] == "p00"
@@ -232,13 +234,18 @@ def test_the_tune_flow_logs_a_child_run_per_point_and_names_the_best(
     with get_client(sync_client=True) as prefect:  # each step ran as its own task, and completed
         runs = prefect.read_task_runs(flow_run_filter=FlowRunFilter(
             id=FlowRunFilterId(any_=[state.state_details.flow_run_id])))
+        recorded = prefect.read_flow_run(state.state_details.flow_run_id).parameters
     done = {r.name.rsplit("-", 1)[0] for r in runs if r.state is not None and r.state.is_completed()}
     assert {"load-window", "baselines", "train-evaluate-p00", "train-evaluate-p03", "record"} <= done, done
+    # the flow run's parameters, kept by Prefect and shown in its UI, name the settings but no secret
+    assert recorded["settings"]["home"] == str(tmp_path / "home")
+    assert "tune-test-salt" not in str(recorded) and "tune-test-admin-key" not in str(recorded)
 
     # the command line: the same steps without Prefect (with the small grid), printing the report
     monkeypatch.setattr("flows.tune.Grid", lambda: SMALL)
     capsys.readouterr()
-    assert main(["tune", "--as-of", datetime.fromtimestamp(as_of, UTC).isoformat(), "--no-prefect"]) == 0
+    assert main(["tune", "--as-of", datetime.fromtimestamp(as_of, UTC).isoformat(), "--no-prefect",
+                 "--home", str(tmp_path / "home"), "--policy", str(policy)]) == 0
     out = capsys.readouterr().out
     assert f"**Best: {result['best']}**" in out and "```yaml\nexploration:\n" in out
     assert "| 4 |" in out and "(experiment offer-bandit-tune)" in out

@@ -1,1 +1,3 @@
-"""The MLflow adapter (placeholder until the registry moves here)."""
+"""The MLflow adapter: where runs go (``runs``), the model registry and the model source
+the service polls (``registry``), and the policy as an MLflow pyfunc model
+(``policy_model``). Both the flows and the service use it; it uses neither."""

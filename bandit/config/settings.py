@@ -17,7 +17,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_serializer
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -35,7 +35,7 @@ class Settings(BaseSettings):
         "PostgreSQL: postgresql+psycopg://user@host:5432/db",
     )
     salt: str | None = Field(
-        None,
+        None, exclude=True,
         description="Secret for hashing customer ids and seeding sampling. Default: "
         "generated once into <home>/salt. Replicas sharing a log must share it.",
     )
@@ -46,9 +46,9 @@ class Settings(BaseSettings):
     )
     registered_model: str = Field("offer-policy", description="The registered model the flows register into.")
     model_alias: str = Field("champion", description="The registry alias the service serves (without a model_path).")
-    api_keys: str | None = Field(None, description="Channel keys, comma separated: decide, outcomes, activate.")
+    api_keys: str | None = Field(None, exclude=True, description="Channel keys, comma separated: decide, outcomes, activate.")
     api_keys_file: Path | None = Field(None, description="File with channel keys, one per line.")
-    admin_key: str | None = Field(None, description="Admin key: everything a channel key may, plus admin routes.")
+    admin_key: str | None = Field(None, exclude=True, description="Admin key: everything a channel key may, plus admin routes.")
     admin_key_file: Path | None = Field(None, description="File holding the admin key.")
     max_body_bytes: int = Field(65536, ge=1024, description="Requests with larger bodies get 413.")
     suspension_refresh_seconds: float = Field(
@@ -64,6 +64,23 @@ class Settings(BaseSettings):
     monitor_cron: str = Field("0 * * * *", description="When `flows serve` runs monitor (cron).")
     tune_cron: str = Field("0 3 * * 0", description="When `flows serve` runs tune (cron).")
     schedule_timezone: str = Field("UTC", description="Time zone of the flow schedules (IANA name).")
+
+    @field_serializer("database_url", "mlflow_tracking_uri")
+    def _without_password(self, url: str | None) -> str | None:
+        """Serialized (a flow run's parameters, a report), a URL shows no password; the
+        secrets (salt, keys) are excluded altogether. The object itself keeps them."""
+        return _hide_password(url)
+
+    def environment(self) -> dict[str, str]:
+        """These settings as ``OFFER_BANDIT_*`` variables, paths resolved: how they reach a
+        child process (the service under ``bentoml serve``, a scheduled flow run), which
+        loads them again at its start. Within a process they are passed as the object."""
+        out = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if value is not None:
+                out[f"OFFER_BANDIT_{name.upper()}"] = str(value.resolve() if isinstance(value, Path) else value)
+        return out
 
     @property
     def tracking_uri(self) -> str:
@@ -102,6 +119,21 @@ class Settings(BaseSettings):
     def ensure_home(self) -> Path:
         self.home.mkdir(parents=True, exist_ok=True)
         return self.home
+
+
+# The stack's tools report usage over the network by default; every process we start
+# has them off (and on an offline machine they only print errors).
+TELEMETRY_OFF = {"DO_NOT_TRACK": "1", "BENTOML_DO_NOT_TRACK": "True", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+                 "MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_ENABLE_TELEMETRY": "false"}
+
+
+def _hide_password(url: str | None) -> str | None:
+    """``scheme://user:***@host/db`` for a URL with a password; anything else unchanged."""
+    if url is None or "://" not in url or "@" not in url.split("://", 1)[1]:
+        return url
+    scheme, rest = url.split("://", 1)
+    userinfo, host = rest.rsplit("@", 1)
+    return f"{scheme}://{userinfo.split(':', 1)[0]}:***@{host}" if ":" in userinfo else url
 
 
 def _keys(inline: str | None, path: Path | None) -> list[str]:

@@ -93,7 +93,7 @@ def _model_args(model_file: Path, catalog_file: Path, policy_file: Path) -> dict
     probe.load_context(type("Ctx", (), {"artifacts": artifacts})())
     return {"python_model": OfferPolicy(), "artifacts": artifacts,
             "signature": signature(probe.predict(None, INPUT_EXAMPLE)), "input_example": INPUT_EXAMPLE,
-            "code_paths": [str(_REPO / "bandit"), str(_REPO / "flows")], "pip_requirements": model_requirements()}
+            "code_paths": [str(_REPO / "bandit"), str(_REPO / "tracking")], "pip_requirements": model_requirements()}
 
 
 def log_policy_model(model_file: Path, catalog_file: Path, policy_file: Path, name: str = "policy") -> Any:
@@ -106,7 +106,7 @@ def save_policy_model(path: Path, model_file: Path, catalog_file: Path, policy_f
     mlflow.pyfunc.save_model(str(path), **_model_args(model_file, catalog_file, policy_file))
 
 
-# What the model's code (bandit/ and flows/, shipped with it) imports when it is loaded.
+# What the model's code (bandit/ and tracking/, shipped with it) imports when it is loaded.
 MODEL_PACKAGES = ("mlflow", "vowpalwabbit", "numpy", "pandas", "pydantic", "pydantic-settings", "pyyaml", "jinja2",
                   "sqlalchemy")
 

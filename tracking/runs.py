@@ -1,4 +1,4 @@
-"""Where the flows' MLflow runs go: one tracking store, experiments created in one place.
+"""Where MLflow runs go: one tracking store, experiments created in one place.
 
 Every flow logs to ``settings.tracking_uri`` (default ``sqlite:///<home>/mlflow.db``).
 With a local store the experiments' artifacts (models, reports, plots) go under

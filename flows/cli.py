@@ -1,0 +1,215 @@
+"""The flows' commands (``retrain``, ``rollback``, ``monitor``, ``flows serve``, ``tune``),
+contributed to the core's command line through the entry point ``offer_bandit.commands``
+(the core does not import the flows).
+
+Each command loads its settings once, from its options over the environment, and passes
+them to the flow as a parameter; the flow's steps get them from there. Prefect itself
+is configured through its own environment variables (``PREFECT_HOME`` under our home
+unless set), so those are set before Prefect is imported. Importing this module is
+cheap (no Prefect, no MLflow): ``offer-bandit --help`` stays instant."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+from bandit.cli import ENV_HELP, CommandLine, CommandSet, parse_time, positive, settings_from, share, timestamp
+from bandit.config.settings import TELEMETRY_OFF, Settings
+
+FLOWS_ENV_HELP = """
+flows:
+  PREFECT_API_URL            a Prefect server (e.g. http://127.0.0.1:4200/api from `prefect server start`);
+                             unset: Prefect's ephemeral server, started in this process
+  PREFECT_HOME               Prefect's state (default <home>/prefect)
+"""
+
+
+def prefect_environment(s: Settings, env: dict[str, str]) -> dict[str, str]:
+    """Prefect's own configuration for flows run under these settings: its home under ours
+    unless set, telemetry off, and time for the ephemeral server's first start (on a fresh
+    ``PREFECT_HOME`` it can take longer than Prefect's 20 s)."""
+    out = {**TELEMETRY_OFF, "PREFECT_HOME": env.get("PREFECT_HOME") or str((s.home / "prefect").resolve()),
+           "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS":
+               env.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS") or "120"}
+    return out
+
+
+def configure_prefect(s: Settings, announce: bool = True) -> None:
+    """Set Prefect's configuration in this process before Prefect is imported (Prefect
+    reads it from the environment only)."""
+    os.environ.update(prefect_environment(s, dict(os.environ)))
+    s.ensure_home()
+    Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)  # Prefect makes only the last level
+    if announce:
+        where = os.environ.get("PREFECT_API_URL") or "Prefect's ephemeral server (starting; ~20 s)"
+        print(f"running the flow under {where} ...", file=sys.stderr, flush=True)
+
+
+def cmd_retrain(args: argparse.Namespace) -> int:
+    """One retrain (``flows.retrain``, as the Prefect flow unless --no-prefect): train on the
+    window, evaluate off-policy, log to MLflow, register, promote only through the gate."""
+    s = settings_from(args)
+    params = {"as_of": timestamp(args.as_of), "window_days": args.window_days, "holdout": args.holdout,
+              "warm_start": args.warm_start}
+    if not args.no_prefect:
+        configure_prefect(s)
+    print(f"retraining on {args.window_days:g} days of the log (MLflow: {s.tracking_uri}) ...", flush=True)
+    if args.no_prefect:
+        from flows.retrain import retrain
+
+        r = asdict(retrain(s, **params))
+    else:
+        from flows.retrain_flow import retrain_flow
+
+        r = retrain_flow(settings=s, **params)
+    if r["reused"]:
+        print("this window was retrained before; its result:")
+    print(f"trained on {r['trained_on']} decisions, evaluated on {r['evaluated_on']}; MLflow run {r['run_id']}")
+    if r["version"] is None:
+        print("nothing registered: " + "; ".join(r["reasons"]))
+        return 1
+    verdict = "promoted to champion" if r["promoted"] else "registered, not promoted"
+    print(f"{s.registered_model} version {r['version']}: {verdict}: " + "; ".join(r["reasons"]))
+    return 0
+
+
+def cmd_flows_serve(args: argparse.Namespace) -> int:
+    """Register retrain, monitor and tune as scheduled Prefect deployments and run them."""
+    s = settings_from(args, retrain_cron=args.retrain_cron, monitor_cron=args.monitor_cron,
+                      tune_cron=args.tune_cron, schedule_timezone=args.timezone)
+    configure_prefect(s, announce=False)
+    from flows.deployments import deployments, serve_flows
+
+    deployments(s)  # a bad schedule fails here, before anything starts
+    print(f"schedules ({s.schedule_timezone}): retrain '{s.retrain_cron}', monitor '{s.monitor_cron}', "
+          f"tune '{s.tune_cron}'; Prefect API: {os.environ.get('PREFECT_API_URL') or 'ephemeral (in this process)'}",
+          flush=True)
+    # each scheduled run is a child process (`python -m prefect.engine`) that loads its
+    # settings at its start: from this process's environment, which it inherits
+    os.environ.update(s.environment())
+    serve_flows(s)
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    """Move the champion alias back to the previous version (the service picks it up)."""
+    from tracking.registry import Registry
+
+    s = settings_from(args)
+    was, now = Registry(s.tracking_uri, s.registered_model).rollback()
+    print(f"{s.registered_model}: champion is version {now} again (was {was}; {was} is now 'previous')")
+    return 0
+
+
+def cmd_monitor(args: argparse.Namespace) -> int:
+    """One monitor run (``flows.monitor``): rates per offer and channel over the window,
+    suspend offers over their complaint limit, lift over the control group, log to MLflow."""
+    s = settings_from(args)
+    params = {"as_of": timestamp(args.as_of), "window_hours": args.window_hours}
+    if args.no_prefect:
+        from flows.monitor import monitor
+
+        r = asdict(monitor(s, **params))
+    else:
+        configure_prefect(s)
+        from flows.monitor_flow import monitor_flow
+
+        r = monitor_flow(settings=s, **params)
+    print(f"window {r['window']} ({r['window_hours']:g} h): {r['decisions']} decisions, {r['offers']} offers made; "
+          f"MLflow run {r['run_id']}")
+    for b in r["breaches"]:
+        print(f"SUSPENDED {b['offer_id']}: {b['reason']}")
+    if not r["breaches"]:
+        print("no offer over its complaint limit")
+    for metric, d in (r["lift"] or {}).items():
+        print(f"lift {metric}: {d['diff']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}] "
+              f"(bandit {d['bandit']:.4f}, control {d['control']:.4f})")
+    if r["lift_note"]:
+        print(r["lift_note"])
+    return 0
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    """One tuning run (``flows.tune``): train and evaluate a grid of VW settings off-policy
+    on the window, log them to MLflow, print the ranking and the best as policy-file YAML.
+    It recommends only: nothing is registered or promoted, the policy file is not touched."""
+    s = settings_from(args)
+    params = {"as_of": timestamp(args.as_of), "window_days": args.window_days, "holdout": args.holdout}
+    if not args.no_prefect:
+        configure_prefect(s)
+    print(f"tuning on {args.window_days:g} days of the log (MLflow: {s.tracking_uri}) ...", flush=True)
+    from flows.tune import EXPERIMENT
+
+    if args.no_prefect:
+        from flows.tune import tune
+
+        r = tune(s, **params).summary()
+    else:
+        from flows.tune_flow import tune_flow
+
+        r = tune_flow(settings=s, **params)
+    print(r["report"])
+    if r["best"] is None:
+        print("no recommendation: " + "; ".join(r["reasons"]))
+        return 1
+    print(f"MLflow run {r['run_id']} (experiment {EXPERIMENT}); to adopt the best, edit {s.policy}")
+    return 0
+
+
+def window_options(sp: argparse.ArgumentParser) -> None:
+    """The options of the flows that read a window of the log and hold part of it out."""
+    sp.add_argument("--as-of", type=parse_time, help="end of the window, ISO 8601 (default: now)")
+    sp.add_argument("--window-days", type=positive, default=7.0, help="length of the window (default 7)")
+    sp.add_argument("--holdout", type=share, default=0.2, help="newest share held out for evaluation (default 0.2)")
+    sp.add_argument("--no-prefect", action="store_true", help="run the steps directly, without a Prefect flow run")
+
+
+def register(cli: CommandLine) -> None:
+    sp = cli.add("retrain", cmd_retrain,
+                 "retrain once: train, evaluate off-policy, log to MLflow, promote through the gate",
+                 "Train a candidate on the window of the log that ends at --as-of (the newest --holdout share "
+                 "held out), compare it off-policy with the champion and the baselines, log the run to MLflow, "
+                 "register it, and promote it to champion only if the policy file's promotion gate agrees. "
+                 "Re-running the same window returns the earlier result.")
+    window_options(sp)
+    sp.add_argument("--warm-start", action="store_true", help="continue from the champion instead of a fresh learner")
+
+    cli.add("rollback", cmd_rollback, "move the registry's champion alias back to the previous version")
+
+    sp = cli.add("monitor", cmd_monitor, "judge offers over a sliding window; suspend those drawing complaints",
+                 "Per offer and channel over the window of the log that ends at --as-of: acceptance rate, "
+                 "complaint rate and revenue. An offer made at least monitoring.min_offers times whose complaint "
+                 "rate exceeds its limit (the catalog's max_complaint_rate, else the policy file's) is suspended "
+                 "through the kill switch. Also the bandit's lift over the control group, with 95% intervals. "
+                 "The run and its report go to MLflow (experiment offer-bandit-monitor).")
+    sp.add_argument("--as-of", type=parse_time, help="end of the window, ISO 8601 (default: now)")
+    sp.add_argument("--window-hours", type=positive,
+                    help="length of the window in hours (default: the policy file's monitoring.window_hours, 24)")
+    sp.add_argument("--no-prefect", action="store_true", help="run the steps directly, without a Prefect flow run")
+
+    flows = cli.group("flows", "scheduled Prefect deployments of retrain, monitor and tune",
+                      "Prefect deployments of the flows.")
+    sp = flows.add("serve", cmd_flows_serve,
+                   "register the deployments with their schedules and run them as they come due",
+                   "Register retrain (nightly), monitor (hourly) and tune (weekly) as Prefect deployments with "
+                   "cron schedules, and run each scheduled run in a subprocess until interrupted (Ctrl-C). Uses the "
+                   "Prefect server at PREFECT_API_URL when set (watch the runs in its UI), else Prefect's "
+                   "ephemeral server.", epilog=ENV_HELP + FLOWS_ENV_HELP)
+    sp.add_argument("--retrain-cron", help="cron schedule of retrain (env OFFER_BANDIT_RETRAIN_CRON, default '0 2 * * *')")
+    sp.add_argument("--monitor-cron", help="cron schedule of monitor (env OFFER_BANDIT_MONITOR_CRON, default '0 * * * *')")
+    sp.add_argument("--tune-cron", help="cron schedule of tune (env OFFER_BANDIT_TUNE_CRON, default '0 3 * * 0')")
+    sp.add_argument("--timezone", help="time zone of the schedules (env OFFER_BANDIT_SCHEDULE_TIMEZONE, default UTC)")
+
+    sp = cli.add("tune", cmd_tune, "evaluate a grid of VW settings off-policy and recommend the best",
+                 "Train one model per grid point (explorer, cb_type, interactions, learning rate) on the older "
+                 "part of the window of the log that ends at --as-of, evaluate each one's exploring policy "
+                 "off-policy on the newest --holdout share, log every point as a child run to MLflow (experiment "
+                 "offer-bandit-tune), and print the ranking and the best setting, with its 95% interval, as "
+                 "policy-file YAML. Nothing is registered or promoted: adopt it by editing the policy file.")
+    window_options(sp)
+
+
+COMMANDS = CommandSet(order=20, register=register)
