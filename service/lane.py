@@ -12,16 +12,18 @@ in front of the lane), validate it with the same pydantic models, call the same 
 answer with the model's own serializer. Errors are the same answers as on the
 FastAPI routes (``service.answers``).
 
-The routes stay declared on the FastAPI app, with the same models: that is where
-the OpenAPI document (``/docs.json``) comes from, and those declarations call the
-same service methods, so mounting the app without the lane changes nothing but speed.
-Every other route goes through FastAPI.
+The lane's routes are defined once, in ``LANE_ROUTES``: the lane dispatches on that
+table, and ``service.service`` declares the same table on the FastAPI app (where the
+OpenAPI document, ``/docs.json``, comes from) with endpoints that call the same service
+method, so mounting the app without the lane changes nothing but speed. Every other
+route goes through FastAPI.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
@@ -30,29 +32,45 @@ from bandit.domain.context import DecisionRequest
 from bandit.domain.errors import EventConflict, InvalidRequest, UnknownEvent
 from service import answers
 from service.middleware import ASGIApp, Scope, send_json
-from service.personalizer import RankRequest
+from bandit.decide.decider import Decision
+from service.personalizer import PREFIXES, RankRequest, RankResponse
 
 if TYPE_CHECKING:
     from service.service import OfferBandit
 
 log = logging.getLogger("offer_bandit.service")
 
-Handler = Callable[["OfferBandit", bytes], Awaitable[tuple[int, BaseModel]]]
+@dataclass(frozen=True)
+class LaneRoute:
+    """One route the lane answers: what it reads, which service method answers it, what
+    it returns; and what the OpenAPI document says of it."""
+
+    path: str
+    request: type[BaseModel]
+    response: type[BaseModel]
+    method: str  # the ``OfferBandit`` coroutine method that answers it
+    status: int
+    summary: str
+    description: str
+    tags: list[str]
+    errors: str  # which of ``service.service``'s error tables documents it
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    async def answer(self, svc: "OfferBandit", body: bytes) -> tuple[int, BaseModel]:
+        return self.status, await getattr(svc, self.method)(self.request.model_validate_json(body))
 
 
-async def _decide(svc: "OfferBandit", body: bytes) -> tuple[int, BaseModel]:
-    return 200, await svc.decide_request(DecisionRequest.model_validate_json(body))
-
-
-async def _rank(svc: "OfferBandit", body: bytes) -> tuple[int, BaseModel]:
-    return 201, await svc.rank(RankRequest.model_validate_json(body))
-
-
-ROUTES: dict[str, Handler] = {
-    "/decide": _decide,
-    "/personalizer/rank": _rank,
-    "/personalizer/v1.0/rank": _rank,
-}
+LANE_ROUTES: tuple[LaneRoute, ...] = (
+    LaneRoute("/decide", DecisionRequest, Decision, "decide_request", 200, "Decide",
+              "Decide what to offer (or ``no_offer``). Logged durably before it is answered.\n\n"
+              "The same ``event_id`` with the same request is a retry: the logged decision comes back with "
+              "``replayed: true``. The same ``event_id`` with another request is a 409.",
+              ["decisions"], "DECIDE_ERRORS"),
+    *(LaneRoute(f"{prefix}/rank", RankRequest, RankResponse, "rank", 201, "Rank",
+                "Personalizer's Rank: same guardrails and decision path as /decide.", ["personalizer"],
+                "P_RANK_ERRORS", {"api_version": True}) for prefix in PREFIXES),
+)
+ROUTES: dict[str, LaneRoute] = {r.path: r for r in LANE_ROUTES}
 
 
 async def read_body(receive: Callable[[], Awaitable[dict[str, Any]]]) -> bytes | None:
@@ -74,16 +92,16 @@ class DecisionLane:
         self._svc: OfferBandit | None = None  # one instance per worker process, once built
 
     async def __call__(self, scope: Scope, receive: Callable, send: Callable) -> None:
-        handler = ROUTES.get(scope["path"]) if scope["type"] == "http" and scope["method"] == "POST" else None
-        svc = (self._svc or self._find()) if handler is not None else None
-        if handler is None or svc is None:
+        route = ROUTES.get(scope["path"]) if scope["type"] == "http" and scope["method"] == "POST" else None
+        svc = (self._svc or self._find()) if route is not None else None
+        if route is None or svc is None:
             return await self.app(scope, receive, send)
         body = await read_body(receive)  # within the size limit: BodyLimitMiddleware saw to it
         if body is None:
             return
         path = scope["path"]
         try:
-            status, answer = await handler(svc, body)
+            status, answer = await route.answer(svc, body)
             payload = answer.__pydantic_serializer__.to_json(answer)
         except ValidationError as exc:
             status, payload = answers.invalid(path, exc.errors(include_url=False, include_input=False))

@@ -34,6 +34,9 @@ from bandit.decide.decider import Decision, new_event_id
 from bandit.domain.errors import InvalidRequest
 
 MAX_ACTIONS = 50
+# Personalizer's SDKs call the routes with and without the API version in the path: one
+# definition of each route, mounted under both.
+PREFIXES = ("/personalizer", "/personalizer/v1.0")
 
 # Personalizer context keys (normalized: lower case, no separators) -> (section, native field).
 CONTEXT_KEYS: dict[str, tuple[str, str]] = {

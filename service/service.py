@@ -15,6 +15,7 @@ Start it with ``offer-bandit serve`` or ``bentoml serve service.service:OfferBan
 from __future__ import annotations
 
 import gc
+import inspect
 import logging
 import os
 from datetime import UTC, datetime
@@ -22,7 +23,7 @@ from typing import Annotated, Any, Literal
 
 import bentoml
 from bentoml.exceptions import BentoMLException
-from fastapi import Body, FastAPI, Query, Request
+from fastapi import APIRouter, Body, Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.applications import Starlette
@@ -37,14 +38,14 @@ from bandit.deploy.runtime import Runtime, build_runtime
 from bandit.deploy.models import ModelSource, ModelStatus
 from bandit.config.settings import Settings, get_settings
 from service import answers, metrics
-from service.lane import DecisionLane
+from service.lane import LANE_ROUTES, DecisionLane, LaneRoute
 from service.middleware import (
     ASGIApp,
     ApiKeyMiddleware,
     BodyLimitMiddleware,
     ReadinessMiddleware,
 )
-from service.personalizer import RankRequest, RankResponse, RewardRequest, to_decision_request, to_rank_response
+from service.personalizer import PREFIXES, RankRequest, RankResponse, RewardRequest, to_decision_request, to_rank_response
 
 log = logging.getLogger("offer_bandit.service")
 
@@ -125,6 +126,8 @@ P_ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": PersonalizerError, "description": "No subscription key, or an unknown one"},
     413: {"model": PersonalizerError, "description": "Body over the size limit"},
 }
+DECIDE_ERRORS: dict[int | str, dict[str, Any]] = {
+    **ERRORS, 409: {"model": ErrorAnswer, "description": "event_id reused for another request"}}
 P_RANK_ERRORS: dict[int | str, dict[str, Any]] = {
     **P_ERRORS, 409: {"model": PersonalizerError, "description": "eventId reused for another request"}}
 P_EVENT_ERRORS: dict[int | str, dict[str, Any]] = {
@@ -274,17 +277,7 @@ class OfferBandit:
         request = to_decision_request(body, self.rt.config.current.catalog)
         return to_rank_response(body, await self.decide_request(request))
 
-    # -- native API ------------------------------------------------------------
-    @app.post("/decide", response_model=Decision,
-              responses={**ERRORS, 409: {"model": ErrorAnswer, "description": "event_id reused for another request"}},
-              tags=["decisions"])
-    async def decide(self, request: DecisionRequest) -> Decision:
-        """Decide what to offer (or ``no_offer``). Logged durably before it is answered.
-
-        The same ``event_id`` with the same request is a retry: the logged decision comes
-        back with ``replayed: true``. The same ``event_id`` with another request is a 409."""
-        return await self.decide_request(request)
-
+    # -- native API (/decide: see LANE_ROUTES) ----------------------------------
     @app.post("/outcome", response_model=OutcomeAnswer, responses={**ERRORS, 404: {"model": ErrorAnswer}},
               tags=["decisions"])
     def outcome(self, body: OutcomeRequest) -> OutcomeAnswer:
@@ -350,52 +343,6 @@ class OfferBandit:
         if offer_id not in self.rt.config.current.catalog.offers:
             raise UnknownOffer(offer_id)
 
-    # -- Personalizer-compatible API --------------------------------------------
-    def _reward(self, event_id: str, body: RewardRequest) -> Response:
-        self.rt.decider.record_outcome(event_id, "reward", value=body.value)
-        return Response(status_code=204)
-
-    def _activate(self, event_id: str) -> Response:
-        self.rt.decider.activate(event_id)
-        return Response(status_code=204)
-
-    @app.post("/personalizer/rank", status_code=201, response_model=RankResponse, responses=P_RANK_ERRORS,
-              tags=["personalizer"])
-    async def p_rank(self, body: RankRequest, api_version: str | None = Query(None, alias="api-version")) -> Any:
-        """Personalizer's Rank: same guardrails and decision path as /decide."""
-        return await self.rank(body)
-
-    @app.post("/personalizer/v1.0/rank", status_code=201, response_model=RankResponse, responses=P_RANK_ERRORS,
-              tags=["personalizer"])
-    async def p_rank_v1(self, body: RankRequest, api_version: str | None = Query(None, alias="api-version")) -> Any:
-        return await self.rank(body)
-
-    @app.post("/personalizer/events/{eventId}/reward", status_code=204, responses=P_EVENT_ERRORS,
-              tags=["personalizer"])
-    def p_reward(self, eventId: Identifier, body: RewardRequest,  # noqa: N803
-                 api_version: str | None = Query(None, alias="api-version")) -> Response:
-        """Personalizer's Reward: the value becomes a ``reward`` outcome."""
-        return self._reward(eventId, body)
-
-    @app.post("/personalizer/v1.0/events/{eventId}/reward", status_code=204, responses=P_EVENT_ERRORS,
-              tags=["personalizer"])
-    def p_reward_v1(self, eventId: Identifier, body: RewardRequest,  # noqa: N803
-                    api_version: str | None = Query(None, alias="api-version")) -> Response:
-        return self._reward(eventId, body)
-
-    @app.post("/personalizer/events/{eventId}/activate", status_code=204, responses=P_EVENT_ERRORS,
-              tags=["personalizer"])
-    def p_activate(self, eventId: Identifier,  # noqa: N803
-                   api_version: str | None = Query(None, alias="api-version")) -> Response:
-        """Personalizer's Activate, for ranks made with ``deferActivation``."""
-        return self._activate(eventId)
-
-    @app.post("/personalizer/v1.0/events/{eventId}/activate", status_code=204, responses=P_EVENT_ERRORS,
-              tags=["personalizer"])
-    def p_activate_v1(self, eventId: Identifier,  # noqa: N803
-                      api_version: str | None = Query(None, alias="api-version")) -> Response:
-        return self._activate(eventId)
-
 
 class UnknownOffer(InvalidRequest):
     def __init__(self, offer_id: str):
@@ -405,6 +352,60 @@ class UnknownOffer(InvalidRequest):
 @app.exception_handler(UnknownOffer)
 async def _unknown_offer(request: Request, exc: UnknownOffer) -> JSONResponse:
     return JSONResponse({"error": str(exc)}, status_code=404)
+
+
+def _service() -> OfferBandit:
+    """The service instance, for the routes declared outside the class."""
+    return bentoml.get_current_service()  # type: ignore[no-any-return]
+
+
+def _declare(route: LaneRoute) -> None:
+    """Declare a lane route on the FastAPI app from its one definition (``LANE_ROUTES``):
+    the OpenAPI document shows it, and without the lane in front FastAPI answers it by
+    the same service method."""
+    async def endpoint(body: BaseModel, svc: Any, **_: Any) -> Any:
+        return await getattr(svc, route.method)(body)
+
+    # the signature FastAPI reads: the route's own request model (this module's annotations
+    # are strings, which FastAPI would look up in the module, not here)
+    params = [inspect.Parameter("body", inspect.Parameter.KEYWORD_ONLY, annotation=route.request),
+              inspect.Parameter("svc", inspect.Parameter.KEYWORD_ONLY, default=Depends(_service))]
+    if route.extra.get("api_version"):  # Personalizer's routes take ?api-version, and ignore it
+        params.append(inspect.Parameter("api_version", inspect.Parameter.KEYWORD_ONLY, annotation=str | None,
+                                        default=Query(None, alias="api-version")))
+    endpoint.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+
+    app.add_api_route(route.path, endpoint, methods=["POST"], status_code=route.status, response_model=route.response,
+                      responses=globals()[route.errors], tags=route.tags, summary=route.summary,
+                      description=route.description, name=f"{route.method} {route.path}")
+
+
+for _route in LANE_ROUTES:
+    _declare(_route)
+
+
+# -- Personalizer-compatible API: one definition, mounted under each of PREFIXES ---------------
+personalizer = APIRouter(tags=["personalizer"])
+
+
+@personalizer.post("/events/{eventId}/reward", status_code=204, responses=P_EVENT_ERRORS)
+def p_reward(eventId: Identifier, body: RewardRequest, svc: Any = Depends(_service),  # noqa: N803
+             api_version: str | None = Query(None, alias="api-version")) -> Response:
+    """Personalizer's Reward: the value becomes a ``reward`` outcome."""
+    svc.rt.decider.record_outcome(eventId, "reward", value=body.value)
+    return Response(status_code=204)
+
+
+@personalizer.post("/events/{eventId}/activate", status_code=204, responses=P_EVENT_ERRORS)
+def p_activate(eventId: Identifier, svc: Any = Depends(_service),  # noqa: N803
+               api_version: str | None = Query(None, alias="api-version")) -> Response:
+    """Personalizer's Activate, for ranks made with ``deferActivation``."""
+    svc.rt.decider.activate(eventId)
+    return Response(status_code=204)
+
+
+for _prefix in PREFIXES:
+    app.include_router(personalizer, prefix=_prefix)
 
 
 def readiness_detail(status: ModelStatus) -> str:
