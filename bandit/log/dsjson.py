@@ -29,7 +29,7 @@ from bandit.domain.outcomes import RewardConfig
 from bandit.domain.outcomes import cost, reward
 from bandit.log.records import DecisionRecord, from_ts
 from bandit.log.store import DecisionStore
-from bandit.domain.outcomes import Outcome
+from bandit.domain.outcomes import Outcome, OutcomeType
 from bandit.log.reader import iter_joined
 
 
@@ -165,7 +165,7 @@ def from_dsjson(line: str, lineno: int, cfg: RewardConfig) -> tuple[DecisionReco
         value = -float(label_cost) * cfg.scale
     else:
         raise DSJSONError(lineno, "field '_label_cost': missing")
-    return rec, Outcome(event_id, "reward", ts, value=value)
+    return rec, Outcome(event_id, OutcomeType.REWARD.value, ts, value=value)
 
 
 @dataclass
