@@ -12,8 +12,9 @@ from):
         + w_{nps}\\,(\\text{nps} - 5) + \\sum \\text{reward values}
 
 where revenue is the sum of ``converted`` values if any, else the ``accepted``
-value (or m when the acceptance carries no value); ``declined`` adds
-``declined_reward`` only when nothing was accepted. With no outcome in the window,
+value (or m when the acceptance carries no value): ``revenue``, which monitoring
+uses too; ``declined`` adds ``declined_reward`` only when nothing was accepted
+(``accepted`` or ``converted``). With no outcome in the window,
 ``r = default_reward``. VW minimizes cost, and ``cost = -r / scale``.
 
 The outcome types (``OutcomeType``) and what each means (``OUTCOME_FACTS``: whether it
@@ -107,6 +108,11 @@ REPORTED_OUTCOME_TYPES: tuple[str, ...] = tuple(t.value for t in OutcomeType if 
 # the outcome types that are contacts (the guardrails' contact history), and the kind each is recorded as
 CONTACT_KIND: Mapping[str, str] = MappingProxyType(
     {t.value: f.contact for t, f in OUTCOME_FACTS.items() if f.contact is not None})
+# plain strings for the per-decision loops (training reads every decision of a window)
+_ACCEPTANCE = frozenset(t.value for t, f in OUTCOME_FACTS.items() if f.acceptance)
+_COMPLAINT = frozenset(t.value for t, f in OUTCOME_FACTS.items() if f.complaint)
+_ACCEPTED, _CONVERTED, _DECLINED = OutcomeType.ACCEPTED.value, OutcomeType.CONVERTED.value, OutcomeType.DECLINED.value
+_NPS, _REWARD = OutcomeType.NPS.value, OutcomeType.REWARD.value
 
 
 def facts(type_: str) -> OutcomeFacts:
@@ -146,27 +152,52 @@ def in_window(outcomes: Sequence[Outcome], decided_ts: float, cfg: RewardConfig)
     return [o for o in outcomes if o.ts <= limit]
 
 
+def revenue(outcomes: Sequence[Outcome], offer_value: float) -> float:
+    """The revenue of one decision from the outcomes given (the caller picks which: the
+    reward window's for learning, those recorded by ``as_of`` for monitoring): the
+    ``converted`` values summed if any, else the largest ``accepted`` value
+    (``offer_value``, the logged offer's value, when no acceptance carries one), else 0.
+
+    Why conversions win: an acceptance that goes on to convert is one sale, counted once,
+    at what the conversions say it earned. One function for the reward and for monitoring,
+    so what is learned from and the revenue reported in production cannot disagree."""
+    converted = [o.value or 0.0 for o in outcomes if o.type == _CONVERTED]
+    if converted:
+        return float(sum(converted))
+    accepted_ = [o.value for o in outcomes if o.type == _ACCEPTED]
+    if accepted_:
+        values = [v for v in accepted_ if v is not None]
+        return float(max(values)) if values else float(offer_value)
+    return 0.0
+
+
+def accepted(outcomes: Sequence[Outcome]) -> bool:
+    """Whether the customer took the offer: an outcome of an acceptance type (``accepted``
+    or ``converted``) among those given."""
+    return any(o.type in _ACCEPTANCE for o in outcomes)
+
+
+def complained(outcomes: Sequence[Outcome]) -> bool:
+    """Whether a complaint is among the outcomes given (several count once: a complaint
+    rate is a share of decisions)."""
+    return any(o.type in _COMPLAINT for o in outcomes)
+
+
 def reward(outcomes: Sequence[Outcome], decided_ts: float, offer_value: float, cfg: RewardConfig) -> float:
     """The reward of one decision from its raw outcomes (see the module docstring)."""
     seen = in_window(outcomes, decided_ts, cfg)
     if not seen:
         return cfg.default_reward
-    by_type: dict[str, list[Outcome]] = {}
-    for o in seen:
-        by_type.setdefault(o.type, []).append(o)
-    r = 0.0
-    if "converted" in by_type:
-        r += sum(o.value or 0.0 for o in by_type["converted"])
-    elif "accepted" in by_type:
-        values = [o.value for o in by_type["accepted"] if o.value is not None]
-        r += max(values) if values else offer_value
-    elif "declined" in by_type:
+    types = {o.type for o in seen}
+    r = 0.0 + revenue(seen, offer_value)  # 0.0 + : never -0.0, as when the terms were summed from 0.0
+    if _DECLINED in types and types.isdisjoint(_ACCEPTANCE):
         r += cfg.declined_reward
-    if "complaint" in by_type:
+    if not types.isdisjoint(_COMPLAINT):
         r -= cfg.complaint_penalty
-    if cfg.nps_weight and "nps" in by_type:
-        r += cfg.nps_weight * (by_type["nps"][-1].score - 5.0)  # type: ignore[operator]
-    r += sum(o.value or 0.0 for o in by_type.get("reward", []))
+    if cfg.nps_weight and _NPS in types:
+        r += cfg.nps_weight * ([o.score for o in seen if o.type == _NPS][-1] - 5.0)  # type: ignore[operator]
+    if _REWARD in types:
+        r += sum(o.value or 0.0 for o in seen if o.type == _REWARD)
     return r
 
 

@@ -26,7 +26,7 @@ from bandit.decide.control import rules_choice
 from bandit.decide.features import Namespaces
 from bandit.learn.ope import MIN_ESS, Estimate, LoggedRounds, difference, dr, ips, mean_reward_model, snips
 from bandit.domain.outcomes import RewardConfig
-from bandit.domain.outcomes import in_window, reward, window_closed
+from bandit.domain.outcomes import complained, in_window, reward, window_closed
 from bandit.log.records import DecisionRecord
 from bandit.log.store import DecisionStore
 from bandit.domain.outcomes import Outcome
@@ -59,7 +59,7 @@ def eval_set(pairs: list[tuple[DecisionRecord, list[Outcome]]], cfg: RewardConfi
             continue
         kept.append(rec)
         rewards.append(reward(outs, rec.ts, float(rec.payload.get("offer_value", 0.0)), cfg))
-        complaints.append(float(any(o.type == "complaint" for o in in_window(outs, rec.ts, cfg))))
+        complaints.append(float(complained(in_window(outs, rec.ts, cfg))))
     n_actions = np.array([len(r.action_ids) for r in kept], dtype=int)
     chosen = np.array([r.chosen_index for r in kept], dtype=int)
     propensity = np.array([r.probability for r in kept], dtype=float)
