@@ -34,14 +34,13 @@ from bandit.config.loader import load_config
 from bandit.log.dsjson import to_dsjson
 from bandit.learn.evaluation import Comparison, Policy, baselines, eval_set, evaluate, model_policy
 from bandit.deploy.gate import Verdict, gate
-from bandit.domain.outcomes import window_closed
 from bandit.deploy.runtime import open_store
 from bandit.domain.outcomes import RewardConfig
 from bandit.learn.segments import RunBreakdown, breakdown, decision_frame, mix_metrics
 from bandit.config.settings import Settings
 from flows.steps import StepRunner, run_directly
 from flows.tracking import experiment
-from bandit.log.records import DecisionRecord
+from bandit.log.records import DecisionRecord, learnable
 from bandit.domain.outcomes import Outcome
 from bandit.learn.training import train_dsjson
 from bandit.decide.vw import VWModel
@@ -117,13 +116,13 @@ def find_earlier(settings: Settings, window: Window) -> RetrainResult | None:
 
 
 def load_window(settings: Settings, window: Window) -> list[Pair]:
-    """The learnable decisions of the window, oldest first, with their outcomes: activated
-    (a decision never shown has nothing to learn from) and with their reward window closed."""
+    """The learnable decisions of the window (``bandit.log.records.learnable``: activated, reward
+    window closed by ``as_of``), oldest first, with their outcomes."""
     reward_cfg = load_config(settings).policy.reward
     store = open_store(settings)
     try:
         return [(rec, outs) for rec, outs in iter_joined(store.engine, window.start, window.as_of)
-                if rec.activated and window_closed(rec.ts, window.as_of, reward_cfg)]
+                if learnable(rec, reward_cfg, window.as_of)]
     finally:
         store.close()
 

@@ -7,10 +7,11 @@ estimated reward per decision (IPS, SNIPS, DR, each with its 95% interval), the
 estimated complaint rate (SNIPS on the complaint indicator) and the effective sample
 size (``bandit.learn.ope``).
 
-Which logged decisions count: activated ones (a decision never shown has no
-outcome to learn from) whose reward window has closed by ``as_of`` (else the
-reward is not known yet). Rewards come from the raw outcomes through the policy
-file's reward function (``bandit.domain.outcomes``), as in training.
+Which logged decisions count: the learnable ones (``bandit.log.records.learnable``:
+activated, since a decision never shown has no outcome to learn from, and whose
+reward window has closed by ``as_of``, else the reward is not known yet). Rewards
+come from the raw outcomes through the policy file's reward function
+(``bandit.domain.outcomes``), as in training.
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ from bandit.decide.control import rules_choice
 from bandit.decide.features import Namespaces
 from bandit.learn.ope import MIN_ESS, Estimate, LoggedRounds, difference, dr, ips, mean_reward_model, snips
 from bandit.domain.outcomes import RewardConfig
-from bandit.domain.outcomes import complained, in_window, reward, window_closed
-from bandit.log.records import DecisionRecord
+from bandit.domain.outcomes import complained, in_window, reward
+from bandit.log.records import DecisionRecord, learnable
 from bandit.log.store import DecisionStore
 from bandit.domain.outcomes import Outcome
 from bandit.decide.vw import Scorer
@@ -51,11 +52,11 @@ class EvalSet:
 
 
 def eval_set(pairs: list[tuple[DecisionRecord, list[Outcome]]], cfg: RewardConfig, as_of: float) -> EvalSet:
-    """Keep the learnable decisions (activated, reward window closed by ``as_of``) and
-    compute each one's reward and complaint indicator."""
+    """Keep the learnable decisions (``bandit.log.records.learnable``: activated, reward
+    window closed by ``as_of``) and compute each one's reward and complaint indicator."""
     kept, rewards, complaints = [], [], []
     for rec, outs in pairs:
-        if not rec.activated or not window_closed(rec.ts, as_of, cfg):
+        if not learnable(rec, cfg, as_of):
             continue
         kept.append(rec)
         rewards.append(reward(outs, rec.ts, float(rec.payload.get("offer_value", 0.0)), cfg))
