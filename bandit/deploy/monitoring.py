@@ -51,8 +51,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bandit.config.catalog import NO_OFFER, Catalog
-from bandit.domain.errors import InvalidRequest
 from bandit.learn.ope import Z95
+from bandit.learn.window import finite_time, positive
 from bandit.config.policyfile import Monitoring
 from bandit.log.records import DecisionRecord
 from bandit.domain.outcomes import Outcome, accepted, complained, revenue
@@ -75,10 +75,8 @@ class MonitorWindow:
     hours: float
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.hours, int | float) and math.isfinite(self.hours) and self.hours > 0):
-            raise InvalidRequest("window_hours", f"must be a positive number of hours, got {self.hours!r}")
-        if not math.isfinite(self.as_of):
-            raise InvalidRequest("as_of", f"must be a finite time, got {self.as_of!r}")
+        positive("window_hours", self.hours, "hours")  # the checks of bandit.learn.window
+        finite_time("as_of", self.as_of)
 
     @property
     def start(self) -> float:
