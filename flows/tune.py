@@ -38,7 +38,7 @@ from bandit.learn.evaluation import (
     model_policy,
 )
 from bandit.learn.ope import Estimate
-from bandit.config.policyfile import PolicyFile
+from bandit.config.policyfile import RULES_MIN_SENTIMENT, PolicyFile
 from bandit.domain.outcomes import RewardConfig
 from bandit.config.settings import Settings
 from flows.tracking import experiment
@@ -110,7 +110,8 @@ class Split:
 
 # -- the steps (each one a Prefect task in the flow) ---------------------------------------------
 
-def evaluate_baselines(split_: Split, catalog: Catalog, min_ess: float, rules_min_sentiment: float = 0.3) -> Comparison:
+def evaluate_baselines(split_: Split, catalog: Catalog, min_ess: float,
+                       rules_min_sentiment: float = RULES_MIN_SENTIMENT) -> Comparison:
     """``no_offer``, uniform and the rules on the held-out part, for scale in the report."""
     return evaluate(split_.evals, baselines(catalog, rules_min_sentiment), min_ess)
 

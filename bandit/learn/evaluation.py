@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from bandit.config.catalog import Catalog
+from bandit.config.policyfile import RULES_MIN_SENTIMENT
 from bandit.decide.control import rules_choice
 from bandit.decide.features import Namespaces
 from bandit.learn.ope import MIN_ESS, Estimate, LoggedRounds, difference, dr, ips, mean_reward_model, snips
@@ -97,7 +98,7 @@ def uniform_policy(evals: EvalSet) -> np.ndarray:
     return pi
 
 
-def rules_policy(catalog: Catalog, min_sentiment: float = 0.3) -> Policy:
+def rules_policy(catalog: Catalog, min_sentiment: float = RULES_MIN_SENTIMENT) -> Policy:
     """The hand-written marketing heuristic (``bandit.decide.control.rules_choice``, also what the
     control group is served): when the issue is resolved and the customer's tone is at
     least ``min_sentiment``, the eligible offer with the highest value; otherwise no offer.
@@ -193,7 +194,7 @@ def evaluate(evals: EvalSet, policies: Mapping[str, Policy], min_ess: float = MI
     return Comparison(len(evals), out, diffs)
 
 
-def baselines(catalog: Catalog, rules_min_sentiment: float = 0.3) -> dict[str, Policy]:
+def baselines(catalog: Catalog, rules_min_sentiment: float = RULES_MIN_SENTIMENT) -> dict[str, Policy]:
     """The policies every candidate is compared with, besides the champion. The rules
     heuristic is the control group's (the policy file's ``control.rules_min_sentiment``)."""
     return {"no_offer": no_offer_policy, "uniform": uniform_policy,
