@@ -86,6 +86,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from bandit.config.catalog import NO_OFFER, Catalog
 from bandit.domain.context import Channel, DecisionRequest, History, RequestType, Resolved
 from bandit.domain.errors import ConfigError, yaml_mapping, read_config_file
+from bandit.domain.outcomes import OutcomeType
 
 DEFAULT_PARAMS = Path(__file__).with_name("simulator.yaml")
 SHARE_TOLERANCE = 0.01
@@ -485,9 +486,10 @@ def outcomes(response: Response) -> list[tuple[str, float | None]]:
     ``no_offer`` (the service refuses accepted/declined for a decision that offered nothing)."""
     if response.offer_id == NO_OFFER:
         return []
-    out: list[tuple[str, float | None]] = [("accepted", response.revenue) if response.accepted else ("declined", None)]
+    out: list[tuple[str, float | None]] = [(OutcomeType.ACCEPTED, response.revenue) if response.accepted
+                                           else (OutcomeType.DECLINED, None)]
     if response.complaint:
-        out.append(("complaint", None))
+        out.append((OutcomeType.COMPLAINT, None))
     return out
 
 

@@ -34,16 +34,16 @@ from bandit.config.loader import load_config
 from bandit.log.dsjson import to_dsjson
 from bandit.learn.evaluation import Comparison, Policy, baselines, eval_set, evaluate, model_policy
 from bandit.deploy.gate import Verdict, gate
-from bandit.domain.outcomes import window_closed
 from bandit.deploy.runtime import open_store
 from bandit.domain.outcomes import RewardConfig
 from bandit.learn.segments import RunBreakdown, breakdown, decision_frame, mix_metrics
 from bandit.config.settings import Settings
 from flows.steps import StepRunner, run_directly
 from tracking.runs import experiment
-from bandit.log.records import DecisionRecord
+from bandit.log.records import DecisionRecord, learnable
 from bandit.domain.outcomes import Outcome
 from bandit.learn.training import train_dsjson
+from bandit.learn.window import DEFAULT_HOLDOUT, DEFAULT_WINDOW_DAYS, Window, split_window
 from bandit.decide.vw import VWModel
 from bandit.log.reader import iter_joined
 
@@ -84,22 +84,6 @@ def report(comparison: Comparison, verdict: Verdict, window: str) -> str:
 Pair = tuple[DecisionRecord, list[Outcome]]
 
 
-@dataclass(frozen=True)
-class Window:
-    """The stretch of the log a retrain reads: ``[as_of - days, as_of)``."""
-
-    as_of: float
-    days: float
-
-    @property
-    def start(self) -> float:
-        return self.as_of - self.days * 86400
-
-    @property
-    def label(self) -> str:  # the idempotency key: tag ``window`` on the MLflow run
-        return f"{self.start:.0f}-{self.as_of:.0f}"
-
-
 # -- the steps (each one a Prefect task in the flow) ---------------------------------------------
 
 def find_earlier(settings: Settings, window: Window) -> RetrainResult | None:
@@ -117,23 +101,15 @@ def find_earlier(settings: Settings, window: Window) -> RetrainResult | None:
 
 
 def load_window(settings: Settings, window: Window) -> list[Pair]:
-    """The learnable decisions of the window, oldest first, with their outcomes: activated
-    (a decision never shown has nothing to learn from) and with their reward window closed."""
+    """The learnable decisions of the window (``bandit.log.records.learnable``: activated, reward
+    window closed by ``as_of``), oldest first, with their outcomes."""
     reward_cfg = load_config(settings).policy.reward
     store = open_store(settings)
     try:
         return [(rec, outs) for rec, outs in iter_joined(store.engine, window.start, window.as_of)
-                if rec.activated and window_closed(rec.ts, window.as_of, reward_cfg)]
+                if learnable(rec, reward_cfg, window.as_of)]
     finally:
         store.close()
-
-
-def split(pairs: list[Pair], holdout: float) -> tuple[list[Pair], list[Pair]]:
-    """By time: the older ``1 - holdout`` to train on, the newest ``holdout`` to judge on."""
-    if not 0 < holdout < 1:
-        raise ValueError(f"holdout: must be between 0 and 1, got {holdout}")
-    cut = int(len(pairs) * (1 - holdout))
-    return pairs[:cut], pairs[cut:]
 
 
 def fetch_champion(settings: Settings) -> tuple[str | None, VWModel | None]:
@@ -274,21 +250,19 @@ def _experiment(settings: Settings) -> str:
 
 # -- the composition: one retrain, whoever runs the steps ----------------------------------------
 
-def retrain(settings: Settings, as_of: float | None = None, window_days: float = 7.0, holdout: float = 0.2,
-            warm_start: bool = False, step: StepRunner = run_directly) -> RetrainResult:
+def retrain(settings: Settings, as_of: float | None = None, window_days: float = DEFAULT_WINDOW_DAYS,
+            holdout: float = DEFAULT_HOLDOUT, warm_start: bool = False,
+            step: StepRunner = run_directly) -> RetrainResult:
     """Train, evaluate, record and maybe promote, for the window ending at ``as_of`` (default
-    now). ``step`` runs each step; the Prefect flow passes one that makes each a task."""
-    if not 0 < holdout < 1:
-        raise ValueError(f"holdout: must be between 0 and 1, got {holdout}")
-    if window_days <= 0:
-        raise ValueError(f"window_days: must be positive, got {window_days}")
-    window = Window(time.time() if as_of is None else as_of, window_days)
+    now). ``step`` runs each step; the Prefect flow passes one that makes each a task. Bad
+    options are an ``InvalidRequest`` naming the option (``bandit.learn.window``)."""
+    window = split_window(time.time() if as_of is None else as_of, window_days, holdout)
     earlier = step("find-earlier-run", find_earlier, settings, window)
     if earlier is not None:
         return earlier
     cfg = load_config(settings)
     pairs = step("load-window", load_window, settings, window)
-    train_part, test_part = split(pairs, holdout)
+    train_part, test_part = window.split(pairs)
     params = {"vw_args": " ".join(cfg.policy.vw_args()), "window_days": window_days, "as_of": window.as_of,
               "holdout": holdout, "warm_start": warm_start, "catalog_version": cfg.catalog.version,
               "decisions": len(pairs), **{f"reward.{k}": v for k, v in cfg.policy.reward.model_dump().items()}}

@@ -3,7 +3,7 @@
 One tuning run over a window of the log that ends at ``as_of``:
 
 1. load the learnable decisions once and split them by time, as a retrain does
-   (``flows.retrain.load_window`` and ``split``): every grid point learns from the same
+   (``flows.retrain.load_window`` and ``bandit.learn.window``): every grid point learns from the same
    older part and is judged on the same newest part, so the points differ only in their
    settings;
 2. for each grid point (``bandit.learn.tuning``: each a complete, validated policy file), train
@@ -38,7 +38,7 @@ from bandit.learn.evaluation import (
     model_policy,
 )
 from bandit.learn.ope import Estimate
-from bandit.config.policyfile import PolicyFile
+from bandit.config.policyfile import RULES_MIN_SENTIMENT, PolicyFile
 from bandit.domain.outcomes import RewardConfig
 from bandit.config.settings import Settings
 from tracking.runs import experiment
@@ -52,7 +52,8 @@ from bandit.learn.tuning import (
     report,
     settings_yaml,
 )
-from flows.retrain import Pair, StepRunner, Window, load_window, run_directly, split, train_candidate
+from bandit.learn.window import DEFAULT_HOLDOUT, DEFAULT_WINDOW_DAYS, Window, split_window
+from flows.retrain import Pair, StepRunner, load_window, run_directly, train_candidate
 
 EXPERIMENT = "offer-bandit-tune"
 
@@ -109,7 +110,8 @@ class Split:
 
 # -- the steps (each one a Prefect task in the flow) ---------------------------------------------
 
-def evaluate_baselines(split_: Split, catalog: Catalog, min_ess: float, rules_min_sentiment: float = 0.3) -> Comparison:
+def evaluate_baselines(split_: Split, catalog: Catalog, min_ess: float,
+                       rules_min_sentiment: float = RULES_MIN_SENTIMENT) -> Comparison:
     """``no_offer``, uniform and the rules on the held-out part, for scale in the report."""
     return evaluate(split_.evals, baselines(catalog, rules_min_sentiment), min_ess)
 
@@ -186,26 +188,23 @@ def _experiment(settings: Settings) -> str:
 
 # -- the composition ------------------------------------------------------------------------------
 
-def tune(settings: Settings, as_of: float | None = None, window_days: float = 7.0, holdout: float = 0.2,
-         grid: Grid | None = None, step: StepRunner = run_directly) -> TuneResult:
+def tune(settings: Settings, as_of: float | None = None, window_days: float = DEFAULT_WINDOW_DAYS,
+         holdout: float = DEFAULT_HOLDOUT, grid: Grid | None = None, step: StepRunner = run_directly) -> TuneResult:
     """Evaluate every point of ``grid`` (default ``Grid()``) on the window ending at
     ``as_of`` (default now) and recommend the best by the policy file's promotion
     estimator, with its interval. Recommends only: nothing is registered or promoted.
 
     ``step`` runs each step; the Prefect flow passes one that makes each a task. A bad
-    grid raises ``ConfigError`` naming the field before anything is read or trained."""
-    if not 0 < holdout < 1:
-        raise ValueError(f"holdout: must be between 0 and 1, got {holdout}")
-    if window_days <= 0:
-        raise ValueError(f"window_days: must be positive, got {window_days}")
+    grid raises ``ConfigError`` naming the field, bad window options an ``InvalidRequest``
+    naming the option (``bandit.learn.window``), before anything is read or trained."""
+    window = split_window(time.time() if as_of is None else as_of, window_days, holdout)
     grid = grid if grid is not None else Grid()
     cfg = load_config(settings)
     policy = cfg.policy
     points = expand(grid, policy)
-    window = Window(time.time() if as_of is None else as_of, window_days)
     estimator = policy.promotion.estimator
     pairs = step("load-window", load_window, settings, window)
-    train_part, test_part = split(pairs, holdout)
+    train_part, test_part = window.split(pairs)
     if not train_part or not test_part:
         why = f"not enough learnable decisions in the window ({len(pairs)})"
         return TuneResult(None, estimator, None, None, None, None, None, None, None,

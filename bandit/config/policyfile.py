@@ -153,6 +153,21 @@ class Monitoring(Strict):
     )
 
 
+RULES_MIN_SENTIMENT = 0.3
+"""The rules heuristic's tone bar (``bandit.decide.control.rules_choice``): it offers only
+when the customer's tone (sentiment, -1 to 1) is at least this. The default of
+``control.rules_min_sentiment``, which sets it for the control group and for the rules
+baseline every candidate is compared with; every default for it is this one.
+
+Why 0.3: the heuristic stands for a marketer's rule of thumb, offer once the issue is
+resolved and the customer is clearly pleased, so its bar is clearly positive: well above
+the guardrails' ``min_sentiment`` (0.1, just above neutral: what is known before any
+data), leaving the learner to earn what it does between the two. The demo bears it out
+(``experiments/README.md``, "How it got there"): tones from 0 to 0.3 gave half of an
+under-trained model's expected complaints for a fifth of its expected revenue, where the
+rules, offering from 0.3 only, drew none."""
+
+
 class ControlGroup(Strict):
     """The holdout that measures lift in production (``bandit.decide.control``): a stable share of
     customers, picked by salted hash of the customer key, is served by a fixed control
@@ -163,7 +178,7 @@ class ControlGroup(Strict):
     policy: Literal["rules", "no_offer"] = Field("rules", description="What the control group is served.")
     salt: str = Field("control-1", min_length=1, max_length=64,
                       description="Changing it draws a new control group.")
-    rules_min_sentiment: float = Field(0.3, ge=-1, le=1,
+    rules_min_sentiment: float = Field(RULES_MIN_SENTIMENT, ge=-1, le=1,
                                        description="The rules policy offers only at or above this tone.")
 
 

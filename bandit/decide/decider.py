@@ -42,7 +42,7 @@ from bandit.domain.errors import EventConflict, InvalidRequest, UnknownEvent
 from bandit.decide.features import Namespaces, offer_features, shared_features
 from bandit.decide.guardrails import Eligibility, eligible_offers
 from bandit.config.policyfile import PolicyFile
-from bandit.domain.outcomes import OUTCOME_TYPES
+from bandit.domain.outcomes import OUTCOME_FACTS, OUTCOME_TYPES, OutcomeType, ValueRule
 from bandit.decide.sampling import baseline_pmf, sample_index, uniform_from
 from bandit.log.writer import GroupCommitWriter
 from bandit.domain.context import EMPTY_HISTORY
@@ -283,18 +283,20 @@ class Decider:
         self, event_id: str, type_: str, value: float | None = None, score: float | None = None,
         now: datetime | None = None,
     ) -> bool:
-        """Append an outcome. Returns ``False`` for an exact duplicate (idempotent)."""
-        if type_ not in OUTCOME_TYPES:
-            raise InvalidRequest("type", f"must be one of {list(OUTCOME_TYPES)}, got '{type_}'")
-        check_outcome_values(type_, value, score)
+        """Append an outcome. Returns ``False`` for an exact duplicate (idempotent).
+
+        What each type may carry, and whether it needs an offer, is
+        ``bandit.domain.outcomes.OUTCOME_FACTS``; ``type_`` is its string (or the member)."""
+        kind = outcome_type(type_)
+        check_outcome_values(kind, value, score)
         rec = self.store.get_decision(event_id)
         if rec is None:
             raise UnknownEvent(event_id)
-        if type_ in ("accepted", "declined", "converted") and rec.chosen_id == NO_OFFER:
-            raise InvalidRequest("type", f"event '{event_id}' made no offer, so it cannot be {type_}")
-        new = self.store.add_outcome(Outcome(event_id, type_, to_ts(now or self.clock()), value, score))
+        if OUTCOME_FACTS[kind].needs_offer and rec.chosen_id == NO_OFFER:
+            raise InvalidRequest("type", f"event '{event_id}' made no offer, so it cannot be {kind}")
+        new = self.store.add_outcome(Outcome(event_id, kind.value, to_ts(now or self.clock()), value, score))
         if new:
-            self.observer.outcome(type_)
+            self.observer.outcome(kind.value)
         return new
 
     def activate(self, event_id: str, now: datetime | None = None) -> bool:
@@ -330,17 +332,31 @@ def score_request(
         return elig, shared, actions, baseline_pmf(len(actions), policy.exploration.cold_start_epsilon), COLD_START
 
 
-def check_outcome_values(type_: str, value: float | None, score: float | None) -> None:
+def outcome_type(type_: object) -> OutcomeType:
+    """``type_`` as an ``OutcomeType``; anything else is an ``InvalidRequest`` naming the
+    field and the types there are."""
+    try:
+        return OutcomeType(type_)
+    except ValueError:
+        raise InvalidRequest("type", f"must be one of {list(OUTCOME_TYPES)}, got '{type_}'") from None
+
+
+_SCORED = [t.value for t, f in OUTCOME_FACTS.items() if f.scored]
+
+
+def check_outcome_values(type_: OutcomeType, value: float | None, score: float | None) -> None:
+    """The value and score an outcome of this type may carry (``OUTCOME_FACTS``)."""
+    facts = OUTCOME_FACTS[type_]
     if value is not None and not math.isfinite(value):
         raise InvalidRequest("value", "must be a finite number")
-    if type_ == "nps":
+    if facts.scored:
         if score is None or not 0 <= score <= 10:
-            raise InvalidRequest("score", "an nps outcome needs a score from 0 to 10")
+            raise InvalidRequest("score", f"an {type_} outcome needs a score from 0 to 10")
     elif score is not None:
-        raise InvalidRequest("score", f"only nps outcomes carry a score, not '{type_}'")
-    if type_ == "reward" and value is None:
-        raise InvalidRequest("value", "a reward outcome needs a value")
-    if type_ in ("declined", "complaint") and value is not None:
+        raise InvalidRequest("score", f"only {', '.join(_SCORED)} outcomes carry a score, not '{type_}'")
+    if facts.value is ValueRule.REQUIRED and value is None:
+        raise InvalidRequest("value", f"a {type_} outcome needs a value")
+    if facts.value is ValueRule.NONE and value is not None:
         raise InvalidRequest("value", f"a {type_} outcome carries no value")
 
 

@@ -18,9 +18,10 @@ Definitions, over the window ``[as_of - window_hours, as_of)`` of decision times
 - a decision is *accepted* if it drew an ``accepted`` or ``converted`` outcome, and
   *complained about* if it drew at least one ``complaint`` (several complaints about one
   offer count once, so the rate is a share of offers and stays in [0, 1]);
-- its *revenue* is the revenue term of ``bandit.domain.outcomes``: the sum of ``converted``
-  values if any, else the ``accepted`` value (the logged offer value when the
-  acceptance carries none), else 0.
+- its *revenue* is ``bandit.domain.outcomes.revenue``, the revenue term of the reward: the
+  sum of ``converted`` values if any, else the ``accepted`` value (the logged offer value
+  when the acceptance carries none), else 0 (acceptance and complaint are
+  ``bandit.domain.outcomes.accepted`` and ``complained``).
 
 For an offer (or an offer on one channel) made ``n`` times, with ``a`` accepted, ``k``
 complained about and revenues ``v_i``:
@@ -50,11 +51,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bandit.config.catalog import NO_OFFER, Catalog
-from bandit.domain.errors import InvalidRequest
 from bandit.learn.ope import Z95
+from bandit.learn.window import finite_time, positive
 from bandit.config.policyfile import Monitoring
 from bandit.log.records import DecisionRecord
-from bandit.domain.outcomes import Outcome
+from bandit.domain.outcomes import Outcome, accepted, complained, revenue
 
 BANDIT_MODES = ("online", "cold_start")
 CONTROL_MODE = "control"
@@ -74,10 +75,8 @@ class MonitorWindow:
     hours: float
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.hours, int | float) and math.isfinite(self.hours) and self.hours > 0):
-            raise InvalidRequest("window_hours", f"must be a positive number of hours, got {self.hours!r}")
-        if not math.isfinite(self.as_of):
-            raise InvalidRequest("as_of", f"must be a finite time, got {self.as_of!r}")
+        positive("window_hours", self.hours, "hours")  # the checks of bandit.learn.window
+        finite_time("as_of", self.as_of)
 
     @property
     def start(self) -> float:
@@ -119,24 +118,10 @@ class Observation:
         return self.activated and self.offer_id != NO_OFFER
 
 
-def revenue(outcomes: Sequence[Outcome], offer_value: float) -> float:
-    """The revenue term of ``bandit.domain.outcomes.reward``: ``converted`` values summed if any,
-    else the largest ``accepted`` value (``offer_value`` when no acceptance carries one),
-    else 0. Kept in step with the reward so monitoring and learning agree on revenue."""
-    converted = [o for o in outcomes if o.type == "converted"]
-    if converted:
-        return float(sum(o.value or 0.0 for o in converted))
-    accepted = [o for o in outcomes if o.type == "accepted"]
-    if accepted:
-        values = [o.value for o in accepted if o.value is not None]
-        return float(max(values)) if values else float(offer_value)
-    return 0.0
-
-
 def observe(rec: DecisionRecord, outcomes: Sequence[Outcome], as_of: float) -> Observation:
     """Reduce a logged decision and its outcomes (those recorded by ``as_of``) to an ``Observation``."""
     seen = [o for o in outcomes if o.ts <= as_of]
-    complaint = any(o.type == "complaint" for o in seen)
+    complaint = complained(seen)
     offer = rec.chosen_id
     context = rec.payload.get("context") if isinstance(rec.payload.get("context"), dict) else None
     channel = rec.channel or (context or {}).get("channel") or UNKNOWN
@@ -146,7 +131,7 @@ def observe(rec: DecisionRecord, outcomes: Sequence[Outcome], as_of: float) -> O
         channel=str(channel),
         mode=rec.mode,
         activated=rec.activated,
-        accepted=is_offer and any(o.type in ("accepted", "converted") for o in seen),
+        accepted=is_offer and accepted(seen),
         complaint=complaint,
         revenue=revenue(seen, float(rec.payload.get("offer_value") or 0.0)) if is_offer else 0.0,
         context=(context or {"channel": channel}) if complaint else None,

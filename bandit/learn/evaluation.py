@@ -7,10 +7,11 @@ estimated reward per decision (IPS, SNIPS, DR, each with its 95% interval), the
 estimated complaint rate (SNIPS on the complaint indicator) and the effective sample
 size (``bandit.learn.ope``).
 
-Which logged decisions count: activated ones (a decision never shown has no
-outcome to learn from) whose reward window has closed by ``as_of`` (else the
-reward is not known yet). Rewards come from the raw outcomes through the policy
-file's reward function (``bandit.domain.outcomes``), as in training.
+Which logged decisions count: the learnable ones (``bandit.log.records.learnable``:
+activated, since a decision never shown has no outcome to learn from, and whose
+reward window has closed by ``as_of``, else the reward is not known yet). Rewards
+come from the raw outcomes through the policy file's reward function
+(``bandit.domain.outcomes``), as in training.
 """
 
 from __future__ import annotations
@@ -22,12 +23,13 @@ from typing import Any
 import numpy as np
 
 from bandit.config.catalog import Catalog
+from bandit.config.policyfile import RULES_MIN_SENTIMENT
 from bandit.decide.control import rules_choice
 from bandit.decide.features import Namespaces
 from bandit.learn.ope import MIN_ESS, Estimate, LoggedRounds, difference, dr, ips, mean_reward_model, snips
 from bandit.domain.outcomes import RewardConfig
-from bandit.domain.outcomes import in_window, reward, window_closed
-from bandit.log.records import DecisionRecord
+from bandit.domain.outcomes import complained, in_window, reward
+from bandit.log.records import DecisionRecord, learnable
 from bandit.log.store import DecisionStore
 from bandit.domain.outcomes import Outcome
 from bandit.decide.vw import Scorer
@@ -51,15 +53,15 @@ class EvalSet:
 
 
 def eval_set(pairs: list[tuple[DecisionRecord, list[Outcome]]], cfg: RewardConfig, as_of: float) -> EvalSet:
-    """Keep the learnable decisions (activated, reward window closed by ``as_of``) and
-    compute each one's reward and complaint indicator."""
+    """Keep the learnable decisions (``bandit.log.records.learnable``: activated, reward
+    window closed by ``as_of``) and compute each one's reward and complaint indicator."""
     kept, rewards, complaints = [], [], []
     for rec, outs in pairs:
-        if not rec.activated or not window_closed(rec.ts, as_of, cfg):
+        if not learnable(rec, cfg, as_of):
             continue
         kept.append(rec)
         rewards.append(reward(outs, rec.ts, float(rec.payload.get("offer_value", 0.0)), cfg))
-        complaints.append(float(any(o.type == "complaint" for o in in_window(outs, rec.ts, cfg))))
+        complaints.append(float(complained(in_window(outs, rec.ts, cfg))))
     n_actions = np.array([len(r.action_ids) for r in kept], dtype=int)
     chosen = np.array([r.chosen_index for r in kept], dtype=int)
     propensity = np.array([r.probability for r in kept], dtype=float)
@@ -96,7 +98,7 @@ def uniform_policy(evals: EvalSet) -> np.ndarray:
     return pi
 
 
-def rules_policy(catalog: Catalog, min_sentiment: float = 0.3) -> Policy:
+def rules_policy(catalog: Catalog, min_sentiment: float = RULES_MIN_SENTIMENT) -> Policy:
     """The hand-written marketing heuristic (``bandit.decide.control.rules_choice``, also what the
     control group is served): when the issue is resolved and the customer's tone is at
     least ``min_sentiment``, the eligible offer with the highest value; otherwise no offer.
@@ -192,7 +194,7 @@ def evaluate(evals: EvalSet, policies: Mapping[str, Policy], min_ess: float = MI
     return Comparison(len(evals), out, diffs)
 
 
-def baselines(catalog: Catalog, rules_min_sentiment: float = 0.3) -> dict[str, Policy]:
+def baselines(catalog: Catalog, rules_min_sentiment: float = RULES_MIN_SENTIMENT) -> dict[str, Policy]:
     """The policies every candidate is compared with, besides the champion. The rules
     heuristic is the control group's (the policy file's ``control.rules_min_sentiment``)."""
     return {"no_offer": no_offer_policy, "uniform": uniform_policy,

@@ -27,9 +27,9 @@ from typing import IO, Any
 
 from bandit.domain.outcomes import RewardConfig
 from bandit.domain.outcomes import cost, reward
-from bandit.log.records import DecisionRecord, from_ts
+from bandit.log.records import DecisionRecord, from_ts, learnable
 from bandit.log.store import DecisionStore
-from bandit.domain.outcomes import Outcome
+from bandit.domain.outcomes import Outcome, OutcomeType
 from bandit.log.reader import iter_joined
 
 
@@ -70,10 +70,11 @@ def dsjson_lines(
     store: DecisionStore, cfg: RewardConfig, since: float | None = None, until: float | None = None,
     stats: ExportStats | None = None,
 ) -> Iterator[str]:
-    """The activated decisions of the log in ``[since, until)`` as DSJSON lines."""
+    """The learnable decisions of the log in ``[since, until)`` (``bandit.log.records.learnable``:
+    the activated ones, whatever their reward window) as DSJSON lines."""
     stats = stats if stats is not None else ExportStats()
     for rec, outs in iter_joined(store.engine, since, until):
-        if not rec.activated:
+        if not learnable(rec, cfg, as_of=None):
             stats.skipped_inactive += 1
             continue
         stats.written += 1
@@ -165,7 +166,7 @@ def from_dsjson(line: str, lineno: int, cfg: RewardConfig) -> tuple[DecisionReco
         value = -float(label_cost) * cfg.scale
     else:
         raise DSJSONError(lineno, "field '_label_cost': missing")
-    return rec, Outcome(event_id, "reward", ts, value=value)
+    return rec, Outcome(event_id, OutcomeType.REWARD.value, ts, value=value)
 
 
 @dataclass

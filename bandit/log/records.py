@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 from pydantic_core import to_json
 
 from bandit.config.catalog import NO_OFFER
+from bandit.domain.outcomes import RewardConfig, window_closed
 from bandit.log.schema import DECISION_COLUMNS
 
 
@@ -60,6 +61,24 @@ class DecisionRow(NamedTuple):
 
     decision: tuple[Any, ...]
     contact: tuple[Any, ...] | None
+
+
+def learnable(rec: DecisionRecord, cfg: RewardConfig, as_of: float | None) -> bool:
+    """Whether a logged decision is learned from: trained on (the DSJSON export, retrain,
+    tune) and evaluated on (off-policy evaluation). The one definition; every reader of the
+    log for learning asks it.
+
+    - It was shown (``activated``): a decision made with ``defer_activation`` and never
+      activated never reached the customer, so nothing that follows says anything about
+      its offer.
+    - With ``as_of``: its reward window (``cfg.window_hours``) closed by then
+      (``bandit.domain.outcomes.window_closed``); before, its reward is not known yet (an
+      acceptance still to come would turn a 0 into revenue). ``as_of`` None: the log as it
+      stands, for an export whose caller picks the stretch of the log.
+
+    Every mode counts, the control group's included: its decisions are logged with their
+    probabilities (1 for the control's choice), so they stay usable for learning."""
+    return rec.activated and (as_of is None or window_closed(rec.ts, as_of, cfg))
 
 
 def shown_contact(rec: DecisionRecord) -> tuple[Any, ...] | None:
