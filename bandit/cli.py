@@ -21,8 +21,10 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
-from bandit.domain.errors import ConfigError, OfferBanditError
+from bandit.domain.errors import ConfigError, InvalidRequest, OfferBanditError
+from bandit.learn import window
 from bandit.config.settings import Settings, get_settings
+from bandit.domain.outcomes import OUTCOME_TYPES
 
 ENV_HELP = """
 environment (each overridable by the options above):
@@ -63,20 +65,31 @@ def timestamp(dt: datetime | None) -> float | None:
     return dt.timestamp() if dt else None
 
 
-def share(text: str) -> float:
-    """argparse type: a share strictly between 0 and 1."""
-    value = float(text)
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive), got {text}")
-    return value
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
 
 
-def positive(text: str) -> float:
-    """argparse type: a positive, finite number."""
-    value = float(text)
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
+def _option(check: Callable[[float], float]) -> Callable[[str], float]:
+    """An argparse type from one of the domain's checks (``bandit.learn.window``): the same
+    rule as the flows apply, its message as argparse's one-line error."""
+    def parse(text: str) -> float:
+        try:
+            return check(_number(text))
+        except InvalidRequest as exc:
+            raise argparse.ArgumentTypeError(str(exc).split(": ", 1)[1]) from None
+    return parse
+
+
+share = _option(lambda v: window.share("share", v))
+"""argparse type: a share strictly between 0 and 1."""
+
+
+def positive(unit: str) -> Callable[[str], float]:
+    """argparse type: a positive, finite number of ``unit``."""
+    return _option(lambda v: window.positive("value", v, unit))
 
 
 def print_json(obj: Any) -> None:
@@ -310,7 +323,7 @@ def core_commands(cli: CommandLine) -> None:
 
     sp = cli.add("outcome", cmd_outcome, "record an outcome for a logged decision")
     sp.add_argument("event_id")
-    sp.add_argument("type", choices=["accepted", "declined", "converted", "complaint", "nps", "reward"])
+    sp.add_argument("type", choices=OUTCOME_TYPES)
     sp.add_argument("--value", type=float, help="revenue (accepted, converted) or reward value")
     sp.add_argument("--score", type=float, help="NPS score 0..10 (nps)")
     sp.add_argument("--now", type=parse_time, help="outcome time, ISO 8601 (default: now)")

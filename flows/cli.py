@@ -18,6 +18,7 @@ from pathlib import Path
 
 from bandit.cli import ENV_HELP, CommandLine, CommandSet, parse_time, positive, settings_from, share, timestamp
 from bandit.config.settings import TELEMETRY_OFF, Settings
+from bandit.learn.window import DEFAULT_HOLDOUT, DEFAULT_WINDOW_DAYS
 
 FLOWS_ENV_HELP = """
 flows:
@@ -162,8 +163,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
 def window_options(sp: argparse.ArgumentParser) -> None:
     """The options of the flows that read a window of the log and hold part of it out."""
     sp.add_argument("--as-of", type=parse_time, help="end of the window, ISO 8601 (default: now)")
-    sp.add_argument("--window-days", type=positive, default=7.0, help="length of the window (default 7)")
-    sp.add_argument("--holdout", type=share, default=0.2, help="newest share held out for evaluation (default 0.2)")
+    sp.add_argument("--window-days", type=positive("days"), default=DEFAULT_WINDOW_DAYS,
+                    help=f"length of the window (default {DEFAULT_WINDOW_DAYS:g})")
+    sp.add_argument("--holdout", type=share, default=DEFAULT_HOLDOUT,
+                    help=f"newest share held out for evaluation (default {DEFAULT_HOLDOUT:g})")
     sp.add_argument("--no-prefect", action="store_true", help="run the steps directly, without a Prefect flow run")
 
 
@@ -186,7 +189,7 @@ def register(cli: CommandLine) -> None:
                  "through the kill switch. Also the bandit's lift over the control group, with 95% intervals. "
                  "The run and its report go to MLflow (experiment offer-bandit-monitor).")
     sp.add_argument("--as-of", type=parse_time, help="end of the window, ISO 8601 (default: now)")
-    sp.add_argument("--window-hours", type=positive,
+    sp.add_argument("--window-hours", type=positive("hours"),
                     help="length of the window in hours (default: the policy file's monitoring.window_hours, 24)")
     sp.add_argument("--no-prefect", action="store_true", help="run the steps directly, without a Prefect flow run")
 

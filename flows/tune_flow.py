@@ -20,13 +20,14 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from bandit.config.settings import Settings, get_settings
+from bandit.learn.window import DEFAULT_HOLDOUT, DEFAULT_WINDOW_DAYS
 from bandit.learn.tuning import Grid
 from flows.retrain_flow import run_as_task
 from flows.tune import tune
 
 
 @flow(name="tune", log_prints=True)
-def tune_flow(as_of: float | None = None, window_days: float = 7.0, holdout: float = 0.2,
+def tune_flow(as_of: float | None = None, window_days: float = DEFAULT_WINDOW_DAYS, holdout: float = DEFAULT_HOLDOUT,
               grid: Grid | None = None, settings: Settings | None = None) -> dict[str, Any]:
     """Evaluate a grid of VW settings (default ``bandit.learn.tuning.Grid()``) on the log's last
     ``window_days`` up to ``as_of`` (default: now) and report the best with its interval.

@@ -33,6 +33,7 @@ from pydantic import BaseModel, Field
 from bandit.domain.context import DecisionRequest, Identifier, Strict
 from bandit.decide.decider import Decision
 from bandit.domain.errors import ConfigError, EventConflict, InvalidRequest, UnknownEvent
+from bandit.domain.outcomes import REPORTED_OUTCOME_TYPES, OutcomeType
 from bandit.log.writer import GroupCommitWriter
 from bandit.deploy.runtime import Runtime, build_runtime
 from bandit.deploy.models import ModelSource, ModelStatus
@@ -49,12 +50,12 @@ from service.personalizer import PREFIXES, RankRequest, RankResponse, RewardRequ
 
 log = logging.getLogger("offer_bandit.service")
 
-OutcomeType = Literal["accepted", "declined", "converted", "complaint", "nps"]
+ReportedOutcome = Literal[REPORTED_OUTCOME_TYPES]  # type: ignore[valid-type]  # what channels report
 
 
 class OutcomeRequest(Strict):
     event_id: Identifier
-    type: OutcomeType
+    type: ReportedOutcome
     value: float | None = Field(None, allow_inf_nan=False, description="Revenue (accepted, converted).")
     score: float | None = Field(None, ge=0, le=10, description="NPS score 0..10 (nps).")
 
@@ -392,7 +393,7 @@ personalizer = APIRouter(tags=["personalizer"])
 def p_reward(eventId: Identifier, body: RewardRequest, svc: Any = Depends(_service),  # noqa: N803
              api_version: str | None = Query(None, alias="api-version")) -> Response:
     """Personalizer's Reward: the value becomes a ``reward`` outcome."""
-    svc.rt.decider.record_outcome(eventId, "reward", value=body.value)
+    svc.rt.decider.record_outcome(eventId, OutcomeType.REWARD, value=body.value)
     return Response(status_code=204)
 
 

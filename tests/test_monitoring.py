@@ -328,7 +328,7 @@ def test_cli_monitor_suspends_and_rejects_a_bad_window(tmp_path: Path, migrated_
     with pytest.raises(SystemExit) as exit_:
         main(["monitor", *common, "--as-of", iso, "--window-hours", "0", "--no-prefect"])
     assert exit_.value.code == 2
-    assert "argument --window-hours: must be a positive number, got 0" in capsys.readouterr().err
+    assert "argument --window-hours: must be a positive number of hours, got 0.0" in capsys.readouterr().err
 
     assert main(["monitor", *common, "--as-of", iso, "--no-prefect"]) == 0
     printed = capsys.readouterr().out
