@@ -25,7 +25,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from bandit.config.loader import load_config
+from bandit.config.loader import Config, load_config
+from bandit.config.policyfile import PolicyFile
 from bandit.deploy.monitoring import (
     Assessment,
     Breach,
@@ -67,10 +68,10 @@ class MonitorResult:
 
 # -- the steps (each one a Prefect task in the flow) ---------------------------------------------
 
-def load_window(settings: Settings, window: MonitorWindow) -> tuple[list[Observation], frozenset[str]]:
+def load_window(settings: Settings, policy: PolicyFile, window: MonitorWindow
+                ) -> tuple[list[Observation], frozenset[str]]:
     """The window's decisions as observations (outcomes recorded by ``as_of``), and the
     offers suspended now: the kill switch's table (read fresh) and the policy file's list."""
-    policy = load_config(settings).policy
     store = open_store(settings)
     try:
         observations = [observe(rec, outs, window.as_of) for rec, outs in iter_joined(store.engine, window.start, window.as_of)]
@@ -80,10 +81,9 @@ def load_window(settings: Settings, window: MonitorWindow) -> tuple[list[Observa
     return observations, suspended
 
 
-def judge(settings: Settings, observations: list[Observation], window: MonitorWindow,
+def judge(cfg: Config, observations: list[Observation], window: MonitorWindow,
           suspended: frozenset[str]) -> Assessment:
     """``bandit.deploy.monitoring.assess`` with the catalog and the policy's monitoring section."""
-    cfg = load_config(settings)
     return assess(observations, window, cfg.catalog, cfg.policy.monitoring, suspended)
 
 
@@ -149,8 +149,8 @@ def monitor(settings: Settings, as_of: float | None = None, window_hours: float 
     cfg = load_config(settings)
     hours = cfg.policy.monitoring.window_hours if window_hours is None else window_hours
     window = MonitorWindow(time.time() if as_of is None else as_of, hours)
-    observations, suspended = step("load-window", load_window, settings, window)
-    a = step("assess", judge, settings, observations, window, suspended)
+    observations, suspended = step("load-window", load_window, settings, cfg.policy, window)
+    a = step("assess", judge, cfg, observations, window, suspended)
     suspended_now = step("suspend", suspend, settings, a.breaches, window)
     m = cfg.policy.monitoring
     params = {"as_of": window.as_of, "window_hours": window.hours, "min_offers": m.min_offers,

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from bandit.config.loader import load_config
+from bandit.config.loader import Config, load_config
 from bandit.log.dsjson import to_dsjson
 from bandit.learn.evaluation import Comparison, Policy, baselines, eval_set, evaluate, model_policy
 from bandit.deploy.gate import Verdict, gate
@@ -100,10 +100,9 @@ def find_earlier(settings: Settings, window: Window) -> RetrainResult | None:
                          int(t.get("evaluated_on", 0)), reused=True)
 
 
-def load_window(settings: Settings, window: Window) -> list[Pair]:
+def load_window(settings: Settings, reward_cfg: RewardConfig, window: Window) -> list[Pair]:
     """The learnable decisions of the window (``bandit.log.records.learnable``: activated, reward
     window closed by ``as_of``), oldest first, with their outcomes."""
-    reward_cfg = load_config(settings).policy.reward
     store = open_store(settings)
     try:
         return [(rec, outs) for rec, outs in iter_joined(store.engine, window.start, window.as_of)
@@ -136,20 +135,13 @@ def train_candidate(vw_args: list[str], reward_cfg: RewardConfig, train_part: li
         return train_dsjson(vw_args, lines, warm_start=warm)
 
 
-def compare(settings: Settings, candidate: VWModel, champion: VWModel | None, test_part: list[Pair],
-            as_of: float) -> tuple[Comparison, Verdict]:
-    """Candidate, champion and the baselines off-policy on the held-out part, and the gate's verdict."""
-    comparison, verdict, _ = compare_in_detail(settings, candidate, champion, test_part, as_of)
-    return comparison, verdict
-
-
-def compare_in_detail(settings: Settings, candidate: VWModel, champion: VWModel | None, test_part: list[Pair],
+def compare_in_detail(cfg: Config, candidate: VWModel, champion: VWModel | None, test_part: list[Pair],
                       as_of: float, train_part: list[Pair] | None = None
                       ) -> tuple[Comparison, Verdict, RunBreakdown | None]:
-    """``compare``, and with ``train_part`` also the run's breakdowns (``bandit.learn.segments``):
-    the window as a frame, the offer mix per policy, the candidate's lift per segment. Each
+    """Candidate, champion and the baselines off-policy on the held-out part, and the gate's
+    verdict; with ``train_part`` also the run's breakdowns (``bandit.learn.segments``): the
+    window as a frame, the offer mix per policy, the candidate's lift per segment. Each
     policy is scored once, for the estimates and the breakdowns alike."""
-    cfg = load_config(settings)
     policies = {"candidate": model_policy(candidate)}
     if champion is not None:
         policies["champion"] = model_policy(champion)
@@ -261,7 +253,7 @@ def retrain(settings: Settings, as_of: float | None = None, window_days: float =
     if earlier is not None:
         return earlier
     cfg = load_config(settings)
-    pairs = step("load-window", load_window, settings, window)
+    pairs = step("load-window", load_window, settings, cfg.policy.reward, window)
     train_part, test_part = window.split(pairs)
     params = {"vw_args": " ".join(cfg.policy.vw_args()), "window_days": window_days, "as_of": window.as_of,
               "holdout": holdout, "warm_start": warm_start, "catalog_version": cfg.catalog.version,
@@ -272,6 +264,6 @@ def retrain(settings: Settings, as_of: float | None = None, window_days: float =
     _, champion = step("fetch-champion", fetch_champion, settings)
     candidate, trained_on = step("train", train_candidate, cfg.policy.vw_args(), cfg.policy.reward, train_part,
                                  champion if warm_start else None)
-    comparison, verdict, details = step("evaluate", compare_in_detail, settings, candidate, champion, test_part,
+    comparison, verdict, details = step("evaluate", compare_in_detail, cfg, candidate, champion, test_part,
                                         window.as_of, train_part)
     return step("record", record, settings, window, params, candidate, trained_on, comparison, verdict, details)

@@ -203,7 +203,7 @@ def tune(settings: Settings, as_of: float | None = None, window_days: float = DE
     policy = cfg.policy
     points = expand(grid, policy)
     estimator = policy.promotion.estimator
-    pairs = step("load-window", load_window, settings, window)
+    pairs = step("load-window", load_window, settings, policy.reward, window)
     train_part, test_part = window.split(pairs)
     if not train_part or not test_part:
         why = f"not enough learnable decisions in the window ({len(pairs)})"

@@ -58,4 +58,4 @@ def test_every_reader_for_learning_keeps_exactly_the_learnable(settings: Setting
         assert exported == [r.event_id for r in log if learnable(r, cfg, None)] == ["closed", "closed-control", "open"]
     finally:
         store.close()
-    assert [r.event_id for r, _ in load_window(settings, Window(as_of, 30))] == expected
+    assert [r.event_id for r, _ in load_window(settings, cfg, Window(as_of, 30))] == expected

@@ -4,6 +4,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from typing import Any
 
 mlflow = pytest.importorskip("mlflow")
 
@@ -265,6 +266,33 @@ def test_the_retrain_flow_runs_under_prefect(tmp_path: Path, migrated_db: Path, 
         runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id])))
     done = {r.name.rsplit("-", 1)[0] for r in runs if r.state is not None and r.state.is_completed()}
     assert {"find-earlier-run", "load-window", "fetch-champion", "train", "evaluate", "record"} <= done, done
+
+
+def test_one_retrain_run_reads_its_configuration_once(tmp_path: Path, migrated_db: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The policy file edited while a run is under way (here: a gate no candidate can pass,
+    written right after the window is read) changes the next run, not this one: a run
+    has one configuration, loaded at its start and passed to every step."""
+    from bandit.config.settings import get_settings
+    from flows.retrain import retrain
+    from flows.steps import run_directly
+
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+    policy, as_of = simulated_log(tmp_path, migrated_db, day=1)
+    settings = get_settings(home=tmp_path / "home", salt="x", policy=policy, catalog=REPO / "config/offers.yaml")
+    original = policy.read_text()
+
+    def editing_mid_run(name: str, fn: Any, *args: Any) -> Any:
+        out = run_directly(name, fn, *args)
+        if name == "load-window":
+            policy.write_text("promotion: {min_events: 1000000, min_ess: 10}\n")
+        return out
+
+    result = retrain(settings, as_of=as_of, step=editing_mid_run)
+    assert result.promoted and not any("1000000" in r for r in result.reasons), result.reasons
+    assert policy.read_text() != original  # the edit happened, and the next run sees it:
+    later = retrain(settings, as_of=as_of + 3600)
+    assert not later.promoted and any("1000000" in r for r in later.reasons), later.reasons
 
 
 def test_a_candidate_trained_on_shuffled_rewards_is_refused_and_mlflow_says_why(
