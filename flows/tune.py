@@ -76,7 +76,7 @@ class TuneResult:
     estimate: Estimate | None  # the best's value with its 95% interval
     best_yaml: str | None  # the tuned blocks to paste into the policy file
     current: str | None  # the point with the policy file's own setting
-    improves_on_current: bool | None  # the best's lower bound beats the current's estimate (+ the gate's margin)
+    improves_on_current: bool | None  # the best's lower bound beats the current's estimate
     report: str  # Markdown, as logged with the parent run
     trained_on: int
     evaluated_on: int
@@ -217,10 +217,9 @@ def tune(settings: Settings, as_of: float | None = None, window_days: float = DE
     comparison = Comparison(base.n, {**{n: r.evaluation for n, r in results.items()}, **base.policies})
     pick = pick_best(comparison, [p.name for p in points], estimator, min_ess, policy.promotion.max_complaint_rate)
     trained_on = max(r.trained_on for r in results.values())
-    margin = policy.promotion.margin
     current = next((p.name for p in points if p.current), None)
-    improves = improves_on_current(pick, comparison, current, margin)
-    text = report(comparison, points, pick, window.label, trained_on, margin)
+    improves = improves_on_current(pick, comparison, current)
+    text = report(comparison, points, pick, window.label, trained_on)
     params = {"window_days": window_days, "as_of": window.as_of, "holdout": holdout, "decisions": len(pairs),
               "trained_on": trained_on, "evaluated_on": comparison.n, "estimator": estimator,
               "points": len(points), "catalog_version": cfg.catalog.version,

@@ -89,9 +89,12 @@ def test_evaluate_orders_policies_by_what_they_would_have_earned() -> None:
     assert [r["policy"] for r in cmp.table()] == ["no_offer", "uniform", "offer"]
 
 
-def _ev(name: str, value: float, low: float, complaints: float, ess: float = 5000) -> PolicyEvaluation:
+def _ev(name: str, value: float, low: float, complaints: float, ess: float = 5000,
+        complaints_high: float | None = None) -> PolicyEvaluation:
     est = {k: Estimate(k, value, low, value + (value - low), 0.1, 5000, ess) for k in ("ips", "snips", "dr")}
-    return PolicyEvaluation(name, est, Estimate("snips", complaints, 0, 1, 0.01, 5000, ess), 0.3, ess)
+    high = complaints + 0.002 if complaints_high is None else complaints_high
+    return PolicyEvaluation(name, est, Estimate("snips", complaints, max(0.0, complaints - 0.002), high, 0.001,
+                                                5000, ess), 0.3, ess)
 
 
 def _cmp(*evs: PolicyEvaluation, n: int = 5000, diff_low: float | None = None) -> Comparison:
@@ -104,18 +107,31 @@ def _cmp(*evs: PolicyEvaluation, n: int = 5000, diff_low: float | None = None) -
     return Comparison(n, {e.policy: e for e in evs}, {(a.policy, b.policy): d})
 
 
-GATE = Promotion(margin=0.1, max_complaint_rate=0.02, min_events=1000, min_ess=100)
+GATE = Promotion(non_inferiority_margin=0.1, complaint_tolerance=0.0, max_complaint_rate=0.02, min_events=1000,
+                 min_ess=100)
 
 
 def test_gate_promotes_a_better_candidate_and_says_why() -> None:
     v = gate(_cmp(_ev("candidate", 3.0, 2.5, 0.005), _ev("champion", 2.0, 1.5, 0.006), diff_low=0.4), GATE)
-    assert v.promote and "candidate minus champion: +1.0000 (snips), lower bound +0.4000 > margin 0.1" in v.summary()
+    assert v.promote and "candidate minus champion: +1.0000 (snips), paired lower bound +0.4000 > -0.1" in v.summary()
+
+
+def test_gate_promotes_a_slightly_better_candidate_superiority_would_refuse() -> None:
+    """Estimated better, paired bound a little below zero but above -margin: promoted; the
+    former superiority rule (margin 0) kept the champion."""
+    cmp = _cmp(_ev("candidate", 2.05, 1.5, 0.005), _ev("champion", 2.0, 1.5, 0.005), diff_low=-0.04)
+    assert gate(cmp, GATE).promote
+    v = gate(cmp, GATE.model_copy(update={"non_inferiority_margin": 0.0}))
+    assert not v.promote and "is not above +0 (-non_inferiority_margin)" in v.summary()
 
 
 @pytest.mark.parametrize(("cand", "champ", "n", "diff_low", "expected"), [
-    (_ev("candidate", 3.0, 2.05, 0.005), _ev("champion", 2.0, 1.5, 0.006), 5000, 0.05, "is not above margin 0.1"),
-    (_ev("candidate", 3.0, 2.5, 0.008), _ev("champion", 2.0, 1.5, 0.006), 5000, 0.4, "above champion's"),
-    (_ev("candidate", 3.0, 2.5, 0.03), _ev("champion", 2.0, 1.5, 0.04), 5000, 0.4, "above the cap"),
+    (_ev("candidate", 3.0, 2.05, 0.005), _ev("champion", 2.0, 1.5, 0.006), 5000, -0.15,
+     "is not above -0.1 (-non_inferiority_margin)"),
+    (_ev("candidate", 2.0, 1.6, 0.005), _ev("champion", 2.0, 1.5, 0.006), 5000, -0.05, "the estimate is not above"),
+    (_ev("candidate", 3.0, 2.5, 0.008), _ev("champion", 2.0, 1.5, 0.006), 5000, 0.4, "above champion's 0.0060 + 0"),
+    (_ev("candidate", 3.0, 2.5, 0.015, complaints_high=0.025), _ev("champion", 2.0, 1.5, 0.016), 5000, 0.4,
+     "has upper bound 0.0250, above the cap 0.02"),
     (_ev("candidate", 3.0, 2.5, 0.005, ess=50), _ev("champion", 2.0, 1.5, 0.006), 5000, 0.4,
      "effective sample size"),
     (_ev("candidate", 3.0, 2.5, 0.005), _ev("champion", 2.0, 1.5, 0.006), 500, 0.4, "only 500 evaluated"),
@@ -124,6 +140,23 @@ def test_gate_keeps_the_champion_and_records_why(cand: PolicyEvaluation, champ: 
                                                  diff_low: float, expected: str) -> None:
     v = gate(_cmp(cand, champ, n=n, diff_low=diff_low), GATE)
     assert not v.promote and expected in v.summary()
+
+
+def test_a_complaint_tolerance_lets_a_candidate_level_with_the_champion_through() -> None:
+    cmp = _cmp(_ev("candidate", 3.0, 2.5, 0.0065), _ev("champion", 2.0, 1.5, 0.006), diff_low=0.4)
+    assert not gate(cmp, GATE).promote
+    assert gate(cmp, GATE.model_copy(update={"complaint_tolerance": 0.001})).promote
+
+
+def test_the_personalizer_rule_reads_each_policys_own_interval() -> None:
+    """Auto-Optimize: estimate and own lower bound above the champion's; the paired
+    difference is not read."""
+    rule = GATE.model_copy(update={"rule": "personalizer"})
+    cmp = _cmp(_ev("candidate", 2.2, 1.6, 0.005), _ev("champion", 2.0, 1.5, 0.005), diff_low=-5.0)
+    v = gate(cmp, rule)
+    assert v.promote and "candidate +2.2000 [+1.6000, +2.8000] vs champion +2.0000 [+1.5000, +2.5000]" in v.summary()
+    v = gate(_cmp(_ev("candidate", 2.2, 1.4, 0.005), _ev("champion", 2.0, 1.5, 0.005), diff_low=0.1), rule)
+    assert not v.promote and "estimate and lower bound not both above champion's" in v.summary()
 
 
 def test_gate_needs_the_paired_estimate() -> None:
@@ -139,8 +172,16 @@ def test_first_model_must_beat_no_offer() -> None:
     assert not v.promote and "candidate minus no_offer" in v.summary()
     # no_offer never draws a complaint: a first model is held to the cap, not to zero
     assert gate(_cmp(_ev("candidate", 1.0, 0.5, 0.01), no), GATE, champion=None).promote
-    v = gate(_cmp(_ev("candidate", 1.0, 0.5, 0.03), no), GATE, champion=None)
-    assert not v.promote and v.reasons == ["candidate's complaint rate 0.0300 is above the cap 0.02"]
+    v = gate(_cmp(_ev("candidate", 1.0, 0.5, 0.019, complaints_high=0.03), no), GATE, champion=None)
+    assert not v.promote and v.reasons == ["candidate's complaint rate 0.0190 has upper bound 0.0300, above the cap 0.02"]
+
+
+def test_the_former_margin_setting_is_refused_with_its_new_name() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="promotion.margin is now promotion.non_inferiority_margin.*"
+                                              "margin 0.05 is non_inferiority_margin -0.05"):
+        Promotion.model_validate({"margin": 0.05})
 
 
 def test_the_gate_promotes_a_better_candidate_its_own_interval_could_not_show() -> None:
@@ -184,4 +225,4 @@ def test_the_gate_promotes_a_better_candidate_its_own_interval_could_not_show() 
     assert diff is not None and diff.value == pytest.approx(cand.value - champ.value)
     assert cand.low < champ.value  # the former rule would have kept the champion
     assert diff.low > 0 and diff.high - diff.low < (cand.high - cand.low) / 2
-    assert gate(cmp, Promotion(margin=0, min_events=1000, min_ess=100)).promote
+    assert gate(cmp, Promotion(min_events=1000, min_ess=100)).promote

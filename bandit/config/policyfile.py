@@ -12,7 +12,7 @@ gets an offer, whatever this file says.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
@@ -185,12 +185,32 @@ class ControlGroup(Strict):
 class Promotion(Strict):
     """When a retrained candidate replaces the champion (``bandit.deploy.gate``)."""
 
+    rule: Literal["paired", "personalizer"] = Field(
+        "paired", description="paired: the candidate's estimate above the champion's and the paired lower bound of "
+        "candidate minus champion above -non_inferiority_margin; personalizer: Azure Personalizer's Auto-Optimize "
+        "rule, the candidate's estimate and its own lower bound above the champion's.")
     estimator: Literal["ips", "snips", "dr"] = Field("snips", description="Off-policy estimator the gate reads.")
-    margin: float = Field(0.0, description="The lower 95% bound of the candidate's reward per decision minus the "
-                          "champion's (paired, on the same held-out decisions) must be above this.")
-    max_complaint_rate: float = Field(0.02, gt=0, le=1, description="Absolute cap on the candidate's estimate.")
+    non_inferiority_margin: float = Field(
+        0.25, ge=0, allow_inf_nan=False,
+        description="How far below zero the paired lower 95% bound of candidate minus champion (reward per "
+        "decision) may reach, for a candidate whose estimate is higher (rule: paired). 0: superiority.")
+    max_complaint_rate: float = Field(0.02, gt=0, le=1, description="Cap on the upper 95% bound of the "
+                                      "candidate's complaint rate per decision.")
+    complaint_tolerance: float = Field(0.001, ge=0, le=1, description="The candidate's estimated complaint rate "
+                                       "may exceed the champion's by at most this.")
     min_events: int = Field(1000, ge=1, description="Fewer evaluated decisions than this: keep the champion.")
     min_ess: float = Field(100.0, gt=0, description="Effective sample size below this: keep the champion.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _former_margin(cls, data: Any) -> Any:
+        """``margin`` (the lower bound had to be above it) became ``non_inferiority_margin``
+        (it may reach that far below zero): say so rather than "extra field"."""
+        if isinstance(data, dict) and "margin" in data:
+            raise ValueError(f"promotion.margin is now promotion.non_inferiority_margin, which counts the other "
+                             f"way: margin {data['margin']} is non_inferiority_margin {-float(data['margin']):g} "
+                             f"(it must be >= 0)")
+        return data
 
 
 class PolicyFile(Strict):
