@@ -195,6 +195,57 @@ def test_the_frequency_cap_holds_across_replicas(cluster: Cluster, traffic: Traf
     assert max(per_customer[k] for k in keys if k in per_customer) == 1
 
 
+def simultaneous_posts(targets: list[tuple[str, dict]], key: str = CHANNEL_KEY) -> list[dict]:
+    """POST each (base url + path, JSON body) at the same moment: every connection is opened
+    first, then the requests' bytes are written one after another (microseconds apart, far
+    closer than client threads can), then the answers are read."""
+    import http.client
+    import json as jsonlib
+    import socket
+    from urllib.parse import urlsplit
+
+    socks, payloads = [], []
+    for url, payload in targets:
+        u = urlsplit(url)
+        data = jsonlib.dumps(payload).encode()
+        head = (f"POST {u.path} HTTP/1.1\r\nHost: {u.hostname}:{u.port}\r\nX-API-Key: {key}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n").encode()
+        socks.append(socket.create_connection((u.hostname, u.port), timeout=30))
+        payloads.append(head + data)
+    try:
+        for sock, data in zip(socks, payloads, strict=True):
+            sock.sendall(data)
+        answers = []
+        for sock in socks:
+            resp = http.client.HTTPResponse(sock)
+            resp.begin()
+            assert resp.status == 200, resp.read()
+            answers.append(jsonlib.loads(resp.read()))
+        return answers
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def test_simultaneous_decisions_for_one_customer_across_replicas_make_at_most_one_offer(
+        cluster: Cluster) -> None:
+    """50 decisions for one eligible customer sent at once, alternating between the two
+    replicas: the cap (max_offers 1) is counted again inside each commit under a
+    per-customer lock, so at most one of them is an offer, in the answers and in the log."""
+    n, cid = 50, "rep-burst"
+    answers = simultaneous_posts([(cluster.replicas[k % 2].url + "/decide", body(customer__id=cid))
+                                  for k in range(n)])
+    assert all(d["logged"] for d in answers)
+    offers = [d for d in answers if d["offer_id"] != "no_offer"]
+    assert len(offers) <= 1, offers
+    key = customer_key(SALT, cid)
+    assert cluster.query(f"select count(*) from decisions where customer_key = '{key}' "
+                         "and chosen_id <> 'no_offer'")[0][0] == len(offers)
+    assert cluster.query(f"select count(*) from contacts where customer_key = '{key}' "
+                         "and kind = 'shown'")[0][0] == len(offers)
+    print(f"\nfrequency cap: {n} simultaneous decisions for one customer on 2 replicas, {len(offers)} offer")
+
+
 def test_a_kill_switch_set_through_one_replica_is_obeyed_by_all_within_the_refresh_interval(
         cluster: Cluster) -> None:
     seq = iter(range(10**6))

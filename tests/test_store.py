@@ -12,7 +12,7 @@ from sqlalchemy import text
 from bandit.decide.decider import new_event_id
 from bandit.log.writer import GroupCommitWriter
 from bandit.config.settings import Settings
-from bandit.log.records import DecisionRecord
+from bandit.log.records import DecisionRecord, Written
 from bandit.log.store import DecisionStore
 
 
@@ -61,11 +61,11 @@ def test_generated_event_ids_are_hex_and_ordered_by_time() -> None:
 
 
 def test_group_commit_answers_each_writer_with_its_own_result(store: DecisionStore) -> None:
-    async def run() -> list[bool]:
+    async def run() -> list[Written]:
         writer = GroupCommitWriter(store)
         return await asyncio.gather(*(writer.write(rec(e)) for e in ["w1", "w2", "w1", "w3"]))
 
-    assert asyncio.run(run()) == [True, True, False, True]
+    assert asyncio.run(run()) == [Written.NEW, Written.NEW, Written.DUPLICATE, Written.NEW]
     assert store.count_decisions() == 3
 
 
@@ -117,7 +117,7 @@ def test_contact_history_holds_what_the_guardrails_ask_and_nothing_else(store: D
 
 
 def test_group_commit_shares_commits_among_concurrent_writers(store: DecisionStore) -> None:
-    """300 concurrent writers: each answered True once, every row logged once, in fewer
+    """300 concurrent writers: each answered NEW once, every row logged once, in fewer
     commits than rows (the writer groups them)."""
     commits = []
     insert = store.insert_decision_rows
@@ -128,11 +128,11 @@ def test_group_commit_shares_commits_among_concurrent_writers(store: DecisionSto
 
     store.insert_decision_rows = counting  # type: ignore[method-assign]
 
-    async def run() -> list[bool]:
+    async def run() -> list[Written]:
         writer = GroupCommitWriter(store)
         return await asyncio.gather(*(writer.write(rec(f"c{i}")) for i in range(300)))
 
-    assert asyncio.run(run()) == [True] * 300
+    assert asyncio.run(run()) == [Written.NEW] * 300
     assert store.count_decisions() == 300 and sum(commits) == 300 and len(commits) < 300
 
 

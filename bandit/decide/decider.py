@@ -28,7 +28,7 @@ import threading
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -40,13 +40,20 @@ from bandit.domain.context import DecisionRequest, History
 from bandit.decide.control import control_pmf, in_control
 from bandit.domain.errors import EventConflict, InvalidRequest, UnknownEvent
 from bandit.decide.features import Namespaces, offer_features, shared_features
-from bandit.decide.guardrails import Eligibility, eligible_offers
+from bandit.decide.guardrails import (
+    FREQUENCY_CAP,
+    Eligibility,
+    Exclusion,
+    cap_window_start,
+    eligible_offers,
+    offers_in_cap_window,
+)
 from bandit.config.policyfile import PolicyFile
 from bandit.domain.outcomes import OUTCOME_FACTS, OUTCOME_TYPES, OutcomeType, ValueRule
 from bandit.decide.sampling import baseline_pmf, sample_index, uniform_from
 from bandit.log.writer import GroupCommitWriter
 from bandit.domain.context import EMPTY_HISTORY
-from bandit.log.records import DecisionRecord, to_ts
+from bandit.log.records import DecisionRecord, OfferLimit, Written, shown_contact, to_ts
 from bandit.log.store import DecisionStore
 from bandit.domain.outcomes import Outcome
 from bandit.decide.vw import COLD_START, Scorer
@@ -136,6 +143,7 @@ class _Prepared:
     record: DecisionRecord
     eligibility: Eligibility
     channel: str
+    limit: OfferLimit | None = None
 
 
 @dataclass
@@ -154,10 +162,10 @@ class Decider:
         if isinstance(p, Decision):
             return p
         try:
-            inserted = self.store.log_decision(p.record)
+            written = self.store.write_decision(p.record, p.limit)
         except Exception as exc:  # noqa: BLE001 - any storage failure means: no offer
             return self._log_failed(p, exc)
-        return self._finish(p, inserted)
+        return self._finish(p, written)
 
     async def decide_async(self, request: DecisionRequest, writer: GroupCommitWriter,
                            now: datetime | None = None) -> Decision:
@@ -167,10 +175,10 @@ class Decider:
         if isinstance(p, Decision):
             return p
         try:
-            inserted = await writer.write(p.record)
+            written = await writer.write(p.record, p.limit)
         except Exception as exc:  # noqa: BLE001
             return self._log_failed(p, exc)
-        return self._finish(p, inserted)
+        return self._finish(p, written)
 
     def _prepare(self, request: DecisionRequest, now: datetime | None) -> "_Prepared | Decision":
         """Everything up to the log write. Returns a final ``Decision`` when no write is due
@@ -190,7 +198,7 @@ class Decider:
         try:
             if request.event_id is not None:
                 existing = self.store.get_decision(event_id)
-            history = self.store.history(ckey, now, lookback)
+            logged_history = history = self.store.history(ckey, now, lookback)
             if request.history != EMPTY_HISTORY:
                 history = history.merged(request.history)
             suspended = self.store.suspended()
@@ -244,21 +252,35 @@ class Decider:
                 "shadow": shadow,
             },
         )
-        return _Prepared(record, elig, request.channel.value)
+        limit = None
+        if shown_contact(record) is not None:
+            # The cap, again inside the commit (``OfferLimit``): offers the channel told of that
+            # the log does not hold still count against it.
+            told_only = offers_in_cap_window(history, g, now) - offers_in_cap_window(logged_history, g, now)
+            limit = OfferLimit(customer_key=ckey, since=to_ts(cap_window_start(g, now)),
+                               allowed=g.frequency_cap.max_offers - 1 - told_only,
+                               fallback=capped(record, catalog))
+        return _Prepared(record, elig, request.channel.value, limit)
 
     def _log_failed(self, p: "_Prepared", exc: Exception) -> Decision:
         log.error("decision %s not logged: %s", p.record.event_id, exc)
         self.observer.log_failed(exc)
         return self._unlogged(p.record.event_id, p.record.model_version, p.eligibility)
 
-    def _finish(self, p: "_Prepared", inserted: bool) -> Decision:
-        if not inserted:  # a concurrent request with the same event id won the race
+    def _finish(self, p: "_Prepared", written: Written) -> Decision:
+        if written is Written.DUPLICATE:  # a concurrent request with the same event id won the race
             existing = self.store.get_decision(p.record.event_id)
             if existing is not None:
                 return replay(existing, p.record.customer_key, p.record.payload["context"])
-        decision = decision_from_record(p.record)
-        pmf = p.record.pmf
-        self.observer.decided(decision, p.channel, p.eligibility, explored=pmf[p.record.chosen_index] < max(pmf))
+        record, eligibility = p.record, p.eligibility
+        if written is Written.LIMITED:  # another offer to this customer was committed first
+            assert p.limit is not None
+            record = p.limit.fallback
+            eligibility = Eligibility((NO_OFFER,), tuple(Exclusion(o, r) for o, r in record.payload["excluded"]))
+            log.info("decision %s: frequency cap reached at commit, no offer", record.event_id)
+        decision = decision_from_record(record)
+        pmf = record.pmf
+        self.observer.decided(decision, p.channel, eligibility, explored=pmf[record.chosen_index] < max(pmf))
         return decision
 
     @staticmethod
@@ -376,6 +398,15 @@ def logged_context(request: DecisionRequest) -> dict[str, Any]:
     """The request as the log keeps it: everything but the customer id (stored only as its
     salted hash) and the event id (the row's key)."""
     return request.model_dump(mode="json", exclude={"customer": {"id"}, "event_id": True})
+
+
+def capped(rec: DecisionRecord, catalog: Catalog) -> DecisionRecord:
+    """``rec`` as the guardrails make it when the frequency cap blocks the interaction:
+    ``no_offer`` with probability 1, every catalog offer excluded for the cap, no content.
+    What a decision becomes when its ``OfferLimit`` is reached at commit."""
+    payload = dict(rec.payload, actions=rec.payload["actions"][:1], content=None, offer_value=0.0, shadow=None,
+                   excluded=[[oid, FREQUENCY_CAP] for oid in catalog.offers])
+    return replace(rec, action_ids=[NO_OFFER], pmf=[1.0], chosen_index=0, payload=payload)
 
 
 def replay(existing: DecisionRecord, ckey: str | None, context: dict[str, Any]) -> Decision:

@@ -21,6 +21,10 @@ reason                 when
                        channels within ``frequency_cap.window_days``
 =====================  =============================================================
 
+The frequency cap is also counted again inside the commit that logs an offer
+(``bandit.log.records.OfferLimit``): decisions for one customer arriving together
+read the history before any of them is committed.
+
 Then per offer: ``suspended`` (kill switch), ``not_in_candidates``,
 ``outside_window``, ``channel``, ``request_type_family`` (the policy's request
 type rules), and marketing's eligibility: ``request_type``, ``intent``, ``tier``,
@@ -67,11 +71,23 @@ def interaction_block(request: DecisionRequest, history: History, g: Guardrails,
         days=g.complaint_cooldown_days
     ):
         return "recent_complaint"
-    cap = g.frequency_cap
-    since = now - timedelta(days=cap.window_days)
-    if sum(1 for e in history.shown if e.at >= since and e.offer_id != NO_OFFER) >= cap.max_offers:
-        return "frequency_cap"
+    if offers_in_cap_window(history, g, now) >= g.frequency_cap.max_offers:
+        return FREQUENCY_CAP
     return None
+
+
+FREQUENCY_CAP = "frequency_cap"
+
+
+def cap_window_start(g: Guardrails, now: datetime) -> datetime:
+    """The start of the frequency cap's window: offers shown at or after it count."""
+    return now - timedelta(days=g.frequency_cap.window_days)
+
+
+def offers_in_cap_window(history: History, g: Guardrails, now: datetime) -> int:
+    """How many offers ``history`` shows within the frequency cap's window."""
+    since = cap_window_start(g, now)
+    return sum(1 for e in history.shown if e.at >= since and e.offer_id != NO_OFFER)
 
 
 def _impression_paused(times: list[datetime], g: Guardrails, now: datetime) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any, NamedTuple
 
 from pydantic_core import to_json
@@ -55,12 +56,43 @@ class DecisionRecord:
         return self.pmf[self.chosen_index]
 
 
+@dataclass(frozen=True)
+class OfferLimit:
+    """A limit on offers shown to one customer, checked again inside the commit that logs
+    an offer: the guardrails' frequency cap, made to hold under concurrency.
+
+    Why: the guardrails read the customer's contact history before the decision is
+    committed, so two decisions for one customer arriving together (on one replica, or on
+    several sharing a log) both read a history without the other's offer, and both pass a
+    cap of one. Inside the commit the store counts the offers shown to ``customer_key``
+    at or after ``since`` that the log holds (committed by anyone, and written earlier in
+    the same transaction), under a per-customer lock, and logs ``fallback`` instead when
+    there are more than ``allowed``: the decision the guardrails would have made had they
+    seen those offers."""
+
+    customer_key: str
+    since: float
+    allowed: int
+    fallback: "DecisionRecord"
+
+
+class Written(StrEnum):
+    """What became of a decision handed to the log."""
+
+    NEW = "new"  # logged as made
+    DUPLICATE = "duplicate"  # its event id was logged already: nothing written
+    LIMITED = "limited"  # its ``OfferLimit`` was reached: its fallback was logged instead
+
+
 class DecisionRow(NamedTuple):
     """A decision as the request path inserts it: its ``decisions`` row and, when it is a
-    contact, its ``contacts`` row (both in column order)."""
+    contact, its ``contacts`` row (both in column order); with an ``OfferLimit``, the
+    fallback's row to insert instead when the limit is reached."""
 
     decision: tuple[Any, ...]
     contact: tuple[Any, ...] | None
+    limit: OfferLimit | None = None
+    fallback: tuple[Any, ...] | None = None
 
 
 def learnable(rec: DecisionRecord, cfg: RewardConfig, as_of: float | None) -> bool:

@@ -36,7 +36,17 @@ from sqlalchemy.sql.elements import TextClause
 from bandit.config.catalog import NO_OFFER
 from bandit.domain.context import EMPTY_HISTORY, History, OfferEvent
 from bandit.domain.outcomes import CONTACT_KIND, Outcome
-from bandit.log.records import DecisionRecord, DecisionRow, from_ts, record_to_row, row_to_record, shown_contact, to_ts
+from bandit.log.records import (
+    DecisionRecord,
+    DecisionRow,
+    OfferLimit,
+    Written,
+    from_ts,
+    record_to_row,
+    row_to_record,
+    shown_contact,
+    to_ts,
+)
 from bandit.log.schema import CONTACT_COLUMNS, DECISION_COLUMNS, contacts, decisions, metadata, outcomes
 
 # At most this many rows per insert statement: SQLite allows 32,766 parameters, and every
@@ -44,6 +54,13 @@ from bandit.log.schema import CONTACT_COLUMNS, DECISION_COLUMNS, contacts, decis
 _ROWS_PER_STATEMENT = 64
 _GET_DECISION_SQL = text(f"SELECT {', '.join(DECISION_COLUMNS)} FROM decisions WHERE event_id = :e")
 _HISTORY_SQL = text("SELECT kind, offer_id, ts FROM contacts WHERE customer_key = :k AND ts >= :since")
+_SHOWN_SINCE_SQL = text("SELECT COUNT(*) FROM contacts WHERE customer_key = :k AND kind = 'shown' AND ts >= :since")
+# A transaction-scoped PostgreSQL advisory lock per customer key, held by a commit that
+# checks an ``OfferLimit``: two replicas committing offers to one customer take turns, and
+# the second counts the first's contact. The two-integer form is a lock space of its own
+# (the schema lock of ``bandit.log.migrations`` uses the one-bigint form).
+_CUSTOMER_LOCK_CLASS = 0x0FFE
+_CUSTOMER_LOCK_SQL = text("SELECT pg_advisory_xact_lock(:c, hashtext(:k))")
 # A contact of kind ``:kind`` at ``:ts`` for the decision ``:e``, its customer and offer
 # copied from the logged row (outcomes); the same for an activation, where a no_offer
 # decision shows nothing.
@@ -98,6 +115,11 @@ class DecisionStore:
         self._insert_by_rows: dict[tuple[str, int], str] = {}
         self._sql_get = _Compiled(_GET_DECISION_SQL, d)
         self._sql_history = _Compiled(_HISTORY_SQL, d)
+        self._sql_shown_since = _Compiled(_SHOWN_SINCE_SQL, d)
+        self._sql_customer_lock = _Compiled(_CUSTOMER_LOCK_SQL, d) if d.name == "postgresql" else None
+        # SQLite: take the write lock at BEGIN, so that a limit's count and the inserts after it
+        # see one state of the log (a deferred transaction that read first could not write).
+        self._begin = "BEGIN IMMEDIATE" if d.name == "sqlite" else "BEGIN"
         self._sql_suspended = _Compiled(text("SELECT offer_id FROM suspensions WHERE suspended = :t"), d)
         self._local = threading.local()
         self._raw_conns: list[Any] = []
@@ -162,18 +184,29 @@ class DecisionStore:
         A duplicate event id is reported as ``False`` without failing the others.
         On any error nothing is committed.
         """
-        return self.insert_decision_rows([self.decision_row(r) for r in recs])
+        return [w is Written.NEW for w in self.insert_decision_rows([self.decision_row(r) for r in recs])]
 
-    def decision_row(self, rec: DecisionRecord) -> "DecisionRow":
+    def write_decision(self, rec: DecisionRecord, limit: OfferLimit | None = None) -> Written:
+        """Insert one decision durably, checking its ``limit`` inside the commit."""
+        return self.insert_decision_rows([self.decision_row(rec, limit)])[0]
+
+    def decision_row(self, rec: DecisionRecord, limit: OfferLimit | None = None) -> DecisionRow:
         """``rec`` as the inserts' parameters, in column order: its ``decisions`` row and,
-        when it is a contact (an offer shown), its ``contacts`` row. The group-commit writer
-        makes them when a decision is queued, so the commit only hands rows to the driver."""
-        row = record_to_row(rec)
-        return DecisionRow(tuple(row[c] for c in DECISION_COLUMNS), shown_contact(rec))
+        when it is a contact (an offer shown), its ``contacts`` row; with a ``limit``, its
+        fallback's row too. The group-commit writer makes them when a decision is queued, so
+        the commit only hands rows to the driver."""
+        fallback = None if limit is None else self._row_values(limit.fallback)
+        return DecisionRow(self._row_values(rec), shown_contact(rec), limit, fallback)
 
-    def insert_decision_rows(self, rows: "list[DecisionRow]") -> list[bool]:
-        """Insert rows made by ``decision_row`` in one transaction; ``False`` for each
-        event id that was already logged.
+    @staticmethod
+    def _row_values(rec: DecisionRecord) -> tuple[Any, ...]:
+        row = record_to_row(rec)
+        return tuple(row[c] for c in DECISION_COLUMNS)
+
+    def insert_decision_rows(self, rows: list[DecisionRow]) -> list[Written]:
+        """Insert rows made by ``decision_row`` in one transaction; for each, whether it was
+        logged as made, was a repeated event id (nothing written), or met its
+        ``OfferLimit`` (its fallback logged instead).
 
         The rows go to the driver as multi-row ``INSERT`` statements (up to
         ``_ROWS_PER_STATEMENT`` rows each): one call into the driver per chunk rather than
@@ -182,20 +215,23 @@ class DecisionStore:
         if not rows:
             return []
         with self._cursor() as cur:
-            cur.execute("BEGIN")
+            cur.execute(self._begin)
             try:
-                if self._insert_all(cur, "decisions", [r.decision for r in rows]) == len(rows):
-                    inserted = [True] * len(rows)
-                    self._insert_all(cur, "contacts", [r.contact for r in rows if r.contact is not None])
+                chosen = self._within_limits(cur, rows)
+                if self._insert_all(cur, "decisions", [c[0] for c in chosen]) == len(rows):
+                    written = [c[2] for c in chosen]
+                    self._insert_all(cur, "contacts", [c[1] for c in chosen if c[1] is not None])
                 else:
                     cur.execute("ROLLBACK")
-                    cur.execute("BEGIN")
-                    inserted = []
-                    for r in rows:
-                        new = self._insert_all(cur, "decisions", [r.decision]) == 1
-                        if new and r.contact is not None:
-                            self._insert_all(cur, "contacts", [r.contact])
-                        inserted.append(new)
+                    cur.execute(self._begin)
+                    self._lock_customers(cur, rows)
+                    written = []
+                    for r in rows:  # each limit's count sees the rows inserted before it
+                        decision, contact, status = self._within_limits(cur, [r], locked=True)[0]
+                        new = self._insert_all(cur, "decisions", [decision]) == 1
+                        if new and contact is not None:
+                            self._insert_all(cur, "contacts", [contact])
+                        written.append(status if new else Written.DUPLICATE)
                 cur.execute("COMMIT")
             except BaseException:
                 try:
@@ -203,7 +239,45 @@ class DecisionStore:
                 except Exception:  # noqa: BLE001 - the original error is the one to report
                     pass
                 raise
-        return inserted
+        return written
+
+    def _lock_customers(self, cur: Any, rows: list[DecisionRow]) -> None:
+        """PostgreSQL: the per-customer locks of the rows' limits, in key order (two
+        transactions taking the same keys cannot deadlock). SQLite's BEGIN IMMEDIATE has
+        already serialized every writer."""
+        if self._sql_customer_lock is None:
+            return
+        for key in sorted({r.limit.customer_key for r in rows if r.limit is not None}):
+            q = self._sql_customer_lock
+            cur.execute(q.sql, q.params({"c": _CUSTOMER_LOCK_CLASS, "k": key}))
+            cur.fetchall()
+
+    def _within_limits(
+        self, cur: Any, rows: list[DecisionRow], locked: bool = False,
+    ) -> list[tuple[tuple[Any, ...], tuple[Any, ...] | None, Written]]:
+        """For each row, what to insert: its own rows, or its fallback's where its limit is
+        reached, counting the offers the log holds and those shown earlier in ``rows``."""
+        if all(r.limit is None for r in rows):
+            return [(r.decision, r.contact, Written.NEW) for r in rows]
+        if not locked:
+            self._lock_customers(cur, rows)
+        q = self._sql_shown_since
+        in_batch: dict[str, list[float]] = {}
+        out: list[tuple[tuple[Any, ...], tuple[Any, ...] | None, Written]] = []
+        for r in rows:
+            lim = r.limit
+            choice = (r.decision, r.contact, Written.NEW)
+            if lim is not None:
+                cur.execute(q.sql, q.params({"k": lim.customer_key, "since": lim.since}))
+                shown = int(cur.fetchone()[0])
+                shown += sum(1 for ts in in_batch.get(lim.customer_key, ()) if ts >= lim.since)
+                if shown > lim.allowed:
+                    assert r.fallback is not None
+                    choice = (r.fallback, None, Written.LIMITED)
+            if choice[1] is not None:
+                in_batch.setdefault(choice[1][0], []).append(choice[1][1])
+            out.append(choice)
+        return out
 
     def _insert_all(self, cur: Any, table: str, rows: list[tuple[Any, ...]]) -> int:
         """Insert ``rows`` into ``table`` (``decisions``: skipping event ids already logged)

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from bandit.log.records import DecisionRecord, DecisionRow
+from bandit.log.records import DecisionRecord, DecisionRow, OfferLimit, Written
 from bandit.log.store import DecisionStore
 
 log = logging.getLogger(__name__)
@@ -42,15 +42,15 @@ class GroupCommitWriter:
     def __init__(self, store: DecisionStore, max_batch: int = 512):
         self.store = store
         self.max_batch = max_batch
-        self._pending: list[tuple[DecisionRow, asyncio.Future[bool]]] = []
+        self._pending: list[tuple[DecisionRow, asyncio.Future[Written]]] = []
         self._scheduled = False
 
-    async def write(self, rec: DecisionRecord) -> bool:
-        """Commit ``rec``; ``True`` once durable, ``False`` if the event id was already
-        logged; raises the storage error if the commit failed."""
+    async def write(self, rec: DecisionRecord, limit: OfferLimit | None = None) -> Written:
+        """Commit ``rec`` (checking its ``limit`` inside the commit) and say what was
+        written once it is durable; raises the storage error if the commit failed."""
         loop = asyncio.get_running_loop()
-        fut: asyncio.Future[bool] = loop.create_future()
-        self._pending.append((self.store.decision_row(rec), fut))
+        fut: asyncio.Future[Written] = loop.create_future()
+        self._pending.append((self.store.decision_row(rec, limit), fut))
         if not self._scheduled:
             self._scheduled = True
             loop.call_soon(self._flush)
@@ -70,6 +70,6 @@ class GroupCommitWriter:
                 if not fut.done():
                     fut.set_exception(exc)
             return
-        for (_, fut), ok in zip(batch, results, strict=True):
+        for (_, fut), written in zip(batch, results, strict=True):
             if not fut.done():
-                fut.set_result(ok)
+                fut.set_result(written)
