@@ -10,7 +10,7 @@ from bandit.cli import CommandLine, CommandSet, settings_from
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from experiments.demo import run_demo
+    from experiments.demo.demo import run_demo
 
     return run_demo(settings_from(args), days=args.days, per_day=args.per_day, seed=args.seed, json_path=args.json,
                     params_path=args.params)
@@ -26,10 +26,10 @@ def register(cli: CommandLine) -> None:
                  "the commands that open the MLflow and Prefect UIs.")
     sp.add_argument("--days", type=int, default=6, help="simulated days (default 6)")
     sp.add_argument("--per-day", type=int, help="interactions per day (default: all the simulator's, see "
-                    "interactions_per_day in experiments/simulator.yaml)")
+                    "interactions_per_day in experiments/simulator/simulator.yaml)")
     sp.add_argument("--seed", type=int, default=7, help="simulator seed (default 7)")
     sp.add_argument("--json", type=Path, help="also write the final table here as JSON")
-    sp.add_argument("--params", type=Path, help="simulator parameter file (default experiments/simulator.yaml)")
+    sp.add_argument("--params", type=Path, help="simulator parameter file (default experiments/simulator/simulator.yaml)")
 
 
 COMMANDS = CommandSet(order=30, register=register)

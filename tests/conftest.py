@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, make_url, text
 
+from bandit.config.catalog import NO_OFFER
 from bandit.config.loader import LiveConfig
 from bandit.domain.context import DecisionRequest
 from bandit.decide.decider import Decider, ModelSlot
@@ -116,6 +117,27 @@ def live(settings: Settings) -> LiveConfig:
 def decider(live: LiveConfig, store: DecisionStore) -> Decider:
     eps = live.current.policy.exploration.cold_start_epsilon
     return Decider(live, store, ModelSlot(ColdStart(eps)), "test-salt", clock=lambda: NOW)
+
+
+def fill(decider: Decider, n: int = 120) -> None:
+    """``n`` decisions for distinct customers (every tenth deferred), with acceptances,
+    declines and complaints (the DSJSON and policy-model tests' log)."""
+    for i in range(n):
+        d = decider.decide(request(event_id=f"e{i}", customer__id=f"c{i}",
+                                   defer_activation=(i % 10 == 0)))
+        if d.offer_id != NO_OFFER:
+            decider.record_outcome(d.event_id, "accepted" if i % 3 else "declined")
+        if i % 7 == 0:
+            decider.record_outcome(d.event_id, "complaint")
+
+
+def use_test_experiment(tmp_path: Path) -> None:
+    """An experiment with its artifacts under the test's directory (MLflow's default is
+    ./mlruns in the working directory: the repository)."""
+    import mlflow
+
+    mlflow.set_experiment(experiment_id=mlflow.create_experiment(
+        "offer-bandit-test", artifact_location=(tmp_path / "mlartifacts").as_uri()))
 
 
 def request(**over: object) -> DecisionRequest:
@@ -294,6 +316,16 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     s = start_service(tmp_path_factory.mktemp("served"))
     yield s
     stop_service(s.proc)
+
+
+def decide_offer(served: Served, prefix: str, **over) -> dict:
+    """Decide through ``served`` until an offer is made (cold start offers ~1 in 10 when one offer is eligible)."""
+    c = served.client()
+    for i in range(300):
+        d = c.post("/decide", json=body(customer__id=f"{prefix}-{i}", candidates=["premium_bundle"], **over)).json()
+        if d["offer_id"] != NO_OFFER:
+            return d
+    raise AssertionError("no offer in 300 tries")
 
 
 def body(**over: object) -> dict:

@@ -12,7 +12,6 @@ def simulated_log(tmp_path: Path, migrated_db: Path | None, day: int = 1,
     of ``migrated_db``; none without it), and a policy file whose gate needs 100 decisions;
     returns the policy file and the as-of time. The log is the home's SQLite file, or the
     one at ``database_url``."""
-    import random
     from datetime import UTC, datetime, timedelta
 
     from bandit.config.loader import LiveConfig
@@ -20,7 +19,7 @@ def simulated_log(tmp_path: Path, migrated_db: Path | None, day: int = 1,
     from bandit.deploy.runtime import open_store
     from bandit.config.settings import get_settings
     from bandit.decide.vw import ColdStart
-    from experiments.loop import random_request, respond
+    from experiments.simulator.traffic import decide_and_respond, interactions, simulator
 
     policy = tmp_path / "policy.yaml"
     policy.write_text("promotion: {min_events: 100, min_ess: 10}\n")
@@ -32,13 +31,8 @@ def simulated_log(tmp_path: Path, migrated_db: Path | None, day: int = 1,
     store = open_store(settings)
     live = LiveConfig(settings)
     decider = Decider(live, store, ModelSlot(ColdStart(0.5)), settings.secret)
-    rng, start = random.Random(2 + day), datetime(2026, 11, day, tzinfo=UTC)
-    for i in range(4000):
-        now = start + timedelta(seconds=i * 60)
-        req = random_request(rng, 2000).model_copy(update={"event_id": f"sim-{day}-{i}"})  # deterministic sampling
-        d = decider.decide(req, now=now)
-        if d.offer_id != "no_offer":
-            accepted, _ = respond(rng, req, d.offer_id, live.current.catalog)
-            decider.record_outcome(d.event_id, "accepted" if accepted else "declined", now=now + timedelta(minutes=5))
+    start = datetime(2026, 11, day, tzinfo=UTC)
+    sim = simulator(seed=2 + day)  # its event ids make the sampling deterministic
+    decide_and_respond(decider, sim, interactions(sim, 4000), at=lambda i, _: start + timedelta(seconds=i * 60))
     store.close()
     return policy, (start + timedelta(days=7)).timestamp()

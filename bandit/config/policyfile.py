@@ -99,7 +99,7 @@ NAMESPACE_LETTERS = frozenset("ceuhxo")
 
 # ``cb_type`` values VW (9.x) accepts with each explorer of ``--cb_explore_adf`` (others:
 # all four). SquareCB and RegCB regress (``mtr`` only); cover has no direct method.
-# ``tests/test_tuning.py`` checks this table against VW itself.
+# ``tests/learn/test_tuning.py`` checks this table against VW itself.
 CB_TYPES_FOR: dict[str, frozenset[str]] = {
     "squarecb": frozenset({"mtr"}),
     "regcb": frozenset({"mtr"}),
@@ -118,7 +118,7 @@ class Learner(Strict):
 
     interactions: tuple[str, ...] = ("co", "uo", "eo", "ho")
     cb_type: Literal["ips", "dr", "mtr", "dm"] = "mtr"
-    # 0.1: measured better than 0.5 by `tune` on a simulated log, in experiments/compare_learners.py
+    # 0.1: measured better than 0.5 by `tune` on a simulated log, in experiments/studies/compare_learners.py
     # (online regret 23k vs 31k) and in the demo (beats the rules heuristic; 0.5 did not)
     learning_rate: float = Field(0.1, gt=0)
     bit_precision: int = Field(18, ge=10, le=28)

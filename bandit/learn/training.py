@@ -47,7 +47,7 @@ def train_dsjson_file(args: list[str], data: Path, warm_start: Path | None = Non
     trainer does; returns the model and the number of events (counted when not given).
 
     Why the driver: a Python loop handing VW one parsed event at a time ran at 0.38 of
-    raw VW's events/s in ``experiments/bench_training.py``."""
+    raw VW's events/s in ``experiments/bench/training.py``."""
     if events is None:
         with open(data) as fh:
             events = sum(1 for line in fh if line.strip())

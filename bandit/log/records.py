@@ -17,7 +17,6 @@ from pydantic_core import to_json
 
 from bandit.config.catalog import NO_OFFER
 from bandit.domain.outcomes import RewardConfig, window_closed
-from bandit.log.schema import DECISION_COLUMNS
 
 
 def to_ts(dt: datetime) -> float:

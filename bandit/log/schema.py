@@ -51,7 +51,7 @@ outcomes = Table(
 # its own rather than an index on ``decisions``: most decisions are ``no_offer`` and are no
 # contact, and a customer index on the log cost every decision a random index page in the
 # commit (WAL pages per 16-row commit: 36.5 with it, 20.6 with this table, measured by
-# experiments/bench_log_pages.py). Rows are written with the decision, activation or
+# experiments/bench/log_pages.py). Rows are written with the decision, activation or
 # outcome they come from, in its transaction.
 contacts = Table(
     "contacts",

@@ -34,7 +34,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from bandit.domain.errors import OfferBanditError
 
 # The newest revision in versions/. Kept here so that opening a store needs no Alembic;
-# tests/test_migrations.py fails when it differs from Alembic's own head.
+# tests/log/test_migrations.py fails when it differs from Alembic's own head.
 HEAD = "0002"
 # Every revision this code knows, oldest first (the same test checks it against Alembic).
 REVISIONS = ("0001", "0002")

@@ -3,7 +3,7 @@
 Until now the guardrails' contact history was a query over ``decisions`` (joined with
 ``outcomes``) by the index ``ix_decisions_customer_ts``. That index cost every decision,
 ``no_offer`` ones included, a random index page in its commit (WAL pages per 16-row commit
-36.5 with it, 20.6 with ``contacts``: ``experiments/bench_log_pages.py``). ``contacts`` holds one narrow row per contact (an offer shown,
+36.5 with it, 20.6 with ``contacts``: ``experiments/bench/log_pages.py``). ``contacts`` holds one narrow row per contact (an offer shown,
 declined, accepted or converted, a complaint), written in the same transaction as the
 decision, activation or outcome it comes from. This revision creates it, fills it from the
 log, and drops the index.

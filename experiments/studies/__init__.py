@@ -1,0 +1,1 @@
+"""Studies: learners compared on the simulator."""

@@ -1,0 +1,94 @@
+"""experiments/studies/compare_learners.py on a tiny stream: every learner gets a row, the numbers
+are sane (finite rewards, the oracle's regret exactly 0, nobody beats the oracle in
+expectation), the outputs are written, runs are reproducible, and without MABWiser the
+VW rows still come out with a message naming the extra."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import experiments.studies.compare_learners as cl
+
+TOL = 1e-9
+REFERENCES = {"oracle", "uniform", "rules", "no_offer"}
+VW = {f"vw-{e}" for e in ("epsilon", "softmax", "bag", "cover", "squarecb", "regcb")}
+PEERS = {"mabwiser-linucb", "mabwiser-lints"}
+
+
+def run(out: Path, *extra: str, per_day: int = 200, seed: int = 3) -> dict[str, Any]:
+    assert cl.main(["--days", "1", "--per-day", str(per_day), "--seed", str(seed), "--out", str(out),
+                    "--json", str(out / "rows.json"), *extra]) == 0
+    return json.loads((out / "rows.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    out = tmp_path_factory.mktemp("compare")
+    return out, run(out)
+
+
+def test_every_learner_has_a_row(tiny: tuple[Path, dict[str, Any]]) -> None:
+    _, res = tiny
+    expected = VW | REFERENCES | (PEERS if cl.mabwiser() is not None else set())
+    names = [r["learner"] for r in res["rows"]]
+    assert sorted(names) == sorted(expected)
+    assert all(r["interactions"] == 200 for r in res["rows"])
+    assert res["unknown_features"] == []  # the MABWiser context covers every shared feature
+
+
+def test_rows_sorted_by_reward_and_finite(tiny: tuple[Path, dict[str, Any]]) -> None:
+    rows = tiny[1]["rows"]
+    rewards = [r["reward"] for r in rows]
+    assert rewards == sorted(rewards, reverse=True)
+    for r in rows:
+        for key in ("reward", "revenue", "expected_reward", "regret", "complaint_rate", "offer_rate"):
+            assert math.isfinite(r[key]), (r["learner"], key)
+        assert r["reward"] == pytest.approx(r["revenue"] - tiny[1]["complaint_penalty"] * r["complaints"])
+        assert 0 <= r["complaint_rate"] <= r["offer_rate"] <= 1
+
+
+def test_regret_to_the_oracle(tiny: tuple[Path, dict[str, Any]]) -> None:
+    rows = {r["learner"]: r for r in tiny[1]["rows"]}
+    assert rows["oracle"]["regret"] == pytest.approx(0.0, abs=TOL)
+    for r in rows.values():
+        assert r["regret"] >= -TOL, r["learner"]
+        assert r["min_step_regret"] >= -TOL, r["learner"]  # not even one interaction beats the oracle
+    # Offers worth making existed, so doing nothing has regret, and the oracle made them.
+    assert rows["no_offer"]["regret"] > 0
+    assert rows["oracle"]["expected_reward"] > 0 and rows["oracle"]["offer_rate"] > 0
+    assert rows["no_offer"]["offer_rate"] == 0 and rows["no_offer"]["reward"] == 0
+
+
+def test_outputs_written(tiny: tuple[Path, dict[str, Any]]) -> None:
+    out, res = tiny
+    md = (out / "compare_learners.md").read_text()
+    assert "| learner |" in md
+    for r in res["rows"]:
+        assert f"| {r['learner']} |" in md
+    png = (out / "compare_learners.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+
+
+def test_same_arguments_same_table(tmp_path: Path, tiny: tuple[Path, dict[str, Any]]) -> None:
+    again = run(tmp_path)
+
+    def strip(res: dict[str, Any]) -> list[dict[str, Any]]:
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in res["rows"]]
+
+    assert strip(again) == strip(tiny[1])
+
+
+def test_without_mabwiser_runs_vw_rows_and_names_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(cl, "mabwiser", lambda: None)
+    res = run(tmp_path, per_day=50)
+    names = {r["learner"] for r in res["rows"]}
+    assert names == VW | REFERENCES
+    err = capsys.readouterr().err
+    assert "pip install '.[peers]'" in err
+    assert any("peers" in n for n in res["notes"])
