@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from bandit.config.loader import Config, load_config
+from bandit.config.policyfile import Exploration
 from bandit.log.dsjson import to_dsjson
 from bandit.learn.evaluation import Comparison, Policy, baselines, eval_set, evaluate, model_policy
 from bandit.deploy.gate import Verdict, gate
@@ -111,8 +112,9 @@ def load_window(settings: Settings, reward_cfg: RewardConfig, window: Window) ->
         store.close()
 
 
-def fetch_champion(settings: Settings) -> tuple[str | None, VWModel | None]:
-    """The registry's champion version and its VW model (``(None, None)`` before the first)."""
+def fetch_champion(settings: Settings, exploration: Exploration) -> tuple[str | None, VWModel | None]:
+    """The registry's champion version and its VW model, exploring as the service serves it
+    (``exploration``, the policy file's); ``(None, None)`` before the first."""
     from tracking.registry import CHAMPION, Registry, RegistryModelSource
 
     version = Registry(settings.tracking_uri, settings.registered_model).version_of(CHAMPION)
@@ -120,7 +122,7 @@ def fetch_champion(settings: Settings) -> tuple[str | None, VWModel | None]:
         return None, None
     source = RegistryModelSource(settings.tracking_uri, settings.registered_model,
                                  settings.home / "models" / "registry")
-    return version, VWModel.load(source.fetch(f"{settings.registered_model}/{version}"))
+    return version, VWModel.load(source.fetch(f"{settings.registered_model}/{version}"), exploration=exploration)
 
 
 def train_candidate(vw_args: list[str], reward_cfg: RewardConfig, train_part: list[Pair],
@@ -261,7 +263,7 @@ def retrain(settings: Settings, as_of: float | None = None, window_days: float =
     if not train_part or not test_part:
         verdict = Verdict(False, [f"not enough learnable decisions in the window ({len(pairs)})"])
         return step("record", record, settings, window, params, None, len(train_part), None, verdict)
-    _, champion = step("fetch-champion", fetch_champion, settings)
+    _, champion = step("fetch-champion", fetch_champion, settings, cfg.policy.exploration)
     candidate, trained_on = step("train", train_candidate, cfg.policy.vw_args(), cfg.policy.reward, train_part,
                                  champion if warm_start else None)
     comparison, verdict, details = step("evaluate", compare_in_detail, cfg, candidate, champion, test_part,

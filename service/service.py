@@ -319,6 +319,7 @@ class OfferBandit:
         except ConfigError as exc:
             return JSONResponse({"error": "configuration not reloaded; still serving the previous one",
                                  "problems": exc.problems}, status_code=422)  # type: ignore[return-value]
+        self.rt.models.follow_exploration()  # at once on this replica; the others at their next poll
         return {"catalog_version": cfg.catalog.version, "offers": len(cfg.catalog.offers), "mode": cfg.policy.mode}
 
     @app.post("/admin/offers/{offer_id}/suspend", tags=["admin"], responses=OFFER_ERRORS)

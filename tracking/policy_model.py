@@ -36,9 +36,10 @@ class OfferPolicy(mlflow.pyfunc.PythonModel):
         from bandit.config.policyfile import load_policy
         from bandit.decide.vw import VWModel
 
-        self.model = VWModel.load(Path(context.artifacts["model"]))
         self.catalog = load_catalog(Path(context.artifacts["catalog"]))
         self.policy = load_policy(Path(context.artifacts["policy"]))
+        # exploring as the service serves it: with the policy file's exploration
+        self.model = VWModel.load(Path(context.artifacts["model"]), exploration=self.policy.exploration)
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         from bandit.domain.context import as_utc, request_from_row

@@ -91,6 +91,26 @@ class Exploration(Strict):
             return ["--squarecb", "--gamma_scale", str(self.gamma_scale)]
         return ["--regcb"]
 
+    def tunable_args(self) -> list[str]:
+        """The explorer's parameters that a trained model takes at load time (``-i`` with
+        them), so that a served model explores as the policy file says now, not as it said
+        when the model was trained. The explorer itself and its ensemble sizes (``bag_size``,
+        ``cover_size``) shape the weights and change only with a retrain."""
+        a = self.algorithm
+        if a in ("epsilon", "bag", "cover"):
+            return ["--epsilon", str(self.epsilon)]
+        if a == "softmax":
+            return ["--lambda", str(self.softmax_lambda)]
+        if a == "squarecb":
+            return ["--gamma_scale", str(self.gamma_scale)]
+        return []
+
+    def structure(self) -> tuple[str, int | None]:
+        """The explorer and its ensemble size: what a model must have been trained with for
+        ``tunable_args`` to apply to it."""
+        size = {"bag": self.bag_size, "cover": self.cover_size}.get(self.algorithm)
+        return self.algorithm, size
+
 
 # The namespaces ``bandit.decide.features`` writes, by the first letter VW pairs them on
 # (context, emotion, user, history, xattrs, offer). An interaction naming another letter

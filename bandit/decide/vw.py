@@ -19,6 +19,7 @@ from typing import Protocol
 
 import vowpalwabbit
 
+from bandit.config.policyfile import Exploration
 from bandit.decide.features import Namespaces, to_vw_lines
 from bandit.decide.sampling import baseline_pmf, normalized
 
@@ -51,6 +52,28 @@ def file_version(path: Path) -> str:
     return "file:" + h.hexdigest()[:12]
 
 
+_ENSEMBLES = ("bag", "cover")
+
+
+def trained_explorer(arguments: str) -> tuple[str, int | None]:
+    """The explorer (and ensemble size) a model's VW arguments name, as
+    ``Exploration.structure`` says it: ``--cb_explore_adf`` alone is epsilon-greedy."""
+    words = arguments.split()
+    for name in ("squarecb", "regcb", "regcbopt", "softmax", *_ENSEMBLES):
+        flag = f"--{name}"
+        if flag in words:
+            if name in _ENSEMBLES:
+                i = words.index(flag)
+                return name, int(words[i + 1]) if i + 1 < len(words) and words[i + 1].isdigit() else None
+            return ("regcb" if name == "regcbopt" else name), None
+    return "epsilon", None
+
+
+def _explorer_text(structure: tuple[str, int | None]) -> str:
+    name, size = structure
+    return f"{name} {size}" if size is not None else name
+
+
 class VWModel:
     """A VW contextual bandit over action-dependent features."""
 
@@ -62,18 +85,39 @@ class VWModel:
         self._lock = threading.Lock()
         self.args = list(args)
         self.version = version
+        self.exploration_note: str | None = None
 
     @classmethod
     def fresh(cls, args: list[str]) -> "VWModel":
         return cls(args, version="untrained")
 
     @classmethod
-    def load(cls, path: Path, version: str | None = None) -> "VWModel":
-        """Load a saved model; its VW arguments are stored in the file itself."""
+    def load(cls, path: Path, version: str | None = None, exploration: Exploration | None = None) -> "VWModel":
+        """Load a saved model; its VW arguments are stored in the file itself.
+
+        With ``exploration`` (the policy file's), the model explores with its parameters
+        (``Exploration.tunable_args``) when it was trained with the same explorer and
+        ensemble size; otherwise it explores as trained, and ``exploration_note`` says why
+        (VW refuses a different ensemble size, and reads another explorer's weights as
+        nonsense: an epsilon-greedy model loaded with ``--bag 3`` scored every action alike)."""
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"model file not found: {path}")
-        return cls([], version=version or file_version(path), model_file=path)
+        version = version or file_version(path)
+        model = cls([], version=version, model_file=path)
+        if exploration is None:
+            return model
+        trained = trained_explorer(model.arguments())
+        if trained != exploration.structure():
+            model.exploration_note = (f"explores as trained ({_explorer_text(trained)}); the policy file's "
+                                      f"{_explorer_text(exploration.structure())} applies from the next retrain")
+            return model
+        tuned = exploration.tunable_args()
+        return cls(tuned, version=version, model_file=path) if tuned else model
+
+    def arguments(self) -> str:
+        """The VW arguments the workspace runs with (those stored in the model file included)."""
+        return str(self._ws.get_arguments())
 
     def pmf(self, shared: Namespaces, actions: list[Namespaces]) -> list[float]:
         lines = to_vw_lines(shared, actions)

@@ -10,7 +10,11 @@ adapter outside the core implements the same two methods). ``ModelManager``:
 - polls the source, and swaps a new version in atomically between requests only
   after it loaded and scored a probe; a model that fails to load never replaces
   the one serving;
-- keeps the last model that loaded under ``<home>/models/`` as last-known-good.
+- keeps the last model that loaded under ``<home>/models/`` as last-known-good;
+- serves every model, and cold start, with the exploration the policy file says now
+  (``Exploration.tunable_args``, read through ``exploration`` at each load and poll): a
+  policy file reloaded with another epsilon reaches the served model at the next poll,
+  without a retrain.
 """
 
 from __future__ import annotations
@@ -22,8 +26,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Callable
 from typing import Protocol
 
+from bandit.config.policyfile import Exploration
 from bandit.decide.decider import ModelSlot
 from bandit.decide.features import offer_features
 from bandit.decide.vw import COLD_START, ColdStart, VWModel, file_version
@@ -62,19 +68,21 @@ class ModelStatus:
     version: str
     loaded_at: float = field(default_factory=time.time)
     last_error: str | None = None
+    exploration: str | None = None  # how the served model explores, when not as the policy file says
 
     def as_dict(self) -> dict:
         return {"source": self.source, "version": self.version, "loaded_at": self.loaded_at,
-                "last_error": self.last_error}
+                "last_error": self.last_error, "exploration": self.exploration}
 
 
 _PROBE_SHARED = {"context": {"channel=web": 1.0}}
 _PROBE_ACTIONS = [offer_features(None), {"offer": {"id=probe": 1.0}}]
 
 
-def load_checked(path: Path, version: str) -> VWModel:
-    """Load a model and make it score a probe: a file that loads but cannot predict is broken."""
-    model = VWModel.load(path, version=version)
+def load_checked(path: Path, version: str, exploration: Exploration | None = None) -> VWModel:
+    """Load a model (exploring as ``exploration`` says, ``VWModel.load``) and make it score a
+    probe: a file that loads but cannot predict is broken."""
+    model = VWModel.load(path, version=version, exploration=exploration)
     pmf = model.pmf(_PROBE_SHARED, _PROBE_ACTIONS)
     if len(pmf) != 2:
         raise RuntimeError(f"model {version} does not score action-dependent examples")
@@ -82,11 +90,15 @@ def load_checked(path: Path, version: str) -> VWModel:
 
 
 class ModelManager:
-    def __init__(self, slot: ModelSlot, source: ModelSource | None, cache_dir: Path, cold_epsilon: float):
+    """``exploration`` gives the policy file's exploration as it is now (``LiveConfig``)."""
+
+    def __init__(self, slot: ModelSlot, source: ModelSource | None, cache_dir: Path,
+                 exploration: Callable[[], Exploration]):
         self.slot = slot
         self.source = source
         self.cache_dir = Path(cache_dir)
-        self.cold_epsilon = cold_epsilon
+        self.exploration = exploration
+        self._explored_with: Exploration | None = None  # what the serving scorer was built with
         self.status = ModelStatus("cold_start", COLD_START)
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -108,16 +120,46 @@ class ModelManager:
         if self._good_file.is_file() and self._good_meta.is_file():
             try:
                 meta = json.loads(self._good_meta.read_text())
-                model = load_checked(self._good_file, meta["version"])
-                self.slot.swap(model)
-                self.status = ModelStatus("last_known_good", model.version, last_error=error)
+                model = self._serve(self._good_file, meta["version"])
+                self.status = ModelStatus("last_known_good", model.version, last_error=error,
+                                          exploration=model.exploration_note)
                 log.warning("serving last-known-good model %s (%s)", model.version, error)
                 return self.status
             except Exception as exc:  # noqa: BLE001
                 error = f"{error}; last-known-good unusable: {exc}" if error else f"last-known-good unusable: {exc}"
-        self.slot.swap(ColdStart(self.cold_epsilon))
+        self._cold_start()
         self.status = ModelStatus("cold_start", COLD_START, last_error=error)
         return self.status
+
+    def _serve(self, path: Path, version: str) -> VWModel:
+        """Load ``path`` with the exploration the policy file says now and swap it in."""
+        exploration = self.exploration()
+        model = load_checked(path, version, exploration)
+        self.slot.swap(model)
+        self._explored_with = exploration
+        return model
+
+    def _cold_start(self) -> None:
+        exploration = self.exploration()
+        self.slot.swap(ColdStart(exploration.cold_start_epsilon))
+        self._explored_with = exploration
+
+    def follow_exploration(self) -> bool:
+        """Rebuild the serving scorer if the policy file's exploration changed since it was
+        built (a reload); ``True`` if it did. The model reloads from the last-known-good copy,
+        which is the serving version."""
+        exploration = self.exploration()
+        if exploration == self._explored_with:
+            return False
+        with self._lock:
+            if self.status.source == "cold_start":
+                self._cold_start()
+            else:
+                model = self._serve(self._good_file, self.status.version)
+                self.status.exploration = model.exploration_note
+        log.info("serving %s with the policy file's exploration: %s", self.status.version,
+                 " ".join(exploration.vw_args()))
+        return True
 
     def refresh(self) -> bool:
         """Check the source once; load and swap a new version. ``True`` if a source model serves."""
@@ -134,14 +176,13 @@ class ModelManager:
                     self.status.last_error = None  # e.g. a broken version was rolled back
                     return True
                 path = self.source.fetch(version)
-                model = load_checked(path, version)
+                model = self._serve(path, version)
             except Exception as exc:  # noqa: BLE001 - keep serving what serves
                 which = f"{self.source.name} version {version}" if version else self.source.name
                 self.status.last_error = f"{which}: {type(exc).__name__}: {exc}"
                 log.error("model refresh failed, keeping %s: %s", self.status.version, self.status.last_error)
                 return False
-            self.slot.swap(model)
-            self.status = ModelStatus(self.source.name, version)
+            self.status = ModelStatus(self.source.name, version, exploration=model.exploration_note)
             self._keep_good(path, version)
             log.info("serving model %s from %s", version, self.source.name)
             return True
@@ -160,6 +201,11 @@ class ModelManager:
         def loop() -> None:
             while not self._stop.wait(interval):
                 self.refresh()
+                try:
+                    self.follow_exploration()
+                except Exception as exc:  # noqa: BLE001 - the serving scorer stays; the next poll retries
+                    log.error("could not apply the policy file's exploration to %s: %s", self.status.version, exc)
+                    self.status.last_error = f"exploration not applied: {type(exc).__name__}: {exc}"
 
         self._thread = threading.Thread(target=loop, name="model-poller", daemon=True)
         self._thread.start()

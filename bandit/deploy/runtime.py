@@ -36,10 +36,9 @@ def build_runtime(settings: Settings, source: ModelSource | None = None, **decid
     """Configuration, log, model (source, else last-known-good, else cold start) and decider."""
     live = LiveConfig(settings)
     store = open_store(settings)
-    eps = live.current.policy.exploration.cold_start_epsilon
-    slot = ModelSlot(ColdStart(eps))
+    slot = ModelSlot(ColdStart(live.current.policy.exploration.cold_start_epsilon))
     manager = ModelManager(slot, source if source is not None else default_source(settings),
-                           settings.home / "models", eps)
+                           settings.home / "models", lambda: live.current.policy.exploration)
     manager.start()
     decider = Decider(live, store, slot, settings.secret, **decider_kw)
     return Runtime(settings, live, store, manager, decider)

@@ -24,6 +24,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 def test_retrain_and_monitor_run_on_the_prefect_and_mlflow_servers(
         tmp_path: Path, pg_url: str, production_stack: Stack) -> None:
+    from bandit.config.policyfile import Exploration
     from bandit.decide.decider import ModelSlot
     from bandit.deploy.models import ModelManager
     from bandit.decide.vw import ColdStart
@@ -73,6 +74,6 @@ def test_retrain_and_monitor_run_on_the_prefect_and_mlflow_servers(
     print(f"\nartifact store after one retrain and one monitor run: {stored / 1e6:.1f} MB")
     manager = ModelManager(ModelSlot(ColdStart(0.1)),
                            RegistryModelSource(stack.mlflow_uri, "offer-policy", tmp_path / "cache"),
-                           tmp_path / "models", 0.1)
+                           tmp_path / "models", Exploration)
     status = manager.start()
     assert (status.source, status.version) == ("registry", "offer-policy/1"), status

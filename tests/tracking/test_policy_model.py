@@ -9,7 +9,7 @@ from typing import Any
 mlflow = pytest.importorskip("mlflow")
 
 from bandit.decide.decider import Decider  # noqa: E402
-from bandit.config.policyfile import PolicyFile  # noqa: E402
+from bandit.config.policyfile import Exploration, PolicyFile  # noqa: E402
 from bandit.learn.training import train_from_log  # noqa: E402
 from simlog import simulated_log  # noqa: E402
 from conftest import fill, use_test_experiment  # noqa: E402
@@ -176,7 +176,7 @@ def test_the_service_serves_the_registry_champion_once_there_is_one(tmp_path: Pa
     monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
     settings = get_settings(home=tmp_path / "home", salt="x")
     source = _model_source(settings)
-    manager = ModelManager(ModelSlot(ColdStart(0.1)), source, tmp_path / "models", 0.1)
+    manager = ModelManager(ModelSlot(ColdStart(0.1)), source, tmp_path / "models", Exploration)
     assert manager.start().source == "cold_start"
     assert not (tmp_path / "home" / "mlflow.db").exists()  # nothing created, MLflow not needed yet
 
