@@ -67,7 +67,7 @@ def test_a_corrupt_model_file_and_an_unreachable_registry_fall_back_to_cold_star
         while time.time() < deadline and ready(served)["model"]["version"] != version:
             time.sleep(0.3)
         assert ready(served)["model"] | {"loaded_at": 0} == {"source": "file", "version": version, "loaded_at": 0,
-                                                             "last_error": None}
+                                                             "last_error": None, "exploration": None}
     finally:
         stop_service(served.proc)
 
