@@ -31,6 +31,7 @@ from bandit.log.records import DecisionRecord, from_ts, learnable
 from bandit.log.store import DecisionStore
 from bandit.domain.outcomes import Outcome, OutcomeType
 from bandit.log.reader import iter_joined
+from bandit.log.vwjson import Label, context, label_fields
 
 
 def _iso(ts: float) -> str:
@@ -42,18 +43,14 @@ def to_dsjson(rec: DecisionRecord, outs: list[Outcome], cfg: RewardConfig) -> di
     order = [rec.chosen_index] + sorted(
         (i for i in range(len(rec.pmf)) if i != rec.chosen_index), key=lambda i: -rec.pmf[i]
     )
-    context = dict(rec.payload["shared"])
-    context["_multi"] = rec.payload["actions"]
     return {
-        "_label_cost": cost(r, cfg),
-        "_label_probability": rec.probability,
+        **label_fields(Label(rec.chosen_index, cost(r, cfg), rec.probability)),
         "_label_Action": rec.chosen_index + 1,
-        "_labelIndex": rec.chosen_index,
         "Timestamp": _iso(rec.ts),
         "Version": "1",
         "EventId": rec.event_id,
         "a": [i + 1 for i in order],
-        "c": context,
+        "c": context(rec.payload["shared"], rec.payload["actions"]),
         "p": [rec.pmf[i] for i in order],
         "VWState": {"m": rec.model_version},
         "_ob": {"reward": r, "ids": rec.action_ids},

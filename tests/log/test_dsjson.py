@@ -10,10 +10,10 @@ import pytest
 
 from bandit.decide.decider import Decider
 from bandit.log.dsjson import DSJSONError, export_dsjson, import_dsjson
-from bandit.decide.features import to_vw_lines
 from bandit.log.store import DecisionStore
 from bandit.learn.training import train_dsjson, train_from_log
 from conftest import fill
+from vwtext import former_text_lines
 
 
 
@@ -43,7 +43,8 @@ def test_export_fields_and_vw_cli_trains_on_it(decider: Decider, tmp_path: Path)
 
 
 def test_dsjson_trained_model_scores_live_text_features_identically(decider: Decider) -> None:
-    """Training through DSJSON and through VW text on the same events gives the same policy."""
+    """Training through DSJSON and through the VW text lines scoring wrote before on the same
+    events gives the same policy: live features mean what they meant to earlier models."""
     import vowpalwabbit
 
     fill(decider, 60)
@@ -55,14 +56,14 @@ def test_dsjson_trained_model_scores_live_text_features_identically(decider: Dec
     for line in text.splitlines():
         ws_text.learn(_text_lines(json.loads(line)))
     rec = decider.store.get_decision("e1")
-    probe = to_vw_lines(rec.payload["shared"], rec.payload["actions"])
+    probe = former_text_lines(rec.payload["shared"], rec.payload["actions"])
     assert model.pmf(rec.payload["shared"], rec.payload["actions"]) == pytest.approx(ws_text.predict(probe), abs=1e-5)
 
 
 def _text_lines(obj: dict) -> list[str]:
     shared = {k: v for k, v in obj["c"].items() if k != "_multi"}
     label = (obj["_labelIndex"], obj["_label_cost"], obj["_label_probability"])
-    return to_vw_lines(shared, obj["c"]["_multi"], label)
+    return former_text_lines(shared, obj["c"]["_multi"], label)
 
 
 def test_import_round_trip_is_lossless_and_idempotent(decider: Decider, settings, tmp_path: Path) -> None:
