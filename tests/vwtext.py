@@ -8,6 +8,9 @@ from collections.abc import Mapping, Sequence
 def _ns_text(ns: Mapping[str, Mapping[str, float]]) -> str:
     parts = []
     for name, feats in ns.items():
+        kinds = {type(v).__name__ for v in feats.values() if isinstance(v, bool) or not isinstance(v, int | float)}
+        assert not kinds, (f"namespace {name!r} holds {kinds}: the former text lines held numbers only, so live "
+                           "features changed kind and models trained before no longer apply to them as they did")
         body = " ".join(f if v == 1.0 else f"{f}:{v:.6g}" for f, v in feats.items())
         parts.append(f"|{name} {body}")
     return " ".join(parts)
