@@ -197,12 +197,14 @@ def cmd_import(args: argparse.Namespace) -> int:
     s = settings_from(args)
     cfg = load_config(s).policy.reward
     try:
-        with open(args.file) as fh:
+        with open(args.file, "rb") as fh:  # decoded line by line, so that bad bytes name their line
             stats = import_dsjson(open_store(s), fh, cfg)
     except DSJSONError as exc:
         print(f"error: {args.file}: {exc} (nothing imported)", file=sys.stderr)
         return 2
     print(f"read {stats.read} events from {args.file}: {stats.new} new, {stats.read - stats.new} already in the log")
+    if stats.not_learned:
+        print(f"{stats.not_learned} marked _skipLearn (never shown): kept in the log, never learned from")
     return 0
 
 
@@ -340,7 +342,9 @@ def core_commands(cli: CommandLine) -> None:
     sp.add_argument("--until", type=parse_time, help="end of the window (exclusive), ISO 8601")
 
     sp = cli.add("import-dsjson", cmd_import, "import a DSJSON history (ours, Personalizer's, Decision Service's)",
-                 "Validate a whole DSJSON file, then add its events to the log; ids already present are skipped.")
+                 "Check a whole DSJSON file (contextual-bandit events, each line's features as VW's own reader "
+                 "reads them), then add its events to the log; ids already present are skipped, and "
+                 "_skipLearn events are kept but never learned from.")
     sp.add_argument("file", type=Path)
 
     sp = cli.add("train", cmd_train, "train a VW policy on the log and save it")

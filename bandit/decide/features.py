@@ -20,8 +20,11 @@ namespace      letter features
 =============  =====  ==========================================================
 
 The raw customer id never becomes a feature. Features are plain dicts
-``{namespace: {feature: value}}`` so that the same structure is written as VW text
-for prediction and as DSJSON for export; both hash identically in VW.
+``{namespace: {feature: value}}``: DSJSON context objects (``bandit.log.vwjson``), which
+VW's own DSJSON reader turns into hashed features both when a model is trained on the
+log's export and when it scores a request. Nothing here knows VW's input format, so
+what these functions return can change freely: any namespaces of JSON values are read
+the same way by training and scoring.
 """
 
 from __future__ import annotations
@@ -126,24 +129,3 @@ def offer_features(offer: Offer | None) -> Namespaces:
         }
     }
 
-
-def _ns_text(ns: Namespaces) -> str:
-    parts = []
-    for name, feats in ns.items():
-        body = " ".join(f if v == 1.0 else f"{f}:{v:.6g}" for f, v in feats.items())
-        parts.append(f"|{name} {body}")
-    return " ".join(parts)
-
-
-def to_vw_lines(
-    shared: Namespaces, actions: list[Namespaces], label: tuple[int, float, float] | None = None
-) -> list[str]:
-    """VW ``--cb_explore_adf`` text: a shared line and one line per action.
-
-    ``label`` is ``(action_index, cost, probability)`` for learning.
-    """
-    lines = ["shared " + _ns_text(shared)]
-    for idx, a in enumerate(actions):
-        prefix = f"0:{label[1]:.6g}:{label[2]:.6g} " if label is not None and label[0] == idx else ""
-        lines.append(prefix + _ns_text(a))
-    return lines

@@ -7,6 +7,11 @@ mass is over eligible offers only. Two scorers exist:
 - ``ColdStart``: no model yet; explores around ``no_offer`` as the baseline.
 - ``VWModel``: a VW workspace, from VW arguments (fresh) or a saved model file.
 
+Both take the features as DSJSON context objects (``bandit.log.vwjson.Features``): live
+features from ``bandit.decide.features`` and an imported history's alike. ``VWModel``
+reads them with VW's own DSJSON reader, the one training reads the log with, so what a
+model learned and what it scores are featurized once, by VW.
+
 A VW workspace is not thread-safe, so prediction and learning hold a lock.
 """
 
@@ -14,14 +19,15 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
 import vowpalwabbit
 
 from bandit.config.policyfile import Exploration
-from bandit.decide.features import Namespaces, to_vw_lines
 from bandit.decide.sampling import baseline_pmf, normalized
+from bandit.log.vwjson import READER_ARGS, Features, Label, event
 
 COLD_START = "cold-start"
 
@@ -29,7 +35,7 @@ COLD_START = "cold-start"
 class Scorer(Protocol):
     version: str
 
-    def pmf(self, shared: Namespaces, actions: list[Namespaces]) -> list[float]: ...
+    def pmf(self, shared: Features, actions: Sequence[Features]) -> list[float]: ...
 
 
 class ColdStart:
@@ -40,7 +46,7 @@ class ColdStart:
     def __init__(self, epsilon: float):
         self.epsilon = epsilon
 
-    def pmf(self, shared: Namespaces, actions: list[Namespaces]) -> list[float]:
+    def pmf(self, shared: Features, actions: Sequence[Features]) -> list[float]:
         return baseline_pmf(len(actions), self.epsilon)
 
 
@@ -78,7 +84,7 @@ class VWModel:
     """A VW contextual bandit over action-dependent features."""
 
     def __init__(self, args: list[str], version: str, model_file: Path | None = None):
-        argv = [*args, "--quiet"]
+        argv = [*args, *READER_ARGS, "--quiet"]
         if model_file is not None:
             argv += ["-i", str(model_file)]
         self._ws = vowpalwabbit.Workspace(" ".join(argv))
@@ -119,18 +125,20 @@ class VWModel:
         """The VW arguments the workspace runs with (those stored in the model file included)."""
         return str(self._ws.get_arguments())
 
-    def pmf(self, shared: Namespaces, actions: list[Namespaces]) -> list[float]:
-        lines = to_vw_lines(shared, actions)
+    def pmf(self, shared: Features, actions: Sequence[Features]) -> list[float]:
+        """The exploring policy's probabilities over ``actions``; a context VW's reader
+        cannot read raises ``RuntimeError`` with VW's message."""
+        line = event(shared, actions)
         with self._lock:
-            out = self._ws.predict(lines)
+            out = self._ws.predict(line)
         if not isinstance(out, list) or len(out) != len(actions):
             raise RuntimeError(f"VW returned {out!r} for {len(actions)} actions")
         return normalized(out)
 
-    def learn(self, shared: Namespaces, actions: list[Namespaces], chosen: int, cost: float, prob: float) -> None:
-        lines = to_vw_lines(shared, actions, label=(chosen, cost, prob))
+    def learn(self, shared: Features, actions: Sequence[Features], chosen: int, cost: float, prob: float) -> None:
+        line = event(shared, actions, Label(chosen, cost, prob))
         with self._lock:
-            self._ws.learn(lines)
+            self._ws.learn(line)
 
     def save(self, path: Path) -> str:
         """Save the model; returns its content version."""

@@ -25,7 +25,6 @@ import numpy as np
 from bandit.config.catalog import Catalog
 from bandit.config.policyfile import RULES_MIN_SENTIMENT
 from bandit.decide.control import rules_choice
-from bandit.decide.features import Namespaces
 from bandit.learn.ope import MIN_ESS, Estimate, LoggedRounds, difference, dr, ips, mean_reward_model, snips
 from bandit.domain.outcomes import RewardConfig
 from bandit.domain.outcomes import complained, in_window, reward
@@ -34,6 +33,7 @@ from bandit.log.store import DecisionStore
 from bandit.domain.outcomes import Outcome
 from bandit.decide.vw import Scorer
 from bandit.log.reader import iter_joined
+from bandit.log.vwjson import Features
 
 
 @dataclass(frozen=True)
@@ -116,13 +116,14 @@ def rules_policy(catalog: Catalog, min_sentiment: float = RULES_MIN_SENTIMENT) -
 
 
 def model_policy(scorer: Scorer) -> Policy:
-    """A trained model's exploring policy, scored on the features that were logged."""
+    """A trained model's exploring policy, scored on the features that were logged (live
+    or imported: any DSJSON context, read by VW as training read it, ``bandit.log.vwjson``)."""
 
     def policy(evals: EvalSet) -> np.ndarray:
         pi = _matrix(evals)
         for i, rec in enumerate(evals.records):
-            shared: Namespaces = rec.payload["shared"]
-            actions: list[Namespaces] = rec.payload["actions"]
+            shared: Features = rec.payload["shared"]
+            actions: list[Features] = rec.payload["actions"]
             pi[i, : len(actions)] = scorer.pmf(shared, actions) if len(actions) > 1 else [1.0]
         return pi
 

@@ -1,10 +1,11 @@
 """Training a policy from a log in VW's DSJSON format.
 
-Training reads DSJSON lines (our own export, or a Personalizer or Decision Service
-history) with VW's native JSON parser, exactly as
+Training reads DSJSON lines (the log's export: live decisions, and imported Personalizer
+or Decision Service histories) with VW's native JSON parser, exactly as
 ``python -m vowpalwabbit --dsjson --cb_explore_adf`` would, then hands back a
-``VWModel`` for serving: DSJSON and our text features hash identically, so the
-trained weights apply unchanged to live requests.
+``VWModel`` for serving, which scores through the same reader (``bandit.log.vwjson``):
+one featurization, so the trained weights mean the same thing to live requests and to
+the logged decisions evaluation scores.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 import vowpalwabbit
 
 from bandit.log.dsjson import dsjson_lines
+from bandit.log.vwjson import READER_ARGS
 from bandit.config.policyfile import PolicyFile
 from bandit.log.store import DecisionStore
 from bandit.decide.vw import VWModel
@@ -53,7 +55,7 @@ def train_dsjson_file(args: list[str], data: Path, warm_start: Path | None = Non
             events = sum(1 for line in fh if line.strip())
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "model.vw"
-        argv = ["--quiet", "--dsjson", "-d", str(data), "-f", str(path)]
+        argv = ["--quiet", *READER_ARGS, "-d", str(data), "-f", str(path)]
         argv += ["-i", str(warm_start)] if warm_start else list(args)
         ws = vowpalwabbit.Workspace(" ".join(argv))
         ws.finish()  # writes the model (-f)

@@ -88,3 +88,32 @@ def test_each_served_instance_gets_bentoml_home_under_its_own_home(tmp_path: Pat
     s = get_settings(home=tmp_path / "replica-1")
     assert serve_env(s, {})["BENTOML_HOME"] == str((tmp_path / "replica-1" / "bentoml").resolve())
     assert serve_env(s, {"BENTOML_HOME": "/srv/bentoml"})["BENTOML_HOME"] == "/srv/bentoml"
+
+
+def test_import_dsjson_refuses_in_one_line_then_imports_and_trains_on_a_personalizer_history(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from personalizer import personalizer_history
+
+    home = tmp_path / "h"
+    lines = personalizer_history(30, datetime(2026, 11, 10, tzinfo=UTC))
+    ccb = lines[2].replace('"_multi"', '"_slots": [{"_id": "s1"}], "_multi"')
+    for name, body, message in [
+        ("ccb.json", "\n".join([*lines[:2], ccb, *lines[3:]]).encode(),
+         "line 3: field 'c._slots': a conditional contextual bandit or slates event"),
+        ("latin1.json",
+         lines[0].encode() + b"\n" + lines[1].replace('"Version": "1"', '"Version": "\xe9"').encode("latin-1"),
+         "line 2: not UTF-8 text"),
+    ]:
+        path = tmp_path / name
+        path.write_bytes(body)
+        p = run("import-dsjson", str(path), home=home)
+        assert p.returncode == 2 and p.stderr.count("\n") == 1 and "Traceback" not in p.stderr, p.stderr
+        assert p.stderr.startswith(f"error: {path}: {message}") and p.stderr.endswith("(nothing imported)\n")
+    good = tmp_path / "history.json"
+    good.write_text("\n".join(lines) + "\n")
+    p = run("import-dsjson", str(good), home=home)
+    assert p.returncode == 0, p.stderr
+    assert "read 30 events" in p.stdout and "30 new" in p.stdout and "3 marked _skipLearn" in p.stdout
+    t = run("train", "--out", str(tmp_path / "m.vw"), home=home)
+    assert t.returncode == 0 and "trained on 27 events" in t.stdout, t.stderr
