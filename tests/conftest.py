@@ -22,6 +22,11 @@ from bandit.log.store import DecisionStore
 from bandit.decide.vw import ColdStart
 
 REPO = Path(__file__).resolve().parent.parent
+# Prefect's console handler keeps the stream it was set up with: a stream pytest captured for
+# an earlier test and has since closed, so a later flow run's log line raised "I/O operation
+# on closed file" (running the tune-flow test, then a retrain-flow test). The flows' logs
+# still reach Prefect's API; the suite has no use for their echo.
+os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
 PG_URL = os.environ.get("OFFER_BANDIT_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
