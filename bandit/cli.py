@@ -161,10 +161,12 @@ def cmd_decide(args: argparse.Namespace) -> int:
 def cmd_outcome(args: argparse.Namespace) -> int:
     from bandit.deploy.runtime import build_decider
 
-    new = build_decider(settings_from(args)).record_outcome(
+    receipt = build_decider(settings_from(args)).record_outcome(
         args.event_id, args.type, value=args.value, score=args.score, now=args.now
     )
-    print("recorded" if new else "duplicate: already recorded, nothing written")
+    print("recorded" if receipt.recorded else "duplicate: already recorded, nothing written")
+    if not receipt.counts:
+        print("note: the decision is not activated yet; this outcome counts once it is (offer-bandit activate)")
     return 0
 
 

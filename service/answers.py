@@ -11,7 +11,7 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from bandit.domain.errors import EventConflict, InvalidRequest, UnknownEvent
+from bandit.domain.errors import EventConflict, InvalidRequest, OutcomeConflict, UnknownEvent
 
 PERSONALIZER_PREFIX = "/personalizer/"
 
@@ -54,6 +54,13 @@ def conflict(path: str, exc: EventConflict) -> Answer:
     if path.startswith(PERSONALIZER_PREFIX):
         return 409, _json({"error": {"code": "Conflict", "message": str(exc)}})
     return 409, _json({"error": str(exc), "detail": [{"field": "event_id", "message": str(exc)}]})
+
+
+def outcome_conflict(path: str, exc: OutcomeConflict) -> Answer:
+    """An outcome contradicting one already recorded: 409, the first one stands."""
+    if path.startswith(PERSONALIZER_PREFIX):
+        return 409, _json({"error": {"code": "Conflict", "message": str(exc)}})
+    return 409, _json({"error": str(exc), "detail": [{"field": "type", "message": str(exc)}]})
 
 
 def internal(path: str) -> Answer:

@@ -32,7 +32,7 @@ from pydantic import BaseModel, Field
 
 from bandit.domain.context import DecisionRequest, Identifier, Strict
 from bandit.decide.decider import Decision
-from bandit.domain.errors import ConfigError, EventConflict, InvalidRequest, UnknownEvent
+from bandit.domain.errors import ConfigError, EventConflict, InvalidRequest, OutcomeConflict, UnknownEvent
 from bandit.domain.outcomes import REPORTED_OUTCOME_TYPES, OutcomeType
 from bandit.log.writer import GroupCommitWriter
 from bandit.deploy.runtime import Runtime, build_runtime
@@ -63,6 +63,8 @@ class OutcomeRequest(Strict):
 class OutcomeAnswer(BaseModel):
     event_id: str
     recorded: bool = Field(description="false: the identical outcome was already recorded")
+    counts: bool = Field(description="false: the decision was made with defer_activation and is not activated "
+                         "yet; the outcome is kept and counts (learning, monitoring) once it is")
 
 
 class ActivateRequest(Strict):
@@ -174,6 +176,11 @@ async def _conflict(request: Request, exc: EventConflict) -> Response:
     return _answer(answers.conflict(request.url.path, exc))
 
 
+@app.exception_handler(OutcomeConflict)
+async def _outcome_conflict(request: Request, exc: OutcomeConflict) -> Response:
+    return _answer(answers.outcome_conflict(request.url.path, exc))
+
+
 @app.exception_handler(StarletteHTTPException)
 async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
     """The framework's own errors (no such route, 405, a body it cannot decode) in our error format.
@@ -279,12 +286,12 @@ class OfferBandit:
         return to_rank_response(body, await self.decide_request(request))
 
     # -- native API (/decide: see LANE_ROUTES) ----------------------------------
-    @app.post("/outcome", response_model=OutcomeAnswer, responses={**ERRORS, 404: {"model": ErrorAnswer}},
-              tags=["decisions"])
+    @app.post("/outcome", response_model=OutcomeAnswer,
+              responses={**ERRORS, 404: {"model": ErrorAnswer}, 409: {"model": ErrorAnswer}}, tags=["decisions"])
     def outcome(self, body: OutcomeRequest) -> OutcomeAnswer:
         """Record what happened after a decision: accepted (with revenue), declined, converted, complaint, nps."""
-        new = self.rt.decider.record_outcome(body.event_id, body.type, value=body.value, score=body.score)
-        return OutcomeAnswer(event_id=body.event_id, recorded=new)
+        receipt = self.rt.decider.record_outcome(body.event_id, body.type, value=body.value, score=body.score)
+        return OutcomeAnswer(event_id=body.event_id, recorded=receipt.recorded, counts=receipt.counts)
 
     @app.post("/activate", response_model=ActivateAnswer, responses={**ERRORS, 404: {"model": ErrorAnswer}},
               tags=["decisions"])

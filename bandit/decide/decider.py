@@ -38,7 +38,7 @@ from bandit.config.catalog import NO_OFFER, Catalog
 from bandit.config.loader import LiveConfig
 from bandit.domain.context import DecisionRequest, History
 from bandit.decide.control import control_pmf, in_control
-from bandit.domain.errors import EventConflict, InvalidRequest, UnknownEvent
+from bandit.domain.errors import EventConflict, InvalidRequest, OutcomeConflict, UnknownEvent
 from bandit.decide.features import Namespaces, offer_features, shared_features
 from bandit.decide.guardrails import (
     FREQUENCY_CAP,
@@ -49,11 +49,11 @@ from bandit.decide.guardrails import (
     offers_in_cap_window,
 )
 from bandit.config.policyfile import PolicyFile
-from bandit.domain.outcomes import OUTCOME_FACTS, OUTCOME_TYPES, OutcomeType, ValueRule
+from bandit.domain.outcomes import OUTCOME_FACTS, OUTCOME_TYPES, OutcomeType, ValueRule, conflicting
 from bandit.decide.sampling import baseline_pmf, sample_index, uniform_from
 from bandit.log.writer import GroupCommitWriter
 from bandit.domain.context import EMPTY_HISTORY
-from bandit.log.records import DecisionRecord, OfferLimit, Written, shown_contact, to_ts
+from bandit.log.records import Appended, DecisionRecord, OfferLimit, Written, shown_contact, to_ts
 from bandit.log.store import DecisionStore
 from bandit.domain.outcomes import Outcome
 from bandit.decide.vw import COLD_START, Scorer
@@ -136,6 +136,16 @@ class ModelSlot:
         with self._lock:
             old, self._scorer = self._scorer, scorer
         return old
+
+
+@dataclass(frozen=True)
+class OutcomeReceipt:
+    """What recording an outcome did. ``recorded`` false: the identical outcome was recorded
+    already. ``counts`` false: the decision is not activated yet (``defer_activation``), so
+    the outcome is kept but counts, in learning and monitoring, only once it is."""
+
+    recorded: bool
+    counts: bool
 
 
 @dataclass(frozen=True)
@@ -304,22 +314,27 @@ class Decider:
     def record_outcome(
         self, event_id: str, type_: str, value: float | None = None, score: float | None = None,
         now: datetime | None = None,
-    ) -> bool:
-        """Append an outcome. Returns ``False`` for an exact duplicate (idempotent).
+    ) -> "OutcomeReceipt":
+        """Append an outcome; the exact same outcome again is recorded once (idempotent).
 
-        What each type may carry, and whether it needs an offer, is
+        What each type may carry, whether it needs an offer, and which outcomes it cannot
+        join (a decline after an acceptance: ``OutcomeConflict``, the first stands) is
         ``bandit.domain.outcomes.OUTCOME_FACTS``; ``type_`` is its string (or the member)."""
         kind = outcome_type(type_)
         check_outcome_values(kind, value, score)
         rec = self.store.get_decision(event_id)
         if rec is None:
             raise UnknownEvent(event_id)
-        if OUTCOME_FACTS[kind].needs_offer and rec.chosen_id == NO_OFFER:
+        facts = OUTCOME_FACTS[kind]
+        if facts.needs_offer and rec.chosen_id == NO_OFFER:
             raise InvalidRequest("type", f"event '{event_id}' made no offer, so it cannot be {kind}")
-        new = self.store.add_outcome(Outcome(event_id, kind.value, to_ts(now or self.clock()), value, score))
-        if new:
+        appended, clash = self.store.add_outcome(Outcome(event_id, kind.value, to_ts(now or self.clock()), value, score),
+                                                 conflicting(facts, kind.value))
+        if appended is Appended.CONFLICT:
+            raise OutcomeConflict(event_id, kind.value, str(clash))
+        if appended is Appended.NEW:
             self.observer.outcome(kind.value)
-        return new
+        return OutcomeReceipt(recorded=appended is Appended.NEW, counts=rec.activated)
 
     def activate(self, event_id: str, now: datetime | None = None) -> bool:
         """Mark a deferred decision as shown; only activated decisions are learned from."""
@@ -371,6 +386,8 @@ def check_outcome_values(type_: OutcomeType, value: float | None, score: float |
     facts = OUTCOME_FACTS[type_]
     if value is not None and not math.isfinite(value):
         raise InvalidRequest("value", "must be a finite number")
+    if value is not None and facts.revenue and value < 0:
+        raise InvalidRequest("value", f"a {type_} outcome's value is revenue, which cannot be negative")
     if facts.scored:
         if score is None or not 0 <= score <= 10:
             raise InvalidRequest("score", f"an {type_} outcome needs a score from 0 to 10")

@@ -39,6 +39,16 @@ class EventConflict(OfferBanditError):
                          "send a new event id (the same id replays only the identical request)")
 
 
+class OutcomeConflict(OfferBanditError):
+    """An outcome contradicts one already recorded for the decision (a decline after an
+    acceptance, a second acceptance with another value): the first recorded stands."""
+
+    def __init__(self, event_id: str, type_: str, existing: str):
+        self.event_id = event_id
+        super().__init__(f"event '{event_id}': a {type_} outcome conflicts with the {existing} outcome already "
+                         f"recorded; the first outcome stands")
+
+
 class InvalidRequest(OfferBanditError):
     """A request is well-formed but refers to something that does not exist (e.g. an offer id)."""
 

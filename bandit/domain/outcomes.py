@@ -83,20 +83,30 @@ class OutcomeFacts:
     reported: bool
     """Reported by a channel through the service's outcome route. ``reward`` is not: it is
     a reward value as such, from the Personalizer-compatible reward route or a DSJSON import."""
+    single: bool = False
+    """At most one per decision: the first wins, and the same type again with another value or
+    score is a conflict (an acceptance of 15, then one of 99; two NPS scores)."""
+    contradicts: frozenset[str] = frozenset()
+    """Types that cannot follow it on the same decision, nor precede it (a decline and an
+    acceptance of one offer): the first recorded wins, the later one is a conflict."""
 
 
 OUTCOME_FACTS: Mapping[OutcomeType, OutcomeFacts] = MappingProxyType({
     OutcomeType.ACCEPTED: OutcomeFacts(needs_offer=True, value=ValueRule.OPTIONAL, revenue=True, acceptance=True,
-                                       complaint=False, scored=False, contact="accepted", reported=True),
+                                       complaint=False, scored=False, contact="accepted", reported=True,
+                                       single=True, contradicts=frozenset({"declined"})),
     OutcomeType.DECLINED: OutcomeFacts(needs_offer=True, value=ValueRule.NONE, revenue=False, acceptance=False,
-                                       complaint=False, scored=False, contact="declined", reported=True),
+                                       complaint=False, scored=False, contact="declined", reported=True,
+                                       single=True, contradicts=frozenset({"accepted", "converted"})),
+    # several conversions (purchases) may follow one acceptance: their values add up
     OutcomeType.CONVERTED: OutcomeFacts(needs_offer=True, value=ValueRule.OPTIONAL, revenue=True, acceptance=True,
-                                        complaint=False, scored=False, contact="accepted", reported=True),
+                                        complaint=False, scored=False, contact="accepted", reported=True,
+                                        contradicts=frozenset({"declined"})),
     OutcomeType.COMPLAINT: OutcomeFacts(needs_offer=False, value=ValueRule.NONE, revenue=False, acceptance=False,
                                         complaint=True, scored=False, contact="complaint", reported=True),
     # an nps value is accepted (and not learned from), as it always was
     OutcomeType.NPS: OutcomeFacts(needs_offer=False, value=ValueRule.OPTIONAL, revenue=False, acceptance=False,
-                                  complaint=False, scored=True, contact=None, reported=True),
+                                  complaint=False, scored=True, contact=None, reported=True, single=True),
     OutcomeType.REWARD: OutcomeFacts(needs_offer=False, value=ValueRule.REQUIRED, revenue=False, acceptance=False,
                                      complaint=False, scored=False, contact=None, reported=False),
 })
@@ -113,6 +123,12 @@ _ACCEPTANCE = frozenset(t.value for t, f in OUTCOME_FACTS.items() if f.acceptanc
 _COMPLAINT = frozenset(t.value for t, f in OUTCOME_FACTS.items() if f.complaint)
 _ACCEPTED, _CONVERTED, _DECLINED = OutcomeType.ACCEPTED.value, OutcomeType.CONVERTED.value, OutcomeType.DECLINED.value
 _NPS, _REWARD = OutcomeType.NPS.value, OutcomeType.REWARD.value
+
+
+def conflicting(facts_: OutcomeFacts, type_: str) -> frozenset[str]:
+    """The outcome types whose presence on a decision makes a new ``type_`` outcome a conflict
+    (unless it is the identical outcome again): its contradictions, and itself when single."""
+    return facts_.contradicts | ({type_} if facts_.single else frozenset())
 
 
 def facts(type_: str) -> OutcomeFacts:

@@ -83,6 +83,14 @@ class Written(StrEnum):
     LIMITED = "limited"  # its ``OfferLimit`` was reached: its fallback was logged instead
 
 
+class Appended(StrEnum):
+    """What became of an outcome handed to the log."""
+
+    NEW = "new"
+    DUPLICATE = "duplicate"  # the identical outcome was recorded already
+    CONFLICT = "conflict"  # it contradicts one recorded already: nothing written
+
+
 class DecisionRow(NamedTuple):
     """A decision as the request path inserts it: its ``decisions`` row and, when it is a
     contact, its ``contacts`` row (both in column order); with an ``OfferLimit``, the

@@ -30,7 +30,6 @@ from typing import Any
 
 from sqlalchemy import create_engine, event, func, select, text, update
 from sqlalchemy.engine import Dialect, Engine
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import TextClause
 
 from bandit.config.catalog import NO_OFFER
@@ -39,6 +38,7 @@ from bandit.domain.outcomes import CONTACT_KIND, Outcome
 from bandit.log.records import (
     DecisionRecord,
     DecisionRow,
+    Appended,
     OfferLimit,
     Written,
     from_ts,
@@ -116,6 +116,13 @@ class DecisionStore:
         self._sql_get = _Compiled(_GET_DECISION_SQL, d)
         self._sql_history = _Compiled(_HISTORY_SQL, d)
         self._sql_shown_since = _Compiled(_SHOWN_SINCE_SQL, d)
+        lock = " FOR UPDATE" if d.name == "postgresql" else ""
+        self._sql_lock_decision = _Compiled(text(f"SELECT 1 FROM decisions WHERE event_id = :e{lock}"), d)
+        self._sql_outcomes_of = _Compiled(text("SELECT type, dedupe FROM outcomes WHERE event_id = :e"), d)
+        self._sql_insert_outcome = _Compiled(text(
+            "INSERT INTO outcomes (event_id, type, value, score, ts, dedupe) "
+            "VALUES (:e, :type, :value, :score, :ts, :dedupe)"), d)
+        self._sql_contact_from_decision = _Compiled(_CONTACT_FROM_DECISION, d)
         self._sql_customer_lock = _Compiled(_CUSTOMER_LOCK_SQL, d) if d.name == "postgresql" else None
         # SQLite: take the write lock at BEGIN, so that a limit's count and the inserts after it
         # see one state of the log (a deferred transaction that read first could not write).
@@ -351,18 +358,42 @@ class DecisionStore:
             return int(conn.execute(select(func.count()).select_from(decisions)).scalar_one())
 
     # -- outcomes ------------------------------------------------------------
-    def add_outcome(self, o: Outcome) -> bool:
-        """Append an outcome; ``False`` if the identical outcome was already recorded."""
-        row = {"event_id": o.event_id, "type": o.type, "value": o.value, "score": o.score, "ts": o.ts,
-               "dedupe": o.dedupe}
-        try:
-            with self.engine.begin() as conn:
-                conn.execute(outcomes.insert(), row)
-                if o.type in CONTACT_KIND:
-                    conn.execute(_CONTACT_FROM_DECISION, {"e": o.event_id, "ts": o.ts, "kind": CONTACT_KIND[o.type]})
-        except IntegrityError:
-            return False
-        return True
+    def add_outcome(self, o: Outcome, conflicts: frozenset[str] = frozenset()) -> tuple[Appended, str | None]:
+        """Append an outcome unless the decision already has the identical one (``DUPLICATE``)
+        or one of a type in ``conflicts`` (``CONFLICT``, with that type: nothing written).
+
+        One transaction that holds the decision (SQLite: ``BEGIN IMMEDIATE``; PostgreSQL: the
+        decision's row locked ``FOR UPDATE``), so two outcomes for one decision arriving at
+        once cannot both pass the check: the first recorded stands."""
+        with self._cursor() as cur:
+            cur.execute(self._begin)
+            try:
+                q = self._sql_lock_decision
+                cur.execute(q.sql, q.params({"e": o.event_id}))
+                cur.fetchall()
+                q = self._sql_outcomes_of
+                cur.execute(q.sql, q.params({"e": o.event_id}))
+                present = cur.fetchall()
+                if any(dedupe == o.dedupe for _, dedupe in present):
+                    verdict: tuple[Appended, str | None] = (Appended.DUPLICATE, None)
+                elif (clash := next((t for t, _ in present if t in conflicts), None)) is not None:
+                    verdict = (Appended.CONFLICT, clash)
+                else:
+                    q = self._sql_insert_outcome
+                    cur.execute(q.sql, q.params({"e": o.event_id, "type": o.type, "value": o.value, "score": o.score,
+                                                 "ts": o.ts, "dedupe": o.dedupe}))
+                    if o.type in CONTACT_KIND:
+                        q = self._sql_contact_from_decision
+                        cur.execute(q.sql, q.params({"e": o.event_id, "ts": o.ts, "kind": CONTACT_KIND[o.type]}))
+                    verdict = (Appended.NEW, None)
+                cur.execute("COMMIT")
+            except BaseException:
+                try:
+                    cur.execute("ROLLBACK")
+                except Exception:  # noqa: BLE001 - the original error is the one to report
+                    pass
+                raise
+        return verdict
 
     def add_outcomes(self, items: list[Outcome]) -> int:
         """Append a batch in one transaction, skipping exact duplicates. Returns how many were new."""

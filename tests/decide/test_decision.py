@@ -85,10 +85,10 @@ def test_outcomes_append_dedupe_and_reject_unknown(decider: Decider) -> None:
         with pytest.raises(InvalidRequest, match="made no offer"):
             decider.record_outcome("o1", "accepted")
     else:
-        assert decider.record_outcome("o1", "accepted", value=40.0)
-        assert not decider.record_outcome("o1", "accepted", value=40.0)
-    assert decider.record_outcome("o1", "nps", score=9)
-    assert decider.record_outcome("o1", "complaint")
+        assert decider.record_outcome("o1", "accepted", value=40.0).recorded
+        assert not decider.record_outcome("o1", "accepted", value=40.0).recorded
+    assert decider.record_outcome("o1", "nps", score=9).recorded
+    assert decider.record_outcome("o1", "complaint").recorded
     with pytest.raises(InvalidRequest, match="score"):
         decider.record_outcome("o1", "nps", score=11)
     with pytest.raises(InvalidRequest, match="type"):

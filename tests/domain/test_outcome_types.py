@@ -70,12 +70,14 @@ def _valid(t: OutcomeType) -> dict[str, float]:
 def test_the_decider_accepts_exactly_the_types_of_the_table(decider: Decider) -> None:
     """Every type the decider takes has a row (and every row is a type it takes), each as
     its string or as the member; anything else is refused naming the field."""
+    for t in OutcomeType:  # a decision each: a decline and an acceptance of one offer conflict
+        _log(decider, f"offer-{t.value}", "premium_bundle")
+        assert decider.record_outcome(f"offer-{t.value}", t.value, **_valid(t)).recorded
+        assert not decider.record_outcome(f"offer-{t.value}", t, **_valid(t)).recorded  # the member: the same
+    recorded = [o for t in OutcomeType for o in decider.store.outcomes_for(f"offer-{t.value}")]
+    assert sorted(o.type for o in recorded) == sorted(WIRE)
+    assert all(type(o.type) is str for o in recorded)
     _log(decider, "offer", "premium_bundle")
-    for i, t in enumerate(OutcomeType):
-        assert decider.record_outcome("offer", t.value, **_valid(t))
-        assert not decider.record_outcome("offer", t, **_valid(t))  # the member is the same outcome
-    assert sorted(o.type for o in decider.store.outcomes_for("offer")) == sorted(WIRE)
-    assert all(type(o.type) is str for o in decider.store.outcomes_for("offer"))
     for junk in ("bought", "Accepted", "", None, 3):
         with pytest.raises(InvalidRequest, match=r"^type: must be one of \['accepted', .*'reward'\]"):
             decider.record_outcome("offer", junk)  # type: ignore[arg-type]
@@ -90,7 +92,7 @@ def test_what_each_type_carries_follows_its_facts(decider: Decider, t: OutcomeTy
         with pytest.raises(InvalidRequest, match=f"^type: event 'nothing' made no offer, so it cannot be {t.value}$"):
             decider.record_outcome("nothing", t, **_valid(t))
     else:
-        assert decider.record_outcome("nothing", t, **_valid(t))
+        assert decider.record_outcome("nothing", t, **_valid(t)).recorded
     if f.value is ValueRule.REQUIRED:
         with pytest.raises(InvalidRequest, match=f"^value: a {t.value} outcome needs a value$"):
             decider.record_outcome("offer", t, **{**_valid(t), "value": None})

@@ -100,8 +100,14 @@ def test_outcomes_and_activation(served: Served) -> None:
     d = decide_offer(served, "outcomes", defer_activation=True)
     assert d["activated"] is False
     r = c.post("/outcome", json={"event_id": d["event_id"], "type": "accepted", "value": 150})
-    assert r.status_code == 200 and r.json()["recorded"] is True
+    assert r.status_code == 200 and r.json() == {"event_id": d["event_id"], "recorded": True, "counts": False}
     assert c.post("/outcome", json={"event_id": d["event_id"], "type": "accepted", "value": 150}).json()["recorded"] is False
+    for contradiction in ({"type": "accepted", "value": 99}, {"type": "declined"}):  # the first answer stands
+        r = c.post("/outcome", json={"event_id": d["event_id"], **contradiction})
+        assert r.status_code == 409 and r.json()["detail"][0]["field"] == "type", r.text
+        assert "conflicts with the accepted outcome already recorded" in r.json()["error"]
+    r = c.post("/outcome", json={"event_id": d["event_id"], "type": "converted", "value": -5})
+    assert r.status_code == 400 and r.json()["detail"][0]["field"] == "value", r.text
     assert c.post("/outcome", json={"event_id": "never", "type": "complaint"}).status_code == 404
     r = c.post("/outcome", json={"event_id": d["event_id"], "type": "nps", "score": 11})
     assert r.status_code == 422 and "score" in r.json()["error"]
@@ -109,6 +115,7 @@ def test_outcomes_and_activation(served: Served) -> None:
     assert r.status_code == 422 and "type" in r.json()["error"]
     assert c.post("/activate", json={"event_id": d["event_id"]}).json()["activated"] is True
     assert c.post("/activate", json={"event_id": d["event_id"]}).json()["activated"] is False
+    assert c.post("/outcome", json={"event_id": d["event_id"], "type": "complaint"}).json()["counts"] is True
     assert c.post("/activate", json={"event_id": "never"}).status_code == 404
 
 
