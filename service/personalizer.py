@@ -14,8 +14,9 @@ objects and ``actions`` with their own features. Here:
   flatten to ``outer_inner``).
 - defaults where Personalizer callers have nothing to send: channel ``web``,
   request type ``informational`` (the most restrained: only sales contact and
-  upsell families), resolved ``unknown``, sentiment 0. Without a customer id the
-  event id stands in, so contact-history caps cannot apply: send ``customerId``.
+  upsell families), resolution and tone unknown (what they allow is the policy
+  file's ``guardrails.unknown``). Without ``customerId`` the visitor is anonymous: no
+  contact history, so no contact-history caps.
 
 The decision itself goes through the same decision path as ``/decide``.
 """
@@ -139,7 +140,6 @@ def to_decision_request(rank: RankRequest, catalog: Catalog) -> DecisionRequest:
                 body[section][field] = value
             else:
                 body[field] = value
-    body["customer"].setdefault("id", f"event:{event_id}")
     if len(body["attributes"]) > 50:
         body["attributes"] = dict(list(body["attributes"].items())[:50])
     try:

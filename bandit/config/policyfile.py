@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from bandit.domain.context import Identifier, RequestType, Strict
+from bandit.domain.context import Channel, Identifier, RequestType, Strict
 from bandit.domain.errors import ConfigError, read_config_file, yaml_mapping
 from bandit.domain.outcomes import RewardConfig
 
@@ -48,6 +48,27 @@ class ImpressionCap(Strict):
     pause_days: float = Field(10, ge=0)
 
 
+class UnknownRule(Strict):
+    """What an unknown tone (no ``sentiment`` sent) or an unknown resolution (``resolved``
+    unknown, omitted or null) means on some channels for some request types.
+
+    Why a rule and not a default: where the tone is observed (a phone agent, a chat) not
+    knowing it is a warning sign, and the guardrails stay strict; on a web form, whose
+    visitor may be anonymous and whose tone nobody reads, the request's content decides the
+    offer (the seeds' web-form case), so a center may allow an unknown tone there."""
+
+    channels: tuple[Channel, ...] | None = Field(None, description="The channels it applies to (omitted: all).")
+    request_types: tuple[RequestType, ...] | None = Field(None, description="The request types (omitted: all).")
+    tone: Literal["block", "allow"] = Field("block", description="allow: an unknown tone does not block an offer.")
+    resolution: Literal["block", "allow"] = Field(
+        "block", description="allow: an unknown resolution does not block an offer where require_resolved asks "
+        "for one (a known unresolved issue always does).")
+
+    def matches(self, channel: Channel, request_type: RequestType) -> bool:
+        return ((self.channels is None or channel in self.channels)
+                and (self.request_types is None or request_type in self.request_types))
+
+
 class Guardrails(Strict):
     # The seeds' rule, "offer only when the query is resolved and the tone is positive": a
     # positive tone (0, neutral, is not), resolution for every request type.
@@ -61,9 +82,19 @@ class Guardrails(Strict):
         default_factory=lambda: dict(DEFAULT_REQUEST_TYPE_FAMILIES)
     )
     suspended_offers: tuple[Identifier, ...] = Field((), description="Kill switch set in the file.")
+    unknown: tuple[UnknownRule, ...] = Field(
+        (), description="What an unknown tone or resolution means, by channel and request type: the first rule "
+        "that matches decides; with none, an unknown tone or resolution blocks the offer (the safe default).")
 
     def families_for(self, request_type: RequestType) -> tuple[str, ...]:
         return self.request_type_families.get(request_type, ())
+
+    def unknown_rule(self, channel: Channel, request_type: RequestType) -> UnknownRule:
+        """The rule for an interaction (the first that matches), or the strict default."""
+        return next((r for r in self.unknown if r.matches(channel, request_type)), _STRICT)
+
+
+_STRICT = UnknownRule()
 
 
 class Exploration(Strict):

@@ -30,18 +30,18 @@ def in_control(customer_key: str, cfg: ControlGroup) -> bool:
     return int.from_bytes(digest[:8], "big") / 2**64 < cfg.share
 
 
-def rules_choice(action_ids: Sequence[str], catalog: Catalog, resolved: str | None, sentiment: float,
+def rules_choice(action_ids: Sequence[str], catalog: Catalog, resolved: str | None, sentiment: float | None,
                  min_sentiment: float) -> int:
     """The hand-written marketing heuristic, as an index into ``action_ids``: when the
     issue is resolved (``"true"``) and the tone is at least ``min_sentiment``, the eligible
     offer with the highest value; otherwise ``no_offer`` (index 0)."""
-    if resolved != "true" or sentiment < min_sentiment:
+    if resolved != "true" or sentiment is None or sentiment < min_sentiment:
         return 0
     offers = [(catalog.offers[a].value, k) for k, a in enumerate(action_ids) if a != NO_OFFER and a in catalog.offers]
     return max(offers)[1] if offers else 0
 
 
-def control_pmf(action_ids: Sequence[str], catalog: Catalog, resolved: str | None, sentiment: float,
+def control_pmf(action_ids: Sequence[str], catalog: Catalog, resolved: str | None, sentiment: float | None,
                 cfg: ControlGroup) -> list[float]:
     """The control policy's probabilities over the eligible actions (``no_offer`` first)."""
     k = 0 if cfg.policy == "no_offer" else rules_choice(action_ids, catalog, resolved, sentiment,

@@ -199,7 +199,8 @@ class Decider:
         event_id = request.event_id or new_event_id()
 
         self._check_candidates(request, catalog)
-        ckey = customer_key(self.secret, request.customer.id)
+        cid = request.customer.id
+        ckey = customer_key(self.secret, cid) if cid is not None else None  # None: an anonymous visitor
         context = logged_context(request)
         g = policy.guardrails
         lookback = max(365.0, g.complaint_cooldown_days, g.decline_pause_days,
@@ -208,7 +209,7 @@ class Decider:
         try:
             if request.event_id is not None:
                 existing = self.store.get_decision(event_id)
-            logged_history = history = self.store.history(ckey, now, lookback)
+            logged_history = history = self.store.history(ckey, now, lookback) if ckey else EMPTY_HISTORY
             if request.history != EMPTY_HISTORY:
                 history = history.merged(request.history)
             suspended = self.store.suspended()
@@ -227,7 +228,7 @@ class Decider:
             shadow = {"pmf": model_pmf, "chosen": elig.eligible[sample_index(model_pmf, u)]}
             pmf = [1.0] + [0.0] * (len(actions) - 1)
             mode = "apprentice"
-        elif in_control(ckey, policy.control):
+        elif ckey is not None and in_control(ckey, policy.control):
             shadow = {"pmf": model_pmf, "chosen": elig.eligible[sample_index(model_pmf, u)]}
             i = request.interaction
             pmf = control_pmf(elig.eligible, catalog, i.resolved.value, i.sentiment, policy.control)

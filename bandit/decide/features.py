@@ -7,7 +7,8 @@ namespace      letter features
 =============  =====  ==========================================================
 ``context``    c      ``channel=<c>``, ``rt=<request type>``, ``intent=<label>``,
                       ``resolved=<true|false|unknown>``, ``auth=<yes|no>``
-``emotion``    e      ``sentiment:<-1..1>``, ``tone=<neg|neutral|pos>``
+``emotion``    e      ``sentiment:<-1..1>``, ``tone=<neg|neutral|pos>``; when no
+                      sentiment was sent, ``tone=unknown`` alone
 ``user``       u      ``tier=<t>``, ``tenure=<0-6m|6-24m|24-60m|60m+>``,
                       ``region=<r>``, ``has=<product>`` per product held,
                       ``n_products:<log1p(count)>``
@@ -102,7 +103,9 @@ def shared_features(request: DecisionRequest, history: History, now: datetime) -
     }
     out: Namespaces = {
         "context": context,
-        "emotion": {"sentiment": float(i.sentiment), f"tone={_tone(i.sentiment)}": 1.0},
+        # an unobserved tone is a tone of its own, not neutral
+        "emotion": ({"tone=unknown": 1.0} if i.sentiment is None
+                    else {"sentiment": float(i.sentiment), f"tone={_tone(i.sentiment)}": 1.0}),
         "user": user,
         "history": hist,
     }

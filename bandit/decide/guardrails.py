@@ -14,8 +14,12 @@ reason                 when
 ``opted_out``          the customer opted out of marketing (not configurable)
 ``distress``           the interaction is flagged as distressed (not configurable)
 ``low_sentiment``      sentiment below ``guardrails.min_sentiment``
+``tone_unknown``       no sentiment sent, and ``guardrails.unknown`` does not allow an
+                       unknown tone on this channel for this request type
 ``unresolved``         request type in ``guardrails.require_resolved`` and the issue
-                       is not resolved (``unknown`` counts as not resolved)
+                       is not resolved
+``resolution_unknown`` request type in ``guardrails.require_resolved``, resolution
+                       unknown, and ``guardrails.unknown`` does not allow that here
 ``recent_complaint``   a complaint within ``guardrails.complaint_cooldown_days``
 ``frequency_cap``      ``frequency_cap.max_offers`` offers already shown across all
                        channels within ``frequency_cap.window_days``
@@ -63,10 +67,17 @@ def interaction_block(request: DecisionRequest, history: History, g: Guardrails,
         return "opted_out"
     if i.distress:
         return "distress"
-    if i.sentiment < g.min_sentiment:
+    unknown = g.unknown_rule(request.channel, i.request_type)
+    if i.sentiment is None:
+        if unknown.tone != "allow":
+            return "tone_unknown"
+    elif i.sentiment < g.min_sentiment:
         return "low_sentiment"
-    if i.request_type in g.require_resolved and i.resolved is not Resolved.yes:
-        return "unresolved"
+    if i.request_type in g.require_resolved:
+        if i.resolved is Resolved.no:
+            return "unresolved"
+        if i.resolved is Resolved.unknown and unknown.resolution != "allow":
+            return "resolution_unknown"
     if history.last_complaint is not None and now - history.last_complaint < timedelta(
         days=g.complaint_cooldown_days
     ):

@@ -13,7 +13,7 @@ from enum import StrEnum
 from typing import Annotated
 
 from bandit.domain.errors import InvalidRequest
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 Identifier = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")]
 Label = Annotated[str, StringConstraints(min_length=1, max_length=64, strip_whitespace=True)]
@@ -54,13 +54,29 @@ class Resolved(StrEnum):
     unknown = "unknown"
 
 
+def _tri_state(value: object) -> object:
+    """JSON ``true``, ``false`` and ``null`` as the resolution they say (integrators send
+    booleans; ``null`` is "not known"); the strings pass through to the enum."""
+    if value is None:
+        return Resolved.unknown
+    if value is True:
+        return Resolved.yes
+    if value is False:
+        return Resolved.no
+    return value
+
+
+TriState = Annotated[Resolved, BeforeValidator(_tri_state)]
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class Customer(Strict):
-    id: Annotated[str, StringConstraints(min_length=1, max_length=256)] = Field(
-        description="The channel's customer id. Stored only as a salted hash; never a feature."
+    id: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = Field(
+        None, description="The channel's customer id. Stored only as a salted hash; never a feature. Omitted for "
+        "an anonymous visitor: no contact history (so no frequency cap by a shared id), never in the control group."
     )
     authenticated: bool = False
     tier: Label = "standard"
@@ -73,8 +89,11 @@ class Customer(Strict):
 class Interaction(Strict):
     request_type: RequestType
     intent: Label | None = None
-    resolved: Resolved = Resolved.unknown
-    sentiment: float = Field(0.0, ge=-1.0, le=1.0, allow_inf_nan=False)
+    resolved: TriState = Field(Resolved.unknown, description="Whether the customer's issue is resolved: "
+                               "true, false or unknown (JSON true, false and null are accepted; omitted: unknown).")
+    sentiment: float | None = Field(None, ge=-1.0, le=1.0, allow_inf_nan=False, description="The customer's "
+                                    "tone, -1 (negative) to 1 (positive), 0 neutral; omitted or null: not observed. "
+                                    "What an unknown tone or resolution allows is the policy file's guardrails.unknown.")
     distress: bool = False
 
 
@@ -113,7 +132,7 @@ class DecisionRequest(Strict):
 
     event_id: Identifier | None = None
     channel: Channel
-    customer: Customer
+    customer: Customer = Field(Customer(), description="Who is served; omitted: an anonymous visitor.")
     interaction: Interaction
     history: History = History()
     candidates: tuple[Identifier, ...] | None = Field(None, max_length=50)

@@ -109,7 +109,7 @@ def rules_policy(catalog: Catalog, min_sentiment: float = RULES_MIN_SENTIMENT) -
         for i, rec in enumerate(evals.records):
             interaction = rec.payload.get("context", {}).get("interaction", {})
             pi[i, rules_choice(rec.action_ids, catalog, interaction.get("resolved"),
-                               interaction.get("sentiment", 0.0), min_sentiment)] = 1.0
+                               interaction.get("sentiment"), min_sentiment)] = 1.0
         return pi
 
     return policy

@@ -39,12 +39,48 @@ def test_happy_advisory_customer_has_offers() -> None:
     ({"interaction__distress": True}, "distress"),
     ({"interaction__sentiment": -0.3}, "low_sentiment"),
     ({"interaction__request_type": "diagnostic", "interaction__resolved": "false"}, "unresolved"),
-    ({"interaction__request_type": "transactional", "interaction__resolved": "unknown"}, "unresolved"),
+    ({"interaction__request_type": "transactional", "interaction__resolved": "unknown"}, "resolution_unknown"),
+    ({"interaction__sentiment": None}, "tone_unknown"),
 ])
 def test_interaction_blocks_leave_only_no_offer(over, reason) -> None:
     req = request(**over)
     assert elig(req) == (NO_OFFER,)
     assert set(reasons(req).values()) == {reason}
+
+
+def test_unknown_is_not_negative_where_the_policy_file_says_so() -> None:
+    """An unknown tone or resolution blocks an offer by default; a rule of ``guardrails.unknown``
+    allows it on its channels and request types (the first matching rule decides); a known
+    low tone or an unresolved issue still blocks."""
+    from bandit.config.policyfile import load_policy
+
+    shipped = load_policy(REPO / "config/policy.yaml").guardrails
+    web = {"channel": "web", "interaction__sentiment": None, "interaction__resolved": None,
+           "interaction__request_type": "advisory"}
+
+    def blocked(g, **over) -> set[str]:
+        ex = eligible_offers(request(**over), CATALOG, History(), g, NOW)
+        return {e.reason for e in ex.excluded} if len(ex.eligible) == 1 else set()
+
+    assert blocked(G, **web) == {"tone_unknown"}  # the code's default: strict everywhere
+    assert blocked(shipped, **web) == set()  # the shipped file: a web form's content decides
+    assert blocked(shipped, **{**web, "interaction__request_type": "diagnostic"}) == {"resolution_unknown"}
+    assert blocked(shipped, **{**web, "interaction__sentiment": 0.05}) == {"low_sentiment"}  # known: still judged
+    assert blocked(shipped, **{**web, "interaction__resolved": False}) == {"unresolved"}
+    assert blocked(shipped, **{**web, "channel": "phone"}) == {"tone_unknown"}  # where tone is observed
+    assert blocked(shipped, **{**web, "channel": "email"}) == {"tone_unknown"}
+
+
+def test_integrators_json_booleans_null_and_omitted_fields() -> None:
+    """``resolved`` as JSON true/false/null, and a request that leaves every optional field out."""
+    assert request(interaction__resolved=True).interaction.resolved is Resolved.yes
+    assert request(interaction__resolved=False).interaction.resolved is Resolved.no
+    assert request(interaction__resolved=None).interaction.resolved is Resolved.unknown
+    bare = DecisionRequest.model_validate({"channel": "web", "interaction": {"request_type": "informational"}})
+    assert bare.customer.id is None and bare.interaction.sentiment is None
+    assert bare.interaction.resolved is Resolved.unknown
+    with pytest.raises(Exception, match="resolved"):
+        request(interaction__resolved="maybe")
 
 
 def test_complaint_in_last_30_days_blocks_and_older_does_not() -> None:
@@ -189,3 +225,24 @@ def test_the_policy_file_refuses_interactions_on_namespaces_that_do_not_exist() 
         parse_policy("learner: {interactions: [co, cz]}\n")
     with pytest.raises(ConfigError, match="learner.cb_type dm does not go with exploration.algorithm cover"):
         parse_policy("exploration: {algorithm: cover}\nlearner: {cb_type: dm}\n")
+
+
+def test_anonymous_visitors_share_no_history_and_no_cap(decider: Decider) -> None:
+    """No customer id: no contact history is read or written, so one anonymous visitor's offer
+    does not cap the next one (a shared placeholder id did, for 7 days), and no control group."""
+    from dataclasses import replace
+
+    from bandit.decide.vw import ColdStart
+
+    decider = replace(decider, models=ModelSlot(ColdStart(1.0)))  # offer whenever anything is eligible
+    anonymous = {"channel": "web", "interaction": {"request_type": "advisory", "resolved": True, "sentiment": 0.6}}
+    offers = 0
+    for i in range(40):
+        d = decider.decide(DecisionRequest.model_validate({**anonymous, "event_id": f"anon-{i}"}))
+        offers += d.offer_id != NO_OFFER
+        assert d.mode != "control" and "frequency_cap" not in {e.reason for e in d.excluded}
+    assert offers > 5  # a shared id would have allowed one
+    with decider.store.engine.connect() as c:
+        from sqlalchemy import text
+        assert c.execute(text("select count(*) from contacts")).scalar_one() == 0
+        assert c.execute(text("select count(*) from decisions where customer_key is not null")).scalar_one() == 0

@@ -39,9 +39,10 @@ def test_unknown_action_and_bad_context_are_precise_400s() -> None:
 
 
 def test_defaults_without_customer_id_do_not_share_history() -> None:
-    a, b = to_decision_request(rank(), CATALOG), to_decision_request(rank(), CATALOG)
-    assert a.customer.id != b.customer.id and a.channel.value == "web"
+    a = to_decision_request(rank(), CATALOG)
+    assert a.customer.id is None and a.channel.value == "web"  # anonymous: no history is read or written
     assert a.interaction.request_type.value == "informational"
+    assert a.interaction.sentiment is None and a.interaction.resolved.value == "unknown"
 
 
 @pytest.mark.slow
