@@ -22,8 +22,16 @@ AttributeValue = Annotated[str, StringConstraints(max_length=256)] | float | int
 
 
 def as_utc(value: datetime) -> datetime:
-    """Naive times are taken as UTC so comparisons never mix aware and naive."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    """Naive times are taken as UTC so comparisons never mix aware and naive. A time whose UTC
+    form is outside what a datetime can hold (``0001-01-01T00:01:00+03:00``) is a
+    ``ValueError``, which validation reports as a 4xx naming the field (it was an
+    ``OverflowError``, a 500)."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("outside the range of representable times once converted to UTC") from None
 
 
 UtcDatetime = Annotated[datetime, AfterValidator(as_utc)]

@@ -225,3 +225,14 @@ def test_a_log_failure_answers_no_offer_counts_it_and_the_service_stays_up(serve
     line = next(x for x in metrics.splitlines() if x.startswith("offer_bandit_log_failures_total"))
     assert float(line.split()[-1]) >= 1
     assert served.client().post("/decide", json=body(customer__id="after-broken")).json()["logged"] is True
+
+
+@pytest.mark.parametrize("at", ["0001-01-01T00:01:00+03:00", "9999-12-31T23:59:00-03:00"])
+def test_a_time_outside_the_representable_range_is_a_4xx_naming_the_field(served: Served, at: str) -> None:
+    """Found by stateful schema fuzzing: it was an OverflowError and a 500."""
+    r = served.client().post("/decide", json={**body(customer__id="dates"), "history": {"last_complaint": at}})
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"][0]["field"] == "history.last_complaint"
+    r = served.client().post("/decide", json={**body(customer__id="dates"), "history": {"shown": [
+        {"offer_id": "premium_bundle", "at": at}]}})
+    assert r.status_code == 422 and r.json()["detail"][0]["field"].startswith("history.shown"), r.text
