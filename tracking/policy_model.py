@@ -90,6 +90,10 @@ def signature(outputs: pd.DataFrame) -> Any:
 
 def _model_args(model_file: Path, catalog_file: Path, policy_file: Path) -> dict[str, Any]:
     artifacts = {"model": str(model_file), "catalog": str(catalog_file), "policy": str(policy_file)}
+    from bandit.decide.vw import checksum_file
+
+    if checksum_file(model_file).is_file():  # beside the model in the artifacts too: a fetch is checked
+        artifacts["model_checksum"] = str(checksum_file(model_file))
     probe = OfferPolicy()
     probe.load_context(type("Ctx", (), {"artifacts": artifacts})())
     return {"python_model": OfferPolicy(), "artifacts": artifacts,

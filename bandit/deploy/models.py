@@ -32,7 +32,7 @@ from typing import Protocol
 from bandit.config.policyfile import Exploration
 from bandit.decide.decider import ModelSlot
 from bandit.decide.features import offer_features
-from bandit.decide.vw import COLD_START, ColdStart, VWModel, file_version
+from bandit.decide.vw import COLD_START, ColdStart, VWModel, checksum_file, file_digest, file_version
 
 log = logging.getLogger(__name__)
 
@@ -192,6 +192,7 @@ class ModelManager:
             self.cache_dir.mkdir(parents=True, exist_ok=True)
             tmp = self._good_file.with_suffix(".tmp")
             shutil.copyfile(path, tmp)
+            checksum_file(self._good_file).write_text(file_digest(tmp) + "\n")
             tmp.replace(self._good_file)
             self._good_meta.write_text(json.dumps({"version": version, "saved_at": time.time()}))
         except OSError as exc:

@@ -158,6 +158,8 @@ def test_promotion_rollback_and_the_service_model_source(decider: Decider, track
     path = source.fetch(current)
     assert path.read_bytes() == (tmp_path / "model.vw").read_bytes()
     assert source.fetch(current) == path  # cached
+    from bandit.decide.vw import checksum_file
+    assert checksum_file(path).read_text() == checksum_file(tmp_path / "model.vw").read_text()  # checked at load
     assert load_checked(path, current).version == current
 
 
