@@ -32,11 +32,12 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from bandit.config.catalog import NO_OFFER, Catalog
 from bandit.config.loader import LiveConfig
 from bandit.domain.context import DecisionRequest, History
+from bandit.domain.modes import Mode
 from bandit.decide.control import control_pmf, in_control
 from bandit.domain.errors import EventConflict, InvalidRequest, OutcomeConflict, UnknownEvent
 from bandit.decide.features import Namespaces, offer_features, shared_features
@@ -44,6 +45,7 @@ from bandit.decide.guardrails import (
     FREQUENCY_CAP,
     Eligibility,
     Exclusion,
+    Reason,
     cap_window_start,
     eligible_offers,
     offers_in_cap_window,
@@ -68,7 +70,7 @@ class RankedOffer(BaseModel):
 
 class ExcludedOffer(BaseModel):
     offer_id: str
-    reason: str
+    reason: Reason = Field(description="Why the guardrails left it out (the README's guardrail tables).")
 
 
 class Decision(BaseModel):
@@ -80,7 +82,7 @@ class Decision(BaseModel):
     probability: float
     ranking: list[RankedOffer]
     model_version: str
-    mode: str
+    mode: Mode = Field(description="How the decision was made (README, Modes).")
     excluded: list[ExcludedOffer]
     logged: bool = True
     activated: bool = True
@@ -221,18 +223,18 @@ class Decider:
             return replay(existing, ckey, context)
         elig, shared, actions, model_pmf, version = score_request(
             request, catalog, policy, self.models.current, history, now, suspended)
-        mode = "cold_start" if version == COLD_START else "online"
+        mode = Mode.cold_start if version == COLD_START else Mode.online
         shadow = None
         u = uniform_from(event_id, self.secret)
         if policy.mode == "apprentice":
             shadow = {"pmf": model_pmf, "chosen": elig.eligible[sample_index(model_pmf, u)]}
             pmf = [1.0] + [0.0] * (len(actions) - 1)
-            mode = "apprentice"
+            mode = Mode.apprentice
         elif ckey is not None and in_control(ckey, policy.control):
             shadow = {"pmf": model_pmf, "chosen": elig.eligible[sample_index(model_pmf, u)]}
             i = request.interaction
             pmf = control_pmf(elig.eligible, catalog, i.resolved.value, i.sentiment, policy.control)
-            mode = "control"
+            mode = Mode.control
         else:
             pmf = model_pmf
         chosen = sample_index(pmf, u)
@@ -306,7 +308,7 @@ class Decider:
     def _unlogged(event_id: str, version: str, elig: Eligibility) -> Decision:
         return Decision(
             event_id=event_id, offer_id=NO_OFFER, content=None, probability=1.0,
-            ranking=[RankedOffer(id=NO_OFFER, probability=1.0)], model_version=version, mode="not_logged",
+            ranking=[RankedOffer(id=NO_OFFER, probability=1.0)], model_version=version, mode=Mode.not_logged,
             excluded=[ExcludedOffer(offer_id=e.offer_id, reason=e.reason) for e in elig.excluded],
             logged=False,
         )

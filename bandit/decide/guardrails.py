@@ -42,16 +42,51 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 
 from bandit.config.catalog import NO_OFFER, Catalog, Offer
 from bandit.domain.context import DecisionRequest, History, Resolved
 from bandit.config.policyfile import ANY, Guardrails
 
 
+class Reason(StrEnum):
+    """Why an offer was excluded: every reason the guardrails (and the frequency cap counted
+    again at commit, ``bandit.decide.decider.capped``) can give. One definition: the
+    decision's ``excluded`` list, the metrics' ``reason`` label and the API document's
+    enumeration all read it."""
+
+    # the whole interaction
+    opted_out = "opted_out"
+    distress = "distress"
+    low_sentiment = "low_sentiment"
+    tone_unknown = "tone_unknown"
+    unresolved = "unresolved"
+    resolution_unknown = "resolution_unknown"
+    recent_complaint = "recent_complaint"
+    frequency_cap = "frequency_cap"
+    # one offer
+    suspended = "suspended"
+    not_in_candidates = "not_in_candidates"
+    outside_window = "outside_window"
+    channel = "channel"
+    request_type_family = "request_type_family"
+    request_type = "request_type"
+    intent = "intent"
+    tier = "tier"
+    region = "region"
+    product_held = "product_held"
+    product_required = "product_required"
+    tenure = "tenure"
+    not_authenticated = "not_authenticated"
+    missing_attribute = "missing_attribute"
+    declined_recently = "declined_recently"
+    impression_cap = "impression_cap"
+
+
 @dataclass(frozen=True)
 class Exclusion:
     offer_id: str
-    reason: str
+    reason: Reason
 
 
 @dataclass(frozen=True)
@@ -60,34 +95,34 @@ class Eligibility:
     excluded: tuple[Exclusion, ...]
 
 
-def interaction_block(request: DecisionRequest, history: History, g: Guardrails, now: datetime) -> str | None:
+def interaction_block(request: DecisionRequest, history: History, g: Guardrails, now: datetime) -> Reason | None:
     """The reason no offer at all may be made in this interaction, or ``None``."""
     c, i = request.customer, request.interaction
     if c.opted_out:
-        return "opted_out"
+        return Reason.opted_out
     if i.distress:
-        return "distress"
+        return Reason.distress
     unknown = g.unknown_rule(request.channel, i.request_type)
     if i.sentiment is None:
         if unknown.tone != "allow":
-            return "tone_unknown"
+            return Reason.tone_unknown
     elif i.sentiment < g.min_sentiment:
-        return "low_sentiment"
+        return Reason.low_sentiment
     if i.request_type in g.require_resolved:
         if i.resolved is Resolved.no:
-            return "unresolved"
+            return Reason.unresolved
         if i.resolved is Resolved.unknown and unknown.resolution != "allow":
-            return "resolution_unknown"
+            return Reason.resolution_unknown
     if history.last_complaint is not None and now - history.last_complaint < timedelta(
         days=g.complaint_cooldown_days
     ):
-        return "recent_complaint"
+        return Reason.recent_complaint
     if offers_in_cap_window(history, g, now) >= g.frequency_cap.max_offers:
         return FREQUENCY_CAP
     return None
 
 
-FREQUENCY_CAP = "frequency_cap"
+FREQUENCY_CAP = Reason.frequency_cap
 
 
 def cap_window_start(g: Guardrails, now: datetime) -> datetime:
@@ -115,41 +150,41 @@ def _impression_paused(times: list[datetime], g: Guardrails, now: datetime) -> b
 
 def offer_block(
     offer: Offer, request: DecisionRequest, history: History, g: Guardrails, now: datetime
-) -> str | None:
+) -> Reason | None:
     """The reason this offer may not be made in this interaction, or ``None``."""
     today = now.date()
     if (offer.valid_from and today < offer.valid_from) or (offer.valid_until and today > offer.valid_until):
-        return "outside_window"
+        return Reason.outside_window
     if request.channel not in offer.channels:
-        return "channel"
+        return Reason.channel
     rt = request.interaction.request_type
     families = g.families_for(rt)
     if ANY not in families and offer.family not in families:
-        return "request_type_family"
+        return Reason.request_type_family
     e, c = offer.eligibility, request.customer
     if e.request_types is not None and rt not in e.request_types:
-        return "request_type"
+        return Reason.request_type
     if e.intents is not None and request.interaction.intent not in e.intents:
-        return "intent"
+        return Reason.intent
     if e.tiers is not None and c.tier not in e.tiers:
-        return "tier"
+        return Reason.tier
     if e.regions is not None and c.region not in e.regions:
-        return "region"
+        return Reason.region
     if set(e.excluded_products) & set(c.products):
-        return "product_held"
+        return Reason.product_held
     if e.required_products and not set(e.required_products) & set(c.products):
-        return "product_required"
+        return Reason.product_required
     if c.tenure_months < e.min_tenure_months:
-        return "tenure"
+        return Reason.tenure
     if e.authenticated_only and not c.authenticated:
-        return "not_authenticated"
+        return Reason.not_authenticated
     if any(a not in request.attributes for a in e.requires_attributes):
-        return "missing_attribute"
+        return Reason.missing_attribute
     since_decline = now - timedelta(days=g.decline_pause_days)
     if any(d.offer_id == offer.id and d.at >= since_decline for d in history.declined):
-        return "declined_recently"
+        return Reason.declined_recently
     if _impression_paused([s.at for s in history.shown if s.offer_id == offer.id], g, now):
-        return "impression_cap"
+        return Reason.impression_cap
     return None
 
 
@@ -169,11 +204,11 @@ def eligible_offers(
     excluded = []
     for offer in catalog.offers.values():
         if blocked:
-            reason: str | None = blocked
+            reason: Reason | None = blocked
         elif offer.id in suspended:
-            reason = "suspended"
+            reason = Reason.suspended
         elif candidates is not None and offer.id not in candidates:
-            reason = "not_in_candidates"
+            reason = Reason.not_in_candidates
         else:
             reason = offer_block(offer, request, history, guardrails, now)
         if reason is None:
