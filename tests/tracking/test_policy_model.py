@@ -8,6 +8,7 @@ from typing import Any
 
 mlflow = pytest.importorskip("mlflow")
 
+from bandit.config.settings import get_settings  # noqa: E402
 from bandit.decide.decider import Decider  # noqa: E402
 from bandit.config.policyfile import Exploration, PolicyFile  # noqa: E402
 from bandit.learn.training import train_from_log  # noqa: E402
@@ -47,6 +48,12 @@ def test_pyfunc_model_scores_contexts_with_the_guardrails_and_loads_by_alias(
 
     loaded = mlflow.pyfunc.load_model("models:/offer-policy@champion")
     out = loaded.predict(INPUT_EXAMPLE)
+    # loading by the settings finds the store whatever MLflow's process-wide default says
+    from tracking.policy_model import load_policy_model
+
+    mlflow.set_tracking_uri((tmp_path / "elsewhere").as_uri())
+    by_settings = load_policy_model(get_settings(home=tmp_path / "h", mlflow_tracking_uri=tracking))
+    assert by_settings.predict(INPUT_EXAMPLE).equals(out)
     assert list(out.columns) == ["greedy", "offers", "probabilities"]
     happy, distressed = out.iloc[0], out.iloc[1]
     assert len(happy["offers"]) > 1 and happy["greedy"] in happy["offers"]
