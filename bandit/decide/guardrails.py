@@ -35,6 +35,14 @@ type rules), and marketing's eligibility: ``request_type``, ``intent``, ``tier``
 ``region``, ``product_held``, ``product_required``, ``tenure``, ``not_authenticated``,
 ``missing_attribute``; then contact history: ``declined_recently`` and
 ``impression_cap``.
+
+A request may bring its own actions (``DecisionRequest.actions``: Personalizer's). Then the
+offers considered are those actions, not the catalog: an id naming a catalog offer keeps
+every check above; any other id is the caller's own action, which the catalog says
+nothing about, so it gets every check that needs no catalog entry: the interaction's
+blocks, the kill switch by id and the contact history's (``declined_recently``,
+``impression_cap``; the frequency cap is an interaction block). A guardrail is never
+skipped for a catalog offer, whoever names it.
 """
 
 from __future__ import annotations
@@ -50,10 +58,16 @@ from bandit.config.policyfile import ANY, Guardrails
 
 
 class Reason(StrEnum):
-    """Why an offer was excluded: every reason the guardrails (and the frequency cap counted
-    again at commit, ``bandit.decide.decider.capped``) can give. One definition: the
-    decision's ``excluded`` list, the metrics' ``reason`` label and the API document's
-    enumeration all read it."""
+    """Why an offer was excluded. For the whole interaction: opted_out, distress,
+    low_sentiment, tone_unknown, unresolved, resolution_unknown, recent_complaint,
+    frequency_cap; for one offer: suspended (kill switch), not_in_candidates, outside_window,
+    channel, request_type_family, the catalog's targeting (request_type, intent, tier, region,
+    product_held, product_required, tenure, not_authenticated, missing_attribute), and the
+    contact history's declined_recently and impression_cap."""
+
+    # Every reason the guardrails (and the frequency cap counted again at commit,
+    # ``bandit.decide.decider.capped``) give, defined once: the decision's ``excluded``
+    # list, the metrics' ``reason`` label and the API document's enumeration read it.
 
     # the whole interaction
     opted_out = "opted_out"
@@ -151,7 +165,13 @@ def _impression_paused(times: list[datetime], g: Guardrails, now: datetime) -> b
 def offer_block(
     offer: Offer, request: DecisionRequest, history: History, g: Guardrails, now: datetime
 ) -> Reason | None:
-    """The reason this offer may not be made in this interaction, or ``None``."""
+    """The reason this catalog offer may not be made in this interaction, or ``None``."""
+    return catalog_block(offer, request, g, now) or history_block(offer.id, history, g, now)
+
+
+def catalog_block(offer: Offer, request: DecisionRequest, g: Guardrails, now: datetime) -> Reason | None:
+    """What the catalog's description of the offer rules out: dates, channel, the request
+    type's families and marketing's eligibility."""
     today = now.date()
     if (offer.valid_from and today < offer.valid_from) or (offer.valid_until and today > offer.valid_until):
         return Reason.outside_window
@@ -180,12 +200,25 @@ def offer_block(
         return Reason.not_authenticated
     if any(a not in request.attributes for a in e.requires_attributes):
         return Reason.missing_attribute
+    return None
+
+
+def history_block(offer_id: str, history: History, g: Guardrails, now: datetime) -> Reason | None:
+    """What the customer's contact history rules out for this offer (or caller's action), by id."""
     since_decline = now - timedelta(days=g.decline_pause_days)
-    if any(d.offer_id == offer.id and d.at >= since_decline for d in history.declined):
+    if any(d.offer_id == offer_id and d.at >= since_decline for d in history.declined):
         return Reason.declined_recently
-    if _impression_paused([s.at for s in history.shown if s.offer_id == offer.id], g, now):
+    if _impression_paused([s.at for s in history.shown if s.offer_id == offer_id], g, now):
         return Reason.impression_cap
     return None
+
+
+def considered(request: DecisionRequest, catalog: Catalog) -> list[str]:
+    """The offers a request's decision is over, besides ``no_offer``: its own actions when it
+    brings them, else the catalog's offers."""
+    if request.actions is not None:
+        return [a.id for a in request.actions]
+    return list(catalog.offers)
 
 
 def eligible_offers(
@@ -196,23 +229,27 @@ def eligible_offers(
     now: datetime,
     suspended: Iterable[str] = (),
 ) -> Eligibility:
-    """Split the catalog into the eligible offers and the excluded ones with reasons."""
+    """Split the offers considered (``considered``: the catalog's, or the request's own
+    actions) into the eligible ones and the excluded ones with reasons."""
     suspended = set(suspended) | set(guardrails.suspended_offers)
     candidates = set(request.candidates) if request.candidates is not None else None
     blocked = interaction_block(request, history, guardrails, now)
     eligible = [NO_OFFER]
     excluded = []
-    for offer in catalog.offers.values():
+    for oid in considered(request, catalog):
+        offer = catalog.get(oid)
         if blocked:
             reason: Reason | None = blocked
-        elif offer.id in suspended:
+        elif oid in suspended:
             reason = Reason.suspended
-        elif candidates is not None and offer.id not in candidates:
+        elif candidates is not None and oid not in candidates:
             reason = Reason.not_in_candidates
-        else:
+        elif offer is not None:
             reason = offer_block(offer, request, history, guardrails, now)
+        else:  # the caller's own action: what needs no catalog entry
+            reason = history_block(oid, history, guardrails, now)
         if reason is None:
-            eligible.append(offer.id)
+            eligible.append(oid)
         else:
-            excluded.append(Exclusion(offer.id, reason))
+            excluded.append(Exclusion(oid, reason))
     return Eligibility(tuple(eligible), tuple(excluded))

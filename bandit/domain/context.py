@@ -10,15 +10,33 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 from bandit.domain.errors import InvalidRequest
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+    model_validator,
+)
 
 Identifier = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")]
 Label = Annotated[str, StringConstraints(min_length=1, max_length=64, strip_whitespace=True)]
 AttributeKey = Annotated[str, StringConstraints(max_length=64, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 AttributeValue = Annotated[str, StringConstraints(max_length=256)] | float | int | bool
+ActionId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")]
+"""A caller's action id: any text Personalizer accepted (``ice cream``), up to 128 characters
+(the log's id columns), no control characters."""
+Features = dict[str, Any]
+"""Features as a DSJSON context object: namespaces (objects) of JSON values, read by VW's
+own DSJSON reader as they are (``bandit.log.vwjson`` says how); checked when a decision is
+made (``bandit.decide.actions.check_features``)."""
+NO_OFFER_ID = "no_offer"
+"""The built-in action of making no offer (``bandit.config.catalog.NO_OFFER``)."""
 
 
 def as_utc(value: datetime) -> datetime:
@@ -39,7 +57,7 @@ class Channel(StrEnum):
 
 
 class RequestType(StrEnum):
-    """The five request types of point-of-service marketing (see the seeds)."""
+    """The five request types of point-of-service marketing."""
 
     informational = "informational"  # "tell me something"
     diagnostic = "diagnostic"  # "solve my problem"
@@ -66,7 +84,11 @@ def _tri_state(value: object) -> object:
     return value
 
 
-TriState = Annotated[Resolved, BeforeValidator(_tri_state)]
+TriState = Annotated[Resolved, BeforeValidator(_tri_state), WithJsonSchema(
+    {"anyOf": [{"type": "string", "enum": [r.value for r in Resolved]}, {"type": "boolean"}, {"type": "null"}]},
+    mode="validation")]
+"""A resolution as requests may send it: ``"true"``, ``"false"``, ``"unknown"``, a JSON
+boolean or ``null`` (the schema says so, so that generated clients may send booleans)."""
 
 
 class Strict(BaseModel):
@@ -98,7 +120,7 @@ class Interaction(Strict):
 
 
 class OfferEvent(Strict):
-    offer_id: Identifier
+    offer_id: ActionId = Field(description="A catalog offer's id, or a caller's own action's")
     at: UtcDatetime
 
 
@@ -127,8 +149,21 @@ class History(Strict):
 EMPTY_HISTORY = History()
 
 
+class CallerAction(Strict):
+    """An action the caller defines: one of its own (a Personalizer application's), or a
+    catalog offer named by id. A catalog offer keeps every guardrail the catalog gives it;
+    the caller's own get every guardrail that needs no catalog entry: the interaction's
+    (opted out, distress, tone, resolution, complaints, frequency cap), the kill switch by
+    id, and the contact history's declines and impression cap."""
+
+    id: ActionId
+    features: Features = Field(default_factory=dict, description="The action's features, a DSJSON action "
+                               "object (namespaces of JSON values), as VW's DSJSON reader reads them.")
+
+
 class DecisionRequest(Strict):
-    """One call for a decision. ``candidates`` can only narrow the catalog, never widen it."""
+    """One call for a decision. ``candidates`` can only narrow the catalog, never widen it;
+    ``actions`` replaces the catalog by the caller's own actions (Personalizer's)."""
 
     event_id: Identifier | None = None
     channel: Channel
@@ -142,6 +177,30 @@ class DecisionRequest(Strict):
         description="Extra context for templates and features (e.g. refill_price).",
     )
     defer_activation: bool = False
+    features: Features = Field(
+        default_factory=dict, description="Shared features of the caller's own, a DSJSON context object "
+        "(namespaces of JSON values) read by VW's reader as they are, beside the service's namespaces (a key "
+        "naming one of those replaces it). Personalizer's contextFeatures arrive here.")
+    actions: tuple[CallerAction, ...] | None = Field(
+        None, max_length=50, description="The actions to choose among instead of the catalog's "
+        "offers (no_offer is always one more): a catalog offer's id keeps all its guardrails; any other id is "
+        "the caller's own action, subject to the interaction's guardrails, the kill switch and the contact "
+        "history's caps. Not with candidates.")
+
+    @model_validator(mode="after")
+    def _one_set_of_actions(self) -> "DecisionRequest":
+        if self.actions is None:
+            return self
+        if self.candidates is not None:
+            raise ValueError("send candidates (to narrow the catalog) or actions (to replace it), not both")
+        seen: set[str] = set()
+        for a in self.actions:
+            if a.id == NO_OFFER_ID:
+                raise ValueError(f"actions: '{NO_OFFER_ID}' is built in (always an action); do not send it")
+            if a.id in seen:
+                raise ValueError(f"actions: action id '{a.id}' appears twice")
+            seen.add(a.id)
+        return self
 
 
 # -- the context as one flat row (the MLflow model's input, a data scientist's frame) ---------
