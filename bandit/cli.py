@@ -38,6 +38,7 @@ environment (each overridable by the options above):
   OFFER_BANDIT_MLFLOW_TRACKING_URI  MLflow store (default sqlite:///<home>/mlflow.db)
   OFFER_BANDIT_API_KEYS      service: channel keys, comma separated (or OFFER_BANDIT_API_KEYS_FILE)
   OFFER_BANDIT_ADMIN_KEY     service: admin key (or OFFER_BANDIT_ADMIN_KEY_FILE)
+  OFFER_BANDIT_CORS_ORIGINS  service: origins browsers may call it from, comma separated, or * (default none)
 """
 
 

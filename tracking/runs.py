@@ -11,6 +11,10 @@ from __future__ import annotations
 
 from bandit.config.settings import Settings
 
+RETRAIN_EXPERIMENT = "offer-bandit-retrain"
+"""The retrain flow's experiment: one run per night, holding its offline evaluation
+(``tracking.evaluations`` reads them back)."""
+
 
 def artifact_root(settings: Settings) -> str | None:
     """``file://`` URI under the home for local stores; ``None`` (the server decides) otherwise."""

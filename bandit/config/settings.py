@@ -75,6 +75,11 @@ class Settings(BaseSettings):
     admin_key: str | None = Field(None, exclude=True, description="Admin key: everything a channel key may, plus admin routes.")
     admin_key_file: Path | None = Field(None, description="File holding the admin key.")
     max_body_bytes: int = Field(65536, ge=1024, description="Requests with larger bodies get 413.")
+    max_model_bytes: int = Field(256 * 2**20, ge=1024, description="A model upload (Personalizer's import "
+                                 "model, PUT .../model) may be this large.")
+    cors_origins: str | None = Field(
+        None, description="Origins a browser may call the service from, comma separated "
+        "(https://desk.example.com), or *; unset: none (no CORS headers).")
     suspension_refresh_seconds: float = Field(
         1.0, ge=0, description="How stale a replica's view of the kill switch may be (set through it: at once)."
     )
@@ -161,6 +166,10 @@ class Settings(BaseSettings):
 
     def admin_keys(self) -> frozenset[str]:
         return frozenset(_keys(self.admin_key, self.admin_key_file))
+
+    def cors_allowed(self) -> frozenset[str]:
+        """The origins of ``cors_origins`` (``*`` stays ``*``: any origin)."""
+        return frozenset(o.strip().rstrip("/") for o in (self.cors_origins or "").split(",") if o.strip())
 
     def ensure_home(self) -> Path:
         self.home.mkdir(parents=True, exist_ok=True)
