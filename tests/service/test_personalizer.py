@@ -86,6 +86,23 @@ def test_a_multi_slot_rank_is_checked_before_any_slot_is_decided() -> None:
                        CATALOG, "none")
 
 
+def test_a_retrain_run_answers_as_personalizers_evaluation() -> None:
+    from service.personalizer_admin import evaluation_answer
+    from tracking.evaluations import Estimate, Evaluation
+
+    ev = Evaluation(id="r1", name="retrain 1795000000-1795604800", created=1795604900.0,
+                    window=(1795000000.0, 1795604800.0), status="FINISHED", promoted=True, reasons=["better"],
+                    estimates={"candidate": Estimate(4.0, 3.0, 5.0), "no_offer": Estimate(0.0, None, None)})
+    a = evaluation_answer(ev, with_content=True).model_dump()
+    assert a["status"] == "Succeeded" and a["optimalPolicy"] == "candidate" and a["description"] == "better"
+    assert a["startTime"] == "2026-11-18T11:06:40Z" and a["endTime"] == "2026-11-25T11:06:40Z"
+    values = {v["name"]: v for v in a["content"]["value"]}
+    assert values["candidate"]["summary"] == {"expectedReward": 4.0, "confidenceInterval": [3.0, 5.0]}
+    assert values["candidate"]["policySource"] == "OfflineExperimentation"
+    assert values["no_offer"]["policySource"] == "Baseline" and values["no_offer"]["summary"]["confidenceInterval"] == []
+    assert evaluation_answer(ev, with_content=False).content is None
+
+
 # -- served ----------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -231,6 +231,17 @@ def test_retrain_logs_registers_gates_and_is_safe_to_rerun(tmp_path: Path, migra
     assert all(run.data.tags["window"] in name for name in inputs)
     reg = Registry(settings.tracking_uri)
     assert reg.version_of("champion") == ("1" if first.promoted else None)
+    # the run reads back as an offline evaluation (Personalizer's evaluations operations)
+    from tracking.evaluations import evaluation, evaluations
+
+    assert [e.id for e in evaluations(settings.tracking_uri, "snips")] == [first.run_id]
+    ev = evaluation(settings.tracking_uri, first.run_id, "snips")
+    assert ev is not None and ev.status == "FINISHED" and ev.promoted == first.promoted and ev.reasons == first.reasons
+    assert ev.estimates["candidate"].value == run.data.metrics["candidate.snips"]
+    assert ev.estimates["no_offer"].high == run.data.metrics["no_offer.snips_high"]
+    assert ev.window == tuple(float(t) for t in run.data.tags["window"].split("-"))
+    assert evaluation(settings.tracking_uri, "0" * 32, "snips") is None
+    assert evaluations(f"sqlite:///{tmp_path / 'none.db'}", "snips") == [] and not (tmp_path / "none.db").exists()
 
     again = retrain(settings, as_of=as_of)
     assert again.reused and (again.run_id, again.version, again.promoted) == (first.run_id, "1", first.promoted)
