@@ -10,7 +10,8 @@ declarations plus what the layers in front of them do, which no route declares:
 
 - every keyed operation: 401 (no key, or an unknown one); admin-only ones: 403; a ``POST`` or
   ``PUT``: 413 (the body limit applies before any route); one with parameters or a body:
-  422 naming each field (Personalizer's: 400), all in the error shape of the route's family
+  422 naming each field (Personalizer's: 400); one with a path parameter: 404 (the router
+  matches no path whose id holds a line break), all in the error shape of the route's family
   (``service.answers``): ``ErrorAnswer`` or Personalizer's ``PersonalizerError``;
 - the security schemes of both key headers, and each operation's;
 - the health routes as they answer (``/readyz``: 200 or 503 with a JSON body);
@@ -166,6 +167,8 @@ def fix_operation(path: str, method: str, op: dict[str, Any], examples: Callable
         if status in responses:
             what = f"{responses[status]['description']}; or {what[0].lower()}{what[1:]}"
         responses[status] = {**responses.get(status, {}), "description": what}
+    if "{" in path and "404" not in responses:  # the router matches no path whose id holds a line break
+        responses["404"] = {"description": "No such route: an id with a line break in it names none"}
     responses["401"] = {"description": "No key, or an unknown one"}
     admin_only = is_admin(path) or is_management(path)
     if admin_only:

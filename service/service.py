@@ -28,14 +28,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from bandit.config.catalog import NO_OFFER
 from bandit.decide.actions import check_features
 from bandit.domain.context import ActionId, DecisionRequest, Identifier, Strict
 from bandit.decide.decider import Decision
 from bandit.domain.errors import ConfigError, EventConflict, InvalidRequest, OutcomeConflict, UnknownEvent
-from bandit.domain.outcomes import REPORTED_OUTCOME_TYPES, OutcomeType
+from bandit.domain.outcomes import OUTCOME_FACTS, REPORTED_OUTCOME_TYPES, OutcomeType, ValueRule
 from bandit.log.writer import GroupCommitWriter
 from bandit.deploy.runtime import Runtime, build_runtime
 from bandit.deploy.models import ModelSource, ModelStatus
@@ -85,11 +85,32 @@ log = logging.getLogger("offer_bandit.service")
 ReportedOutcome = Literal[REPORTED_OUTCOME_TYPES]  # type: ignore[valid-type]  # what channels report
 
 
+def outcome_variants(schema: dict[str, Any]) -> None:
+    """The outcome request's document says, type by type, what each may carry (``OUTCOME_FACTS``:
+    revenue is not negative, a decline or complaint carries no value, only nps a score, and
+    nps needs one), so that a client generated from it sends what is accepted. Validation
+    itself stays where it is (the core's checks, a 400 naming the field)."""
+    variants = []
+    for kind in REPORTED_OUTCOME_TYPES:
+        facts = OUTCOME_FACTS[OutcomeType(kind)]
+        value: dict[str, Any] = {"type": "null"}
+        if facts.value is not ValueRule.NONE:
+            number: dict[str, Any] = {"type": "number", **({"minimum": 0} if facts.revenue else {})}
+            value = number if facts.value is ValueRule.REQUIRED else {"anyOf": [number, {"type": "null"}]}
+        score = {"type": "number", "minimum": 0, "maximum": 10} if facts.scored else {"type": "null"}
+        variants.append({"properties": {"type": {"const": kind}, "value": value, "score": score},
+                         "required": ["type", "score"] if facts.scored else ["type"]})
+    schema["oneOf"] = variants
+
+
 class OutcomeRequest(Strict):
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra=outcome_variants)
+
     event_id: Identifier
     type: ReportedOutcome
-    value: float | None = Field(None, allow_inf_nan=False, description="Revenue (accepted, converted).")
-    score: float | None = Field(None, ge=0, le=10, description="NPS score 0..10 (nps).")
+    value: float | None = Field(None, allow_inf_nan=False, description="Revenue (accepted, converted: not "
+                                "negative); none for declined and complaint.")
+    score: float | None = Field(None, ge=0, le=10, description="NPS score 0..10 (nps only, and required there).")
 
 
 class OutcomeAnswer(BaseModel):

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Union
+
+from typing_extensions import TypeAliasType
 
 from bandit.domain.errors import InvalidRequest
 from pydantic import (
@@ -19,22 +21,43 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PlainValidator,
     StringConstraints,
     WithJsonSchema,
     model_validator,
 )
 
 Identifier = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")]
-Label = Annotated[str, StringConstraints(min_length=1, max_length=64, strip_whitespace=True)]
-AttributeKey = Annotated[str, StringConstraints(max_length=64, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+Label = Annotated[str, StringConstraints(min_length=1, max_length=64, strip_whitespace=True, pattern=r"\S")]
+ATTRIBUTE_KEY = r"^[A-Za-z_][A-Za-z0-9_]*$"
+AttributeKey = Annotated[str, StringConstraints(max_length=64, pattern=ATTRIBUTE_KEY)]
 AttributeValue = Annotated[str, StringConstraints(max_length=256)] | float | int | bool
 ActionId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")]
 """A caller's action id: any text Personalizer accepted (``ice cream``), up to 128 characters
 (the log's id columns), no control characters."""
-Features = dict[str, Any]
+FLOAT32_MAX = 3.4028234663852886e38
+"""VW keeps feature values as 32-bit floats: a larger number would be infinite."""
+_FeatureNumber = Annotated[float, Field(ge=-FLOAT32_MAX, le=FLOAT32_MAX)]
+FeatureValue = TypeAliasType("FeatureValue", Union[  # type: ignore[misc]
+    str, bool, None, _FeatureNumber, dict[str, "FeatureValue"],
+    list[Union[_FeatureNumber, None, dict[str, "FeatureValue"]]]])
+"""What VW's DSJSON reader reads as a feature's value: text, a boolean, null, a number, an
+object (a namespace) of these, or an array of numbers, nulls and objects."""
+FeatureObject = TypeAliasType("FeatureObject", dict[str, FeatureValue])  # type: ignore[misc]
+
+
+def _feature_object(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ValueError("must be an object of features")
+    return value
+
+
+Features = Annotated[dict[str, Any], PlainValidator(_feature_object, json_schema_input_type=FeatureObject)]
 """Features as a DSJSON context object: namespaces (objects) of JSON values, read by VW's
-own DSJSON reader as they are (``bandit.log.vwjson`` says how); checked when a decision is
-made (``bandit.decide.actions.check_features``)."""
+own DSJSON reader as they are (``bandit.log.vwjson`` says how). The API document describes
+them as ``FeatureObject``; they are kept exactly as sent (a number stays the number sent)
+and checked, naming the field, when a decision is made
+(``bandit.decide.actions.check_features``: also depth and the ``_`` keys VW reserves)."""
 NO_OFFER_ID = "no_offer"
 """The built-in action of making no offer (``bandit.config.catalog.NO_OFFER``)."""
 
@@ -165,16 +188,23 @@ class DecisionRequest(Strict):
     """One call for a decision. ``candidates`` can only narrow the catalog, never widen it;
     ``actions`` replaces the catalog by the caller's own actions (Personalizer's)."""
 
+    # the document says what ``_one_set_of_actions`` refuses: not both
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra={"not": {
+        "required": ["candidates", "actions"],
+        "properties": {"candidates": {"type": "array"}, "actions": {"type": "array"}}}})
+
     event_id: Identifier | None = None
     channel: Channel
     customer: Customer = Field(Customer(), description="Who is served; omitted: an anonymous visitor.")
     interaction: Interaction
     history: History = History()
     candidates: tuple[Identifier, ...] | None = Field(None, max_length=50)
-    attributes: dict[AttributeKey, AttributeValue] = Field(
+    attributes: Annotated[dict[AttributeKey, AttributeValue], WithJsonSchema({
+        "type": "object", "maxProperties": 50, "propertyNames": {"pattern": ATTRIBUTE_KEY, "maxLength": 64},
+        "additionalProperties": {"anyOf": [{"type": "string", "maxLength": 256}, {"type": "number"},
+                                           {"type": "boolean"}]}}, mode="validation")] = Field(
         default_factory=dict,
-        max_length=50,
-        description="Extra context for templates and features (e.g. refill_price).",
+        description="Extra context for templates and features (e.g. refill_price): keys are identifiers.",
     )
     defer_activation: bool = False
     features: Features = Field(
