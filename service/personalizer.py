@@ -39,7 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bandit.config.catalog import NO_OFFER, Catalog
 from bandit.decide.decider import Decision, new_event_id
-from bandit.domain.context import ActionId, DecisionRequest, Identifier
+from bandit.domain.context import ActionId, DecisionRequest, Features, Identifier
 from bandit.domain.errors import InvalidRequest
 
 MAX_ACTIONS = 50
@@ -74,7 +74,7 @@ class PersonalizerModel(BaseModel):
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
 
-FeatureList = list[dict[str, Any]]
+FeatureList = list[Features]
 
 
 class RankableAction(PersonalizerModel):
