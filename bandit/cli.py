@@ -29,14 +29,16 @@ from bandit.domain.outcomes import OUTCOME_TYPES
 ENV_HELP = """
 environment (each overridable by the options above):
   OFFER_BANDIT_HOME          state directory (default ./.offer-bandit)
-  OFFER_BANDIT_CATALOG       marketing's offer catalog (default config/offers.yaml)
-  OFFER_BANDIT_POLICY        the service's policy file (default config/policy.yaml)
+  OFFER_BANDIT_CATALOG       marketing's offer catalog (default: config/offers.yaml in the working
+                             directory, else <home>/offers.yaml, else the packaged example)
+  OFFER_BANDIT_POLICY        the service's policy file (default: found as the catalog, policy.yaml)
   OFFER_BANDIT_DATABASE_URL  decision log URL (default sqlite under the home)
   OFFER_BANDIT_SALT          secret for hashing customer ids (default <home>/salt)
   OFFER_BANDIT_MODEL_PATH    VW model file to serve (default: the registry's champion, else cold start)
   OFFER_BANDIT_MLFLOW_TRACKING_URI  MLflow store (default sqlite:///<home>/mlflow.db)
   OFFER_BANDIT_API_KEYS      service: channel keys, comma separated (or OFFER_BANDIT_API_KEYS_FILE)
   OFFER_BANDIT_ADMIN_KEY     service: admin key (or OFFER_BANDIT_ADMIN_KEY_FILE)
+  OFFER_BANDIT_CORS_ORIGINS  service: origins browsers may call it from, comma separated, or * (default none)
 """
 
 
@@ -101,16 +103,51 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     s = settings_from(args)
     cfg = load_config(s)
-    print(f"catalog {s.catalog}: {len(cfg.catalog.offers)} offers (+ no_offer), version {cfg.catalog.version}")
-    print(f"policy  {s.policy}: mode {cfg.policy.mode}, exploration {cfg.policy.exploration.algorithm}")
+    found = s.config_sources
+    print(f"catalog {s.catalog} ({found['catalog']}): {len(cfg.catalog.offers)} offers (+ no_offer), "
+          f"version {cfg.catalog.version}")
+    print(f"policy  {s.policy} ({found['policy']}): mode {cfg.policy.mode}, "
+          f"exploration {cfg.policy.exploration.algorithm}")
     print("VW arguments: " + " ".join(cfg.policy.vw_args()))
     return 0
 
 
 def cmd_info(args: argparse.Namespace) -> int:
+    from bandit.config.settings import hide_password
+
     s = settings_from(args)
-    print_json({"home": str(s.home.resolve()), "catalog": str(s.catalog), "policy": str(s.policy),
-            "decision_log": s.db_url.split("@")[-1], "model_path": str(s.model_path) if s.model_path else None})
+    found = s.config_sources
+    print_json({"home": str(s.home.resolve()),
+                "catalog": {"path": str(s.catalog), "found": found["catalog"]},
+                "policy": {"path": str(s.policy), "found": found["policy"]},
+                "decision_log": hide_password(s.db_url), "mlflow_tracking_uri": hide_password(s.tracking_uri),
+                "model_path": str(s.model_path) if s.model_path else None})
+    return 0
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    """Write the packaged example catalog and policy file (commented) to start from."""
+    import shutil
+
+    from bandit.config.settings import CATALOG_FILE, EXAMPLES, POLICY_FILE
+
+    s = settings_from(args)
+    target: Path = args.dir if args.dir is not None else s.home
+    files = [(EXAMPLES / name, target / name) for name in (CATALOG_FILE, POLICY_FILE)]
+    there = [str(dest) for _, dest in files if dest.exists()]
+    if there and not args.force:  # both or neither: never half a configuration
+        print(f"error: {' and '.join(there)} already there; --force replaces them", file=sys.stderr)
+        return 2
+    target.mkdir(parents=True, exist_ok=True)
+    for src, dest in files:
+        shutil.copyfile(src, dest)
+    print(f"wrote {files[0][1]} (the catalog: what may be offered) and {files[1][1]} (the policy file: when)")
+    if target.resolve() == s.home.resolve():
+        print("every command using this home finds them (offer-bandit info shows which files are used)")
+    else:
+        print(f"use them as the home's configuration: --home {target} (or OFFER_BANDIT_HOME={target}), or name "
+              f"them: --catalog {files[0][1]} --policy {files[1][1]}")
+    print(f"check a change with: offer-bandit validate --home {target}")
     return 0
 
 
@@ -305,8 +342,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def core_commands(cli: CommandLine) -> None:
     """The core's own commands."""
+    sp = cli.add("init", cmd_init, "write an example catalog and policy file to start from",
+                 "Write the packaged example catalog (offers.yaml) and policy file (policy.yaml), commented, "
+                 "into DIR (default: the home). A home's files are found by every command that uses it "
+                 "(--home, OFFER_BANDIT_HOME) when the working directory has no config/ of its own.")
+    sp.add_argument("dir", nargs="?", type=Path, metavar="DIR", help="where to write them (default: the home)")
+    sp.add_argument("--force", action="store_true", help="replace files already there")
     cli.add("validate", cmd_validate, "check the catalog and the policy file; list every problem")
-    cli.add("info", cmd_info, "show where state and configuration are resolved from")
+    cli.add("info", cmd_info, "show where state and configuration are resolved from",
+            "Print the home, which catalog and policy file are used and where they were found (setting, "
+            "working directory, home or packaged example), the decision log, the MLflow store and the model.")
 
     sp = cli.add("migrate", cmd_migrate, "upgrade the decision log's schema to this version's revision",
                  "Upgrade the decision log (--database-url, else OFFER_BANDIT_DATABASE_URL, else the SQLite file "

@@ -40,7 +40,7 @@ from bandit.domain.outcomes import RewardConfig
 from bandit.learn.segments import RunBreakdown, breakdown, decision_frame, mix_metrics
 from bandit.config.settings import Settings
 from flows.steps import StepRunner, run_directly
-from tracking.runs import experiment
+from tracking.runs import RETRAIN_EXPERIMENT, experiment
 from bandit.log.records import DecisionRecord, learnable
 from bandit.domain.outcomes import Outcome
 from bandit.learn.training import train_dsjson
@@ -48,7 +48,7 @@ from bandit.learn.window import DEFAULT_HOLDOUT, DEFAULT_WINDOW_DAYS, Window, sp
 from bandit.decide.vw import VWModel
 from bandit.log.reader import iter_joined
 
-EXPERIMENT = "offer-bandit-retrain"
+EXPERIMENT = RETRAIN_EXPERIMENT
 log = logging.getLogger(__name__)
 
 

@@ -63,6 +63,20 @@ def outcome_conflict(path: str, exc: OutcomeConflict) -> Answer:
     return 409, _json({"error": str(exc), "detail": [{"field": "type", "message": str(exc)}]})
 
 
+def personalizer_or_native(path: str, status: int, code: str, message: str) -> Answer:
+    """An error that names no field: Personalizer's ``{"error": {"code", "message"}}`` on its
+    routes, ``{"error": message}`` elsewhere."""
+    if path.startswith(PERSONALIZER_PREFIX):
+        return status, _json({"error": {"code": code, "message": message}})
+    return status, _json({"error": message})
+
+
+def not_supported(path: str, message: str) -> Answer:
+    """An operation of Personalizer's API this service does not do: 501, saying what to do
+    instead (never a 404, which a client would take for a wrong address)."""
+    return personalizer_or_native(path, 501, "NotImplemented", message)
+
+
 def internal(path: str) -> Answer:
     message = "internal error; the decision was not made (see the service log)"
     if path.startswith(PERSONALIZER_PREFIX):

@@ -47,7 +47,9 @@ def serve_env(s: Settings, env: dict[str, str]) -> dict[str, str]:
 def register(cli: CommandLine) -> None:
     sp = cli.add("serve", cmd_serve, "run the decision service (BentoML) over HTTP",
                  "Serve /decide, /outcome, /activate, /offers, the admin routes and the Personalizer-compatible "
-                 "API. Needs OFFER_BANDIT_API_KEYS and OFFER_BANDIT_ADMIN_KEY (or their _FILE variants).")
+                 "API (rank, reward, activate, multi-slot, management), with the API document at /docs.json and "
+                 "its page at /. Needs OFFER_BANDIT_API_KEYS and OFFER_BANDIT_ADMIN_KEY (or their _FILE variants); "
+                 "OFFER_BANDIT_CORS_ORIGINS lets browsers on those origins call it.")
     sp.add_argument("--port", type=int, default=3000)
     sp.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     sp.add_argument("--model", type=Path, help="VW model file to serve and watch (env OFFER_BANDIT_MODEL_PATH); "

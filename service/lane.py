@@ -33,7 +33,7 @@ from bandit.domain.errors import EventConflict, InvalidRequest, UnknownEvent
 from service import answers
 from service.middleware import ASGIApp, Scope, send_json
 from bandit.decide.decider import Decision
-from service.personalizer import PREFIXES, RankRequest, RankResponse
+from service.personalizer import PREFIXES, MultiSlotRankRequest, MultiSlotRankResponse, RankRequest, RankResponse
 
 if TYPE_CHECKING:
     from service.service import OfferBandit
@@ -67,8 +67,16 @@ LANE_ROUTES: tuple[LaneRoute, ...] = (
               "``replayed: true``. The same ``event_id`` with another request is a 409.",
               ["decisions"], "DECIDE_ERRORS"),
     *(LaneRoute(f"{prefix}/rank", RankRequest, RankResponse, "rank", 201, "Rank",
-                "Personalizer's Rank: same guardrails and decision path as /decide.", ["personalizer"],
-                "P_RANK_ERRORS", {"api_version": True}) for prefix in PREFIXES),
+                "Personalizer's Rank: the same guardrails and decision path as /decide, over the request's "
+                "actions. rewardActionId is always one of them: no offer is answered as the policy file's "
+                "personalizer.no_offer_action when sent, else the first action not excluded, which must then not "
+                "be a catalog offer.", ["personalizer"], "P_RANK_ERRORS", {"api_version": True})
+      for prefix in PREFIXES),
+    *(LaneRoute(f"{prefix}/multislot/rank", MultiSlotRankRequest, MultiSlotRankResponse, "rank_multi_slot", 201,
+                "Rank (multi-slot)", "Personalizer's multi-slot Rank: one decision per slot, in order, each over "
+                "the actions no earlier slot took; a slot's no offer is answered as the no-offer action when sent, "
+                "else as its baselineAction.", ["personalizer"], "P_RANK_ERRORS", {"api_version": True})
+      for prefix in PREFIXES),
 )
 ROUTES: dict[str, LaneRoute] = {r.path: r for r in LANE_ROUTES}
 

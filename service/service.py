@@ -14,6 +14,7 @@ Start it with ``offer-bandit serve`` or ``bentoml serve service.service:OfferBan
 
 from __future__ import annotations
 
+import functools
 import gc
 import inspect
 import logging
@@ -22,42 +23,94 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import bentoml
-from bentoml.exceptions import BentoMLException
 from fastapi import APIRouter, Body, Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from bandit.domain.context import DecisionRequest, Identifier, Strict
+from bandit.config.catalog import NO_OFFER
+from bandit.decide.actions import check_features
+from bandit.domain.context import ActionId, DecisionRequest, Identifier, Strict
 from bandit.decide.decider import Decision
 from bandit.domain.errors import ConfigError, EventConflict, InvalidRequest, OutcomeConflict, UnknownEvent
-from bandit.domain.outcomes import REPORTED_OUTCOME_TYPES, OutcomeType
+from bandit.domain.outcomes import OUTCOME_FACTS, REPORTED_OUTCOME_TYPES, OutcomeType, ValueRule
 from bandit.log.writer import GroupCommitWriter
 from bandit.deploy.runtime import Runtime, build_runtime
 from bandit.deploy.models import ModelSource, ModelStatus
 from bandit.config.settings import Settings, get_settings
-from service import answers, metrics
+from service import answers, instance, metrics, openapi
+from service.examples import examples
+from service.openapi import Document
 from service.lane import LANE_ROUTES, DecisionLane, LaneRoute
 from service.middleware import (
     ASGIApp,
     ApiKeyMiddleware,
     BodyLimitMiddleware,
+    CorsMiddleware,
+    DocsPageMiddleware,
     ReadinessMiddleware,
+    is_admin,
 )
-from service.personalizer import PREFIXES, RankRequest, RankResponse, RewardRequest, to_decision_request, to_rank_response
+from service.personalizer import (
+    MAX_SLOTS,
+    PREFIXES,
+    MultiSlotRankRequest,
+    MultiSlotRankResponse,
+    MultiSlotRewardRequest,
+    RankRequest,
+    RankResponse,
+    RewardRequest,
+    SlotResponse,
+    check_slots,
+    sends_no_offer,
+    slot_event_id,
+    slot_namespace,
+    slot_rank,
+    to_decision_request,
+    to_rank_response,
+)
+from service.personalizer_admin import (
+    NoModel,
+    NotFoundHere,
+    NotSupported,
+    is_management,
+    is_model_upload,
+    management,
+)
 
 log = logging.getLogger("offer_bandit.service")
 
 ReportedOutcome = Literal[REPORTED_OUTCOME_TYPES]  # type: ignore[valid-type]  # what channels report
 
 
+def outcome_variants(schema: dict[str, Any]) -> None:
+    """The outcome request's document says, type by type, what each may carry (``OUTCOME_FACTS``:
+    revenue is not negative, a decline or complaint carries no value, only nps a score, and
+    nps needs one), so that a client generated from it sends what is accepted. Validation
+    itself stays where it is (the core's checks, a 400 naming the field)."""
+    variants = []
+    for kind in REPORTED_OUTCOME_TYPES:
+        facts = OUTCOME_FACTS[OutcomeType(kind)]
+        value: dict[str, Any] = {"type": "null"}
+        if facts.value is not ValueRule.NONE:
+            number: dict[str, Any] = {"type": "number", **({"minimum": 0} if facts.revenue else {})}
+            value = number if facts.value is ValueRule.REQUIRED else {"anyOf": [number, {"type": "null"}]}
+        score = {"type": "number", "minimum": 0, "maximum": 10} if facts.scored else {"type": "null"}
+        variants.append({"properties": {"type": {"const": kind}, "value": value, "score": score},
+                         "required": ["type", "score"] if facts.scored else ["type"]})
+    schema["oneOf"] = variants
+
+
 class OutcomeRequest(Strict):
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra=outcome_variants)
+
     event_id: Identifier
     type: ReportedOutcome
-    value: float | None = Field(None, allow_inf_nan=False, description="Revenue (accepted, converted).")
-    score: float | None = Field(None, ge=0, le=10, description="NPS score 0..10 (nps).")
+    value: float | None = Field(None, allow_inf_nan=False, description="Revenue (accepted, converted: not "
+                                "negative); none for declined and complaint.")
+    score: float | None = Field(None, ge=0, le=10, description="NPS score 0..10 (nps only, and required there).")
 
 
 class OutcomeAnswer(BaseModel):
@@ -92,49 +145,65 @@ class OffersAnswer(BaseModel):
     offers: list[OfferStatus]
 
 
+class ReloadAnswer(BaseModel):
+    catalog_version: str
+    offers: int
+    mode: str = Field(description="The policy file's mode: online or apprentice")
+
+
+class OfferSwitch(BaseModel):
+    offer_id: str
+    status: Literal["suspended", "resumed"]
+
+
+class ActionSwitch(BaseModel):
+    action_id: str
+    status: Literal["suspended", "resumed"]
+
+
+class ModelState(BaseModel):
+    source: Literal["file", "registry", "last_known_good", "cold_start"]
+    version: str
+    loaded_at: float = Field(description="When this replica loaded it (seconds since the epoch)")
+    last_error: str | None = Field(description="Why the source's current model is not serving, if it is not")
+    exploration: str | None = Field(description="How the model explores, when not as the policy file says")
+
+
+class ModelAnswer(BaseModel):
+    model: ModelState
+
+
+class ConfigProblems(BaseModel):
+    error: str
+    problems: list[str] = Field(description="Each problem with its file, offer and field")
+
+
 class SuspendRequest(Strict):
     # No NUL: PostgreSQL cannot store it in a text column (the insert failed with a 500).
     reason: str = Field("", max_length=500, pattern=r"^[^\x00]*$")
 
 
-class ErrorAnswer(BaseModel):
-    error: str
-    detail: list[dict[str, Any]] | None = None
-
-
-class PersonalizerErrorDetail(BaseModel):
-    code: str
-    message: str
-
-
-class PersonalizerError(BaseModel):
-    """Personalizer's error shape (``service.answers``)."""
-
-    error: PersonalizerErrorDetail
-
-
-ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorAnswer, "description": "The request names something that does not exist"},
-    401: {"model": ErrorAnswer, "description": "No API key, or an unknown one"},
-    413: {"model": ErrorAnswer, "description": "Body over the size limit"},
-    422: {"model": ErrorAnswer, "description": "Invalid request: each problem names its field"},
-}
-ADMIN_ERRORS: dict[int | str, dict[str, Any]] = {
-    **ERRORS, 403: {"model": ErrorAnswer, "description": "Not an admin key"}}
-OFFER_ERRORS: dict[int | str, dict[str, Any]] = {
-    **ADMIN_ERRORS, 404: {"model": ErrorAnswer, "description": "No such offer in the catalog"}}
-# Personalizer's routes answer its own error shape, and 400 where the native API says 422.
-P_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": PersonalizerError, "description": "Invalid request, or an action that is not an offer"},
-    401: {"model": PersonalizerError, "description": "No subscription key, or an unknown one"},
-    413: {"model": PersonalizerError, "description": "Body over the size limit"},
-}
+# What each route can refuse for its own reasons. Every route's key (401, 403), size (413) and
+# validation (422; Personalizer: 400) answers, in the shape of its family, are added to the
+# document by ``service.openapi``, which also gives every error its schema.
 DECIDE_ERRORS: dict[int | str, dict[str, Any]] = {
-    **ERRORS, 409: {"model": ErrorAnswer, "description": "event_id reused for another request"}}
+    400: {"description": "An offer in candidates that is not in the catalog, or features VW cannot read; "
+          "detail names the field"},
+    409: {"description": "event_id reused for another request"}}
+OUTCOME_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "A value or score this outcome type cannot carry, or an offer outcome for no_offer"},
+    404: {"description": "No decision with this event_id"},
+    409: {"description": "Contradicts the outcome already recorded (the first stands)"}}
+EVENT_ERRORS: dict[int | str, dict[str, Any]] = {404: {"description": "No decision with this event_id"}}
+OFFER_ERRORS: dict[int | str, dict[str, Any]] = {404: {"description": "No such offer in the catalog"}}
+RELOAD_ERRORS: dict[int | str, dict[str, Any]] = {
+    422: {"model": ConfigProblems, "description": "Catalog or policy file invalid; the previous ones still serve"}}
 P_RANK_ERRORS: dict[int | str, dict[str, Any]] = {
-    **P_ERRORS, 409: {"model": PersonalizerError, "description": "eventId reused for another request"}}
-P_EVENT_ERRORS: dict[int | str, dict[str, Any]] = {
-    **P_ERRORS, 404: {"model": PersonalizerError, "description": "No decision with this event id"}}
+    400: {"description": "Invalid request (the message names the field), or no action can answer no offer"},
+    409: {"description": "eventId reused for another request"}}
+P_EVENT_ERRORS: dict[int | str, dict[str, Any]] = {404: {"description": "No decision with this event id"}}
+P_SLOT_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "A slotId the rank did not have"}, 404: {"description": "No multi-slot rank with this event id"}}
 
 app = FastAPI(title="offer-bandit", version="0.1.0", openapi_url=None, docs_url=None, redoc_url=None,
               description="Point-of-service offer decisions: guarded, exploring, logged.")
@@ -181,6 +250,21 @@ async def _outcome_conflict(request: Request, exc: OutcomeConflict) -> Response:
     return _answer(answers.outcome_conflict(request.url.path, exc))
 
 
+@app.exception_handler(NotSupported)
+async def _not_supported(request: Request, exc: NotSupported) -> Response:
+    return _answer(answers.not_supported(request.url.path, str(exc)))
+
+
+@app.exception_handler(NoModel)
+async def _no_model(request: Request, exc: NoModel) -> Response:
+    return _answer(answers.personalizer_or_native(request.url.path, 409, "NoModel", str(exc)))
+
+
+@app.exception_handler(NotFoundHere)
+async def _not_found(request: Request, exc: NotFoundHere) -> Response:
+    return _answer(answers.personalizer_or_native(request.url.path, 404, "NotFound", str(exc)))
+
+
 @app.exception_handler(StarletteHTTPException)
 async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
     """The framework's own errors (no such route, 405, a body it cannot decode) in our error format.
@@ -197,13 +281,31 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> Response
                     headers=exc.headers, media_type="application/json")
 
 
+@functools.cache
+def api_document() -> Document:
+    """The API document, built once per process (the routes do not change while it runs)."""
+    return Document(openapi.document(app, examples))
+
+
+openapi.register_yaml()
+
+
 def front(app: ASGIApp) -> ASGIApp:
-    """Our layers, outermost first, in front of the BentoML app: readiness detail, API keys,
-    body size limit, then the decision lane; every other request goes on into BentoML."""
-    lane = DecisionLane(app, service=_current)
-    limited = BodyLimitMiddleware(lane, max_bytes=_SETTINGS.max_body_bytes)
-    keyed = ApiKeyMiddleware(limited, channel_keys=_SETTINGS.channel_keys(), admin_keys=_SETTINGS.admin_keys())
-    return ReadinessMiddleware(keyed, status=_readiness)
+    """Our layers, outermost first, in front of the BentoML app: CORS (when configured),
+    readiness detail, the docs page, API keys, body size limit, then the decision lane;
+    every other request goes on into BentoML."""
+    lane = DecisionLane(app, service=instance.current)
+    limited = BodyLimitMiddleware(lane, max_bytes=_SETTINGS.max_body_bytes, larger=lambda scope: (
+        _SETTINGS.max_model_bytes if scope["method"] == "PUT" and is_model_upload(scope["path"]) else None))
+    keyed = ApiKeyMiddleware(limited, channel_keys=_SETTINGS.channel_keys(), admin_keys=_SETTINGS.admin_keys(),
+                             admin_only=lambda path: is_admin(path) or is_management(path))
+    docs = DocsPageMiddleware(keyed, {"/": ("text/html; charset=utf-8", openapi.DOCS_PAGE),
+                                      "/docs": ("text/html; charset=utf-8", openapi.DOCS_PAGE),
+                                      "/docs/init.js": ("text/javascript; charset=utf-8", openapi.DOCS_INIT)},
+                              [(b"content-security-policy", openapi.DOCS_POLICY.encode())])
+    ready = ReadinessMiddleware(docs, status=_readiness)
+    origins = _SETTINGS.cors_allowed()
+    return CorsMiddleware(ready, origins) if origins else ready
 
 
 class FrontedService(bentoml.Service):  # type: ignore[type-arg]
@@ -219,6 +321,11 @@ class FrontedService(bentoml.Service):  # type: ignore[type-arg]
     """
 
     __slots__ = ()
+
+    @property
+    def openapi_spec(self) -> Document:  # type: ignore[override]
+        """Our document (``service.openapi``), where BentoML would build its own."""
+        return api_document()
 
     def to_asgi(self, is_main: bool = True) -> ASGIApp:
         inner = super().to_asgi(is_main)
@@ -282,24 +389,59 @@ class OfferBandit:
         return await self.rt.decider.decide_async(request, self.writer)
 
     async def rank(self, body: RankRequest) -> RankResponse:
-        request = to_decision_request(body, self.rt.config.current.catalog)
-        return to_rank_response(body, await self.decide_request(request))
+        cfg = self.rt.config.current
+        mapped = to_decision_request(body, cfg.catalog, cfg.policy.personalizer.no_offer_action)
+        return to_rank_response(body, await self.decide_request(mapped.request), mapped.stand_in)
+
+    async def rank_multi_slot(self, body: MultiSlotRankRequest) -> MultiSlotRankResponse:
+        """One decision per slot, in order (``service.personalizer``); everything a slot could
+        be refused for is checked before the first is decided, so none is logged half-way."""
+        cfg = self.rt.config.current
+        no_offer = cfg.policy.personalizer.no_offer_action
+        event_id = check_slots(body, cfg.catalog, no_offer)
+        sent = sends_no_offer(body, no_offer)
+        for k, slot in enumerate(body.slots):
+            check_features(to_decision_request(slot_rank(body, k, event_id, set(), sent), cfg.catalog, no_offer,
+                                               slot_namespace(slot), [slot.baseline_action]).request)
+        taken: set[str] = set()
+        answered = []
+        for k, slot in enumerate(body.slots):
+            mapped = to_decision_request(slot_rank(body, k, event_id, taken, sent), cfg.catalog, no_offer,
+                                         slot_namespace(slot), [slot.baseline_action])
+            decision = await self.decide_request(mapped.request)
+            chosen = mapped.stand_in if decision.offer_id == NO_OFFER else decision.offer_id
+            if chosen != no_offer:  # the no-offer action may fill any number of slots
+                taken.add(chosen)
+            answered.append(SlotResponse(id=slot.id, rewardActionId=chosen))
+        return MultiSlotRankResponse(eventId=event_id, slots=answered)
+
+    def slot_events(self, event_id: str) -> dict[str, str]:
+        """A multi-slot rank's slots: slot id -> the event id its decision is logged under."""
+        found: dict[str, str] = {}
+        for k in range(1, MAX_SLOTS + 1):
+            rec = self.rt.store.get_decision(slot_event_id(event_id, k))
+            if rec is None:
+                break
+            slot = rec.payload.get("context", {}).get("features", {}).get("slot", {})
+            found[str(slot.get("id"))] = rec.event_id
+        if not found:
+            raise UnknownEvent(event_id)
+        return found
 
     # -- native API (/decide: see LANE_ROUTES) ----------------------------------
     @app.post("/outcome", response_model=OutcomeAnswer,
-              responses={**ERRORS, 404: {"model": ErrorAnswer}, 409: {"model": ErrorAnswer}}, tags=["decisions"])
+              responses=OUTCOME_ERRORS, tags=["decisions"])
     def outcome(self, body: OutcomeRequest) -> OutcomeAnswer:
         """Record what happened after a decision: accepted (with revenue), declined, converted, complaint, nps."""
         receipt = self.rt.decider.record_outcome(body.event_id, body.type, value=body.value, score=body.score)
         return OutcomeAnswer(event_id=body.event_id, recorded=receipt.recorded, counts=receipt.counts)
 
-    @app.post("/activate", response_model=ActivateAnswer, responses={**ERRORS, 404: {"model": ErrorAnswer}},
-              tags=["decisions"])
+    @app.post("/activate", response_model=ActivateAnswer, responses=EVENT_ERRORS, tags=["decisions"])
     def activate(self, body: ActivateRequest) -> ActivateAnswer:
         """Mark a decision made with ``defer_activation`` as shown; only activated decisions are learned from."""
         return ActivateAnswer(event_id=body.event_id, activated=self.rt.decider.activate(body.event_id))
 
-    @app.get("/offers", response_model=OffersAnswer, responses=ERRORS, tags=["catalog"])
+    @app.get("/offers", response_model=OffersAnswer, tags=["catalog"])
     def offers(self) -> OffersAnswer:
         """The catalog as loaded, with each offer's live status."""
         catalog = self.rt.config.current.catalog
@@ -318,7 +460,7 @@ class OfferBandit:
         return Response(metrics.render(), media_type=metrics.CONTENT_TYPE)
 
     # -- admin -----------------------------------------------------------------
-    @app.post("/admin/reload", tags=["admin"], responses=ADMIN_ERRORS)
+    @app.post("/admin/reload", tags=["admin"], response_model=ReloadAnswer, responses=RELOAD_ERRORS)
     def reload_config(self) -> dict:
         """Reload catalog and policy from disk; on any problem keep serving the old ones (422 lists them)."""
         try:
@@ -329,20 +471,34 @@ class OfferBandit:
         self.rt.models.follow_exploration()  # at once on this replica; the others at their next poll
         return {"catalog_version": cfg.catalog.version, "offers": len(cfg.catalog.offers), "mode": cfg.policy.mode}
 
-    @app.post("/admin/offers/{offer_id}/suspend", tags=["admin"], responses=OFFER_ERRORS)
+    @app.post("/admin/offers/{offer_id}/suspend", tags=["admin"], response_model=OfferSwitch,
+              responses=OFFER_ERRORS)
     def suspend(self, offer_id: Identifier, body: Annotated[SuspendRequest | None, Body()] = None) -> dict:
         """Kill switch: the offer is not made from the next request on."""
         self._known_offer(offer_id)
         self.rt.store.set_suspended(offer_id, True, body.reason if body else "")
         return {"offer_id": offer_id, "status": "suspended"}
 
-    @app.post("/admin/offers/{offer_id}/resume", tags=["admin"], responses=OFFER_ERRORS)
+    @app.post("/admin/offers/{offer_id}/resume", tags=["admin"], response_model=OfferSwitch,
+              responses=OFFER_ERRORS)
     def resume(self, offer_id: Identifier) -> dict:
         self._known_offer(offer_id)
         self.rt.store.set_suspended(offer_id, False)
         return {"offer_id": offer_id, "status": "resumed"}
 
-    @app.post("/admin/model/reload", tags=["admin"], responses=ADMIN_ERRORS)
+    @app.post("/admin/actions/{action_id}/suspend", tags=["admin"], response_model=ActionSwitch)
+    def suspend_action(self, action_id: ActionId, body: Annotated[SuspendRequest | None, Body()] = None) -> dict:
+        """Kill switch for a caller's own action (a Personalizer application's, which the
+        catalog does not list, so any id is taken): not chosen from the next request on."""
+        self.rt.store.set_suspended(action_id, True, body.reason if body else "")
+        return {"action_id": action_id, "status": "suspended"}
+
+    @app.post("/admin/actions/{action_id}/resume", tags=["admin"], response_model=ActionSwitch)
+    def resume_action(self, action_id: ActionId) -> dict:
+        self.rt.store.set_suspended(action_id, False)
+        return {"action_id": action_id, "status": "resumed"}
+
+    @app.post("/admin/model/reload", tags=["admin"], response_model=ModelAnswer)
     def reload_model(self) -> dict:
         """Check the model source now; a model that fails to load never replaces the one serving."""
         self.rt.models.refresh()
@@ -363,11 +519,6 @@ async def _unknown_offer(request: Request, exc: UnknownOffer) -> JSONResponse:
     return JSONResponse({"error": str(exc)}, status_code=404)
 
 
-def _service() -> OfferBandit:
-    """The service instance, for the routes declared outside the class."""
-    return bentoml.get_current_service()  # type: ignore[no-any-return]
-
-
 def _declare(route: LaneRoute) -> None:
     """Declare a lane route on the FastAPI app from its one definition (``LANE_ROUTES``):
     the OpenAPI document shows it, and without the lane in front FastAPI answers it by
@@ -378,7 +529,7 @@ def _declare(route: LaneRoute) -> None:
     # the signature FastAPI reads: the route's own request model (this module's annotations
     # are strings, which FastAPI would look up in the module, not here)
     params = [inspect.Parameter("body", inspect.Parameter.KEYWORD_ONLY, annotation=route.request),
-              inspect.Parameter("svc", inspect.Parameter.KEYWORD_ONLY, default=Depends(_service))]
+              inspect.Parameter("svc", inspect.Parameter.KEYWORD_ONLY, default=Depends(instance.required))]
     if route.extra.get("api_version"):  # Personalizer's routes take ?api-version, and ignore it
         params.append(inspect.Parameter("api_version", inspect.Parameter.KEYWORD_ONLY, annotation=str | None,
                                         default=Query(None, alias="api-version")))
@@ -398,7 +549,7 @@ personalizer = APIRouter(tags=["personalizer"])
 
 
 @personalizer.post("/events/{eventId}/reward", status_code=204, responses=P_EVENT_ERRORS)
-def p_reward(eventId: Identifier, body: RewardRequest, svc: Any = Depends(_service),  # noqa: N803
+def p_reward(eventId: Identifier, body: RewardRequest, svc: Any = Depends(instance.required),  # noqa: N803
              api_version: str | None = Query(None, alias="api-version")) -> Response:
     """Personalizer's Reward: the value becomes a ``reward`` outcome."""
     svc.rt.decider.record_outcome(eventId, OutcomeType.REWARD, value=body.value)
@@ -406,15 +557,38 @@ def p_reward(eventId: Identifier, body: RewardRequest, svc: Any = Depends(_servi
 
 
 @personalizer.post("/events/{eventId}/activate", status_code=204, responses=P_EVENT_ERRORS)
-def p_activate(eventId: Identifier, svc: Any = Depends(_service),  # noqa: N803
+def p_activate(eventId: Identifier, svc: Any = Depends(instance.required),  # noqa: N803
                api_version: str | None = Query(None, alias="api-version")) -> Response:
     """Personalizer's Activate, for ranks made with ``deferActivation``."""
     svc.rt.decider.activate(eventId)
     return Response(status_code=204)
 
 
+@personalizer.post("/multislot/events/{eventId}/reward", status_code=204, responses=P_SLOT_ERRORS)
+def p_reward_slots(eventId: Identifier, body: MultiSlotRewardRequest, svc: Any = Depends(instance.required),  # noqa: N803
+                   api_version: str | None = Query(None, alias="api-version")) -> Response:
+    """Personalizer's multi-slot Reward: each slot's value becomes a ``reward`` outcome of its decision."""
+    slots = svc.slot_events(eventId)
+    for i, r in enumerate(body.reward):
+        if r.slot_id not in slots:
+            raise InvalidRequest(f"reward[{i}].slotId", f"event '{eventId}' has no slot '{r.slot_id}'")
+    for r in body.reward:
+        svc.rt.decider.record_outcome(slots[r.slot_id], OutcomeType.REWARD, value=r.value)
+    return Response(status_code=204)
+
+
+@personalizer.post("/multislot/events/{eventId}/activate", status_code=204, responses=P_SLOT_ERRORS)
+def p_activate_slots(eventId: Identifier, svc: Any = Depends(instance.required),  # noqa: N803
+                     api_version: str | None = Query(None, alias="api-version")) -> Response:
+    """Personalizer's multi-slot Activate: every slot's decision is activated."""
+    for slot_event in svc.slot_events(eventId).values():
+        svc.rt.decider.activate(slot_event)
+    return Response(status_code=204)
+
+
 for _prefix in PREFIXES:
     app.include_router(personalizer, prefix=_prefix)
+    app.include_router(management, prefix=_prefix)
 
 
 def readiness_detail(status: ModelStatus) -> str:
@@ -439,14 +613,6 @@ def _model_source(settings: Settings) -> ModelSource | None:
                                settings.home / "models" / "registry", settings.model_alias)
 
 
-def _current() -> OfferBandit | None:
-    """The service instance, once BentoML has built it."""
-    try:
-        return bentoml.get_current_service()
-    except BentoMLException:
-        return None
-
-
 def _readiness() -> dict | None:
-    svc = _current()
+    svc = instance.current()
     return svc.readiness() if svc is not None else None

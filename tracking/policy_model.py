@@ -1,7 +1,7 @@
 """The policy as an MLflow pyfunc model: the VW model, its featurizer and the catalog and
 policy snapshots it was trained with, in one artifact a data scientist can load.
 
-    mlflow.pyfunc.load_model("models:/offer-policy@champion").predict(frame)
+    load_policy_model(get_settings()).predict(frame)   # the settings' store and alias
     ...predict(frame, params={"suspended": ["premium_bundle"], "as_of": "2026-12-01T12:00:00Z"})
 
 returns, for each context row, the offers the guardrails let through, the model's
@@ -22,10 +22,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mlflow.pyfunc
 import pandas as pd
+
+if TYPE_CHECKING:
+    from bandit.config.settings import Settings
 
 _REPO = Path(__file__).resolve().parent.parent
 
@@ -99,6 +102,17 @@ def _model_args(model_file: Path, catalog_file: Path, policy_file: Path) -> dict
     return {"python_model": OfferPolicy(), "artifacts": artifacts,
             "signature": signature(probe.predict(None, INPUT_EXAMPLE)), "input_example": INPUT_EXAMPLE,
             "code_paths": [str(_REPO / "bandit"), str(_REPO / "tracking")], "pip_requirements": model_requirements()}
+
+
+def load_policy_model(settings: "Settings", alias: str | None = None) -> Any:
+    """The registered policy model at ``alias`` (default the settings' ``model_alias``,
+    ``champion``) from the settings' tracking store, as a pyfunc model. Why not
+    ``mlflow.pyfunc.load_model("models:/...")`` alone: that reads MLflow's own default store
+    (``MLFLOW_TRACKING_URI``, else ``./mlruns``), not ``OFFER_BANDIT_MLFLOW_TRACKING_URI``."""
+    from tracking.runs import use_store
+
+    use_store(settings)
+    return mlflow.pyfunc.load_model(f"models:/{settings.registered_model}@{alias or settings.model_alias}")
 
 
 def log_policy_model(model_file: Path, catalog_file: Path, policy_file: Path, name: str = "policy") -> Any:

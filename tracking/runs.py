@@ -11,6 +11,10 @@ from __future__ import annotations
 
 from bandit.config.settings import Settings
 
+RETRAIN_EXPERIMENT = "offer-bandit-retrain"
+"""The retrain flow's experiment: one run per night, holding its offline evaluation
+(``tracking.evaluations`` reads them back)."""
+
 
 def artifact_root(settings: Settings) -> str | None:
     """``file://`` URI under the home for local stores; ``None`` (the server decides) otherwise."""
@@ -20,13 +24,23 @@ def artifact_root(settings: Settings) -> str | None:
     return None
 
 
-def experiment(settings: Settings, name: str) -> str:
-    """Point MLflow (tracking and registry) at the settings' store and return the id of
-    experiment ``name``, creating it (with its artifacts under the home) if needed."""
+def use_store(settings: Settings) -> None:
+    """Point this process's MLflow (tracking and registry) at the settings' store
+    (``OFFER_BANDIT_MLFLOW_TRACKING_URI``, default ``sqlite:///<home>/mlflow.db``): every
+    path that logs or loads a model through MLflow's module-level API calls this first,
+    so none needs ``MLFLOW_TRACKING_URI`` set by hand."""
     import mlflow
 
     mlflow.set_tracking_uri(settings.tracking_uri)
     mlflow.set_registry_uri(settings.tracking_uri)
+
+
+def experiment(settings: Settings, name: str) -> str:
+    """Point MLflow at the settings' store (``use_store``) and return the id of experiment
+    ``name``, creating it (with its artifacts under the home) if needed."""
+    import mlflow
+
+    use_store(settings)
     found = mlflow.get_experiment_by_name(name)
     if found is not None:
         return found.experiment_id

@@ -17,11 +17,11 @@ from typing import Annotated, Any
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from bandit.domain.context import Channel, Identifier, Label, RequestType, Strict
+from bandit.domain.context import NO_OFFER_ID, Channel, Identifier, Label, RequestType, Strict
 from bandit.domain.errors import ConfigError, read_config_file
 from bandit.config.templates import CompiledOfferTemplates, compile_offer_templates
 
-NO_OFFER = "no_offer"
+NO_OFFER = NO_OFFER_ID
 
 
 class TemplatePart(Strict):

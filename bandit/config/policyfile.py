@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from bandit.domain.context import Channel, Identifier, RequestType, Strict
+from bandit.domain.context import ActionId, Channel, Identifier, RequestType, Strict
 from bandit.domain.errors import ConfigError, read_config_file, yaml_mapping
 from bandit.domain.outcomes import RewardConfig
 
@@ -264,6 +264,21 @@ class Promotion(Strict):
         return data
 
 
+class PersonalizerCallers(Strict):
+    """How the Personalizer-compatible API's callers meet the decision path (``service.personalizer``).
+
+    Personalizer always answers one of the caller's actions, and has no "no offer"; the
+    guardrails need one (a distressed customer gets nothing). So a rank's ``no_offer`` is
+    answered as one of the caller's actions: the one named here when the rank sends it,
+    else the rank's baseline action (Personalizer's own: the first action not excluded,
+    what the application shows without a personalizer) when that is not a catalog offer.
+    A catalog offer never stands in for no offer: its guardrails would be bypassed."""
+
+    no_offer_action: ActionId | None = Field(
+        None, description="The caller's action id that means no offer (e.g. 'none'); it may fill any number of "
+        "a multi-slot rank's slots. Omitted: each rank's baseline action stands in for no offer.")
+
+
 class PolicyFile(Strict):
     version: int = 1
     mode: Literal["online", "apprentice"] = Field(
@@ -276,6 +291,7 @@ class PolicyFile(Strict):
     monitoring: Monitoring = Monitoring()
     promotion: Promotion = Promotion()
     control: ControlGroup = ControlGroup()
+    personalizer: PersonalizerCallers = PersonalizerCallers()
 
     @model_validator(mode="after")
     def _vw_accepts(self) -> "PolicyFile":

@@ -3,8 +3,9 @@
 Everything a user may want to see, back up or delete lives under one directory,
 ``OFFER_BANDIT_HOME`` (default ``./.offer-bandit``): the decision log, the MLflow
 store, Prefect's home, the model cache and the hashing salt. The two configuration
-files (the marketing-owned catalog and the service-owned policy) are found from
-here too, so every command and adapter resolves paths the same way.
+files (the marketing-owned catalog and the service-owned policy) are found here too
+(``find_config``), so every command and adapter resolves paths the same way, from any
+working directory.
 
 Every field can be set from the environment as ``OFFER_BANDIT_<FIELD>``.
 """
@@ -17,8 +18,29 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_serializer
+from pydantic import Field, PrivateAttr, field_serializer, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+EXAMPLES = Path(__file__).resolve().parent / "examples"
+"""The packaged example catalog and policy file (``offers.yaml``, ``policy.yaml``): what
+``offer-bandit init`` writes, and the configuration of last resort. The repository's
+``config/`` is a link to this directory: one copy."""
+CATALOG_FILE, POLICY_FILE = "offers.yaml", "policy.yaml"
+WORKDIR_CONFIG = Path("config")
+"""Where a working directory keeps its configuration (the repository's layout)."""
+
+
+def find_config(filename: str, home: Path) -> tuple[Path, str]:
+    """Where a configuration file not named by a setting is found, and which place that is:
+    ``config/<filename>`` in the working directory, else ``<home>/<filename>``, else the
+    packaged example. Why this order: a directory holding its own configuration (the
+    repository, a deployment's checkout) keeps using it; anywhere else a command finds the
+    home's files (``offer-bandit init`` writes them there), or runs on the example
+    rather than failing to read a path relative to somewhere else."""
+    for path, source in ((WORKDIR_CONFIG / filename, "working directory"), (home / filename, "home")):
+        if path.is_file():
+            return path, source
+    return EXAMPLES / filename, "packaged example"
 
 
 class Settings(BaseSettings):
@@ -27,8 +49,10 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="OFFER_BANDIT_", extra="ignore")
 
     home: Path = Field(Path(".offer-bandit"), description="Directory holding all state.")
-    catalog: Path = Field(Path("config/offers.yaml"), description="Marketing's offer catalog (YAML).")
-    policy: Path = Field(Path("config/policy.yaml"), description="The service's policy file (YAML).")
+    # ``None`` only until the settings are built: unset, they are found (``find_config``).
+    catalog: Path | None = Field(None, description="Marketing's offer catalog (YAML); unset: config/offers.yaml in "
+                                 "the working directory, else <home>/offers.yaml, else the packaged example.")
+    policy: Path | None = Field(None, description="The service's policy file (YAML); unset: found as the catalog is.")
     database_url: str | None = Field(
         None,
         description="SQLAlchemy URL of the decision log; default sqlite under home. "
@@ -51,6 +75,11 @@ class Settings(BaseSettings):
     admin_key: str | None = Field(None, exclude=True, description="Admin key: everything a channel key may, plus admin routes.")
     admin_key_file: Path | None = Field(None, description="File holding the admin key.")
     max_body_bytes: int = Field(65536, ge=1024, description="Requests with larger bodies get 413.")
+    max_model_bytes: int = Field(256 * 2**20, ge=1024, description="A model upload (Personalizer's import "
+                                 "model, PUT .../model) may be this large.")
+    cors_origins: str | None = Field(
+        None, description="Origins a browser may call the service from, comma separated "
+        "(https://desk.example.com), or *; unset: none (no CORS headers).")
     suspension_refresh_seconds: float = Field(
         1.0, ge=0, description="How stale a replica's view of the kill switch may be (set through it: at once)."
     )
@@ -65,11 +94,33 @@ class Settings(BaseSettings):
     tune_cron: str = Field("0 3 * * 0", description="When `flows serve` runs tune (cron).")
     schedule_timezone: str = Field("UTC", description="Time zone of the flow schedules (IANA name).")
 
+    _config_sources: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _find_config_files(self) -> "Settings":
+        """An unset catalog or policy file is found once, here (``find_config``): every
+        reader of the settings sees a path, and ``config_sources`` says where it came from."""
+        for name, filename in (("catalog", CATALOG_FILE), ("policy", POLICY_FILE)):
+            if getattr(self, name) is None:
+                path, source = find_config(filename, self.home)
+                setattr(self, name, path)
+                self._config_sources[name] = source
+            else:
+                self._config_sources[name] = "setting"
+        return self
+
+    @property
+    def config_sources(self) -> dict[str, str]:
+        """Where the catalog and the policy file were found: ``setting`` (an option or
+        ``OFFER_BANDIT_CATALOG``/``_POLICY``), ``working directory``, ``home`` or
+        ``packaged example``."""
+        return dict(self._config_sources)
+
     @field_serializer("database_url", "mlflow_tracking_uri")
     def _without_password(self, url: str | None) -> str | None:
         """Serialized (a flow run's parameters, a report), a URL shows no password; the
         secrets (salt, keys) are excluded altogether. The object itself keeps them."""
-        return _hide_password(url)
+        return hide_password(url)
 
     def environment(self) -> dict[str, str]:
         """These settings as ``OFFER_BANDIT_*`` variables, paths resolved: how they reach a
@@ -116,6 +167,10 @@ class Settings(BaseSettings):
     def admin_keys(self) -> frozenset[str]:
         return frozenset(_keys(self.admin_key, self.admin_key_file))
 
+    def cors_allowed(self) -> frozenset[str]:
+        """The origins of ``cors_origins`` (``*`` stays ``*``: any origin)."""
+        return frozenset(o.strip().rstrip("/") for o in (self.cors_origins or "").split(",") if o.strip())
+
     def ensure_home(self) -> Path:
         self.home.mkdir(parents=True, exist_ok=True)
         return self.home
@@ -127,7 +182,7 @@ TELEMETRY_OFF = {"DO_NOT_TRACK": "1", "BENTOML_DO_NOT_TRACK": "True", "PREFECT_S
                  "MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_ENABLE_TELEMETRY": "false"}
 
 
-def _hide_password(url: str | None) -> str | None:
+def hide_password(url: str | None) -> str | None:
     """``scheme://user:***@host/db`` for a URL with a password; anything else unchanged."""
     if url is None or "://" not in url or "@" not in url.split("://", 1)[1]:
         return url

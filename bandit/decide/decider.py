@@ -27,24 +27,28 @@ import math
 import threading
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from bandit.config.catalog import NO_OFFER, Catalog
 from bandit.config.loader import LiveConfig
 from bandit.domain.context import DecisionRequest, History
+from bandit.domain.modes import Mode
 from bandit.decide.control import control_pmf, in_control
 from bandit.domain.errors import EventConflict, InvalidRequest, OutcomeConflict, UnknownEvent
-from bandit.decide.features import Namespaces, offer_features, shared_features
+from bandit.decide.actions import action_features, check_features, shared
+from bandit.decide.features import Namespaces
 from bandit.decide.guardrails import (
     FREQUENCY_CAP,
     Eligibility,
     Exclusion,
+    Reason,
     cap_window_start,
+    considered,
     eligible_offers,
     offers_in_cap_window,
 )
@@ -68,7 +72,7 @@ class RankedOffer(BaseModel):
 
 class ExcludedOffer(BaseModel):
     offer_id: str
-    reason: str
+    reason: Reason = Field(description="Why the guardrails left it out.")
 
 
 class Decision(BaseModel):
@@ -80,7 +84,11 @@ class Decision(BaseModel):
     probability: float
     ranking: list[RankedOffer]
     model_version: str
-    mode: str
+    mode: Mode = Field(description="How the decision was made: online (the model's exploring policy), cold_start "
+                       "(no model yet, or it failed: exploring around no_offer), apprentice (no_offer served, the "
+                       "model's choice only logged), control (a control-group customer, served by the control "
+                       "policy), not_logged (the log could not be written: no_offer), imported (an imported "
+                       "history's decision).")
     excluded: list[ExcludedOffer]
     logged: bool = True
     activated: bool = True
@@ -199,6 +207,7 @@ class Decider:
         event_id = request.event_id or new_event_id()
 
         self._check_candidates(request, catalog)
+        check_features(request)
         cid = request.customer.id
         ckey = customer_key(self.secret, cid) if cid is not None else None  # None: an anonymous visitor
         context = logged_context(request)
@@ -221,24 +230,26 @@ class Decider:
             return replay(existing, ckey, context)
         elig, shared, actions, model_pmf, version = score_request(
             request, catalog, policy, self.models.current, history, now, suspended)
-        mode = "cold_start" if version == COLD_START else "online"
+        mode = Mode.cold_start if version == COLD_START else Mode.online
         shadow = None
         u = uniform_from(event_id, self.secret)
         if policy.mode == "apprentice":
             shadow = {"pmf": model_pmf, "chosen": elig.eligible[sample_index(model_pmf, u)]}
             pmf = [1.0] + [0.0] * (len(actions) - 1)
-            mode = "apprentice"
+            mode = Mode.apprentice
         elif ckey is not None and in_control(ckey, policy.control):
             shadow = {"pmf": model_pmf, "chosen": elig.eligible[sample_index(model_pmf, u)]}
             i = request.interaction
             pmf = control_pmf(elig.eligible, catalog, i.resolved.value, i.sentiment, policy.control)
-            mode = "control"
+            mode = Mode.control
         else:
             pmf = model_pmf
         chosen = sample_index(pmf, u)
         offer_id = elig.eligible[chosen]
-        content = catalog.render(offer_id, request.channel.value, render_variables(context, catalog, offer_id))
         offer = catalog.get(offer_id)
+        # a caller's own action has no template: its content is the caller's
+        content = (catalog.render(offer_id, request.channel.value, render_variables(context, catalog, offer_id))
+                   if offer is not None else None)
 
         record = DecisionRecord(
             event_id=event_id,
@@ -270,7 +281,7 @@ class Decider:
             told_only = offers_in_cap_window(history, g, now) - offers_in_cap_window(logged_history, g, now)
             limit = OfferLimit(customer_key=ckey, since=to_ts(cap_window_start(g, now)),
                                allowed=g.frequency_cap.max_offers - 1 - told_only,
-                               fallback=capped(record, catalog))
+                               fallback=capped(record, considered(request, catalog)))
         return _Prepared(record, elig, request.channel.value, limit)
 
     def _log_failed(self, p: "_Prepared", exc: Exception) -> Decision:
@@ -306,7 +317,7 @@ class Decider:
     def _unlogged(event_id: str, version: str, elig: Eligibility) -> Decision:
         return Decision(
             event_id=event_id, offer_id=NO_OFFER, content=None, probability=1.0,
-            ranking=[RankedOffer(id=NO_OFFER, probability=1.0)], model_version=version, mode="not_logged",
+            ranking=[RankedOffer(id=NO_OFFER, probability=1.0)], model_version=version, mode=Mode.not_logged,
             excluded=[ExcludedOffer(offer_id=e.offer_id, reason=e.reason) for e in elig.excluded],
             logged=False,
         )
@@ -359,15 +370,15 @@ def score_request(
     of the model that gave it (``cold-start`` if the model failed to score: a broken model
     must not take decisions down)."""
     elig = eligible_offers(request, catalog, history, policy.guardrails, now, suspended)
-    shared = shared_features(request, history, now)
-    actions = [offer_features(catalog.get(oid)) for oid in elig.eligible]
+    common = shared(request, history, now)
+    actions = [action_features(request, catalog, oid) for oid in elig.eligible]
     if len(actions) == 1:
-        return elig, shared, actions, [1.0], scorer.version
+        return elig, common, actions, [1.0], scorer.version
     try:
-        return elig, shared, actions, scorer.pmf(shared, actions), scorer.version
+        return elig, common, actions, scorer.pmf(common, actions), scorer.version
     except Exception as exc:  # noqa: BLE001
         log.error("model %s failed to score, using cold start: %s", scorer.version, exc)
-        return elig, shared, actions, baseline_pmf(len(actions), policy.exploration.cold_start_epsilon), COLD_START
+        return elig, common, actions, baseline_pmf(len(actions), policy.exploration.cold_start_epsilon), COLD_START
 
 
 def outcome_type(type_: object) -> OutcomeType:
@@ -418,12 +429,12 @@ def logged_context(request: DecisionRequest) -> dict[str, Any]:
     return request.model_dump(mode="json", exclude={"customer": {"id"}, "event_id": True})
 
 
-def capped(rec: DecisionRecord, catalog: Catalog) -> DecisionRecord:
+def capped(rec: DecisionRecord, offers: Iterable[str]) -> DecisionRecord:
     """``rec`` as the guardrails make it when the frequency cap blocks the interaction:
-    ``no_offer`` with probability 1, every catalog offer excluded for the cap, no content.
-    What a decision becomes when its ``OfferLimit`` is reached at commit."""
+    ``no_offer`` with probability 1, every offer it considered (``considered``) excluded for
+    the cap, no content. What a decision becomes when its ``OfferLimit`` is reached at commit."""
     payload = dict(rec.payload, actions=rec.payload["actions"][:1], content=None, offer_value=0.0, shadow=None,
-                   excluded=[[oid, FREQUENCY_CAP] for oid in catalog.offers])
+                   excluded=[[oid, FREQUENCY_CAP] for oid in offers])
     return replace(rec, action_ids=[NO_OFFER], pmf=[1.0], chosen_index=0, payload=payload)
 
 

@@ -35,6 +35,14 @@ type rules), and marketing's eligibility: ``request_type``, ``intent``, ``tier``
 ``region``, ``product_held``, ``product_required``, ``tenure``, ``not_authenticated``,
 ``missing_attribute``; then contact history: ``declined_recently`` and
 ``impression_cap``.
+
+A request may bring its own actions (``DecisionRequest.actions``: Personalizer's). Then the
+offers considered are those actions, not the catalog: an id naming a catalog offer keeps
+every check above; any other id is the caller's own action, which the catalog says
+nothing about, so it gets every check that needs no catalog entry: the interaction's
+blocks, the kill switch by id and the contact history's (``declined_recently``,
+``impression_cap``; the frequency cap is an interaction block). A guardrail is never
+skipped for a catalog offer, whoever names it.
 """
 
 from __future__ import annotations
@@ -42,16 +50,57 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 
 from bandit.config.catalog import NO_OFFER, Catalog, Offer
 from bandit.domain.context import DecisionRequest, History, Resolved
 from bandit.config.policyfile import ANY, Guardrails
 
 
+class Reason(StrEnum):
+    """Why an offer was excluded. For the whole interaction: opted_out, distress,
+    low_sentiment, tone_unknown, unresolved, resolution_unknown, recent_complaint,
+    frequency_cap; for one offer: suspended (kill switch), not_in_candidates, outside_window,
+    channel, request_type_family, the catalog's targeting (request_type, intent, tier, region,
+    product_held, product_required, tenure, not_authenticated, missing_attribute), and the
+    contact history's declined_recently and impression_cap."""
+
+    # Every reason the guardrails (and the frequency cap counted again at commit,
+    # ``bandit.decide.decider.capped``) give, defined once: the decision's ``excluded``
+    # list, the metrics' ``reason`` label and the API document's enumeration read it.
+
+    # the whole interaction
+    opted_out = "opted_out"
+    distress = "distress"
+    low_sentiment = "low_sentiment"
+    tone_unknown = "tone_unknown"
+    unresolved = "unresolved"
+    resolution_unknown = "resolution_unknown"
+    recent_complaint = "recent_complaint"
+    frequency_cap = "frequency_cap"
+    # one offer
+    suspended = "suspended"
+    not_in_candidates = "not_in_candidates"
+    outside_window = "outside_window"
+    channel = "channel"
+    request_type_family = "request_type_family"
+    request_type = "request_type"
+    intent = "intent"
+    tier = "tier"
+    region = "region"
+    product_held = "product_held"
+    product_required = "product_required"
+    tenure = "tenure"
+    not_authenticated = "not_authenticated"
+    missing_attribute = "missing_attribute"
+    declined_recently = "declined_recently"
+    impression_cap = "impression_cap"
+
+
 @dataclass(frozen=True)
 class Exclusion:
     offer_id: str
-    reason: str
+    reason: Reason
 
 
 @dataclass(frozen=True)
@@ -60,34 +109,34 @@ class Eligibility:
     excluded: tuple[Exclusion, ...]
 
 
-def interaction_block(request: DecisionRequest, history: History, g: Guardrails, now: datetime) -> str | None:
+def interaction_block(request: DecisionRequest, history: History, g: Guardrails, now: datetime) -> Reason | None:
     """The reason no offer at all may be made in this interaction, or ``None``."""
     c, i = request.customer, request.interaction
     if c.opted_out:
-        return "opted_out"
+        return Reason.opted_out
     if i.distress:
-        return "distress"
+        return Reason.distress
     unknown = g.unknown_rule(request.channel, i.request_type)
     if i.sentiment is None:
         if unknown.tone != "allow":
-            return "tone_unknown"
+            return Reason.tone_unknown
     elif i.sentiment < g.min_sentiment:
-        return "low_sentiment"
+        return Reason.low_sentiment
     if i.request_type in g.require_resolved:
         if i.resolved is Resolved.no:
-            return "unresolved"
+            return Reason.unresolved
         if i.resolved is Resolved.unknown and unknown.resolution != "allow":
-            return "resolution_unknown"
+            return Reason.resolution_unknown
     if history.last_complaint is not None and now - history.last_complaint < timedelta(
         days=g.complaint_cooldown_days
     ):
-        return "recent_complaint"
+        return Reason.recent_complaint
     if offers_in_cap_window(history, g, now) >= g.frequency_cap.max_offers:
         return FREQUENCY_CAP
     return None
 
 
-FREQUENCY_CAP = "frequency_cap"
+FREQUENCY_CAP = Reason.frequency_cap
 
 
 def cap_window_start(g: Guardrails, now: datetime) -> datetime:
@@ -115,42 +164,61 @@ def _impression_paused(times: list[datetime], g: Guardrails, now: datetime) -> b
 
 def offer_block(
     offer: Offer, request: DecisionRequest, history: History, g: Guardrails, now: datetime
-) -> str | None:
-    """The reason this offer may not be made in this interaction, or ``None``."""
+) -> Reason | None:
+    """The reason this catalog offer may not be made in this interaction, or ``None``."""
+    return catalog_block(offer, request, g, now) or history_block(offer.id, history, g, now)
+
+
+def catalog_block(offer: Offer, request: DecisionRequest, g: Guardrails, now: datetime) -> Reason | None:
+    """What the catalog's description of the offer rules out: dates, channel, the request
+    type's families and marketing's eligibility."""
     today = now.date()
     if (offer.valid_from and today < offer.valid_from) or (offer.valid_until and today > offer.valid_until):
-        return "outside_window"
+        return Reason.outside_window
     if request.channel not in offer.channels:
-        return "channel"
+        return Reason.channel
     rt = request.interaction.request_type
     families = g.families_for(rt)
     if ANY not in families and offer.family not in families:
-        return "request_type_family"
+        return Reason.request_type_family
     e, c = offer.eligibility, request.customer
     if e.request_types is not None and rt not in e.request_types:
-        return "request_type"
+        return Reason.request_type
     if e.intents is not None and request.interaction.intent not in e.intents:
-        return "intent"
+        return Reason.intent
     if e.tiers is not None and c.tier not in e.tiers:
-        return "tier"
+        return Reason.tier
     if e.regions is not None and c.region not in e.regions:
-        return "region"
+        return Reason.region
     if set(e.excluded_products) & set(c.products):
-        return "product_held"
+        return Reason.product_held
     if e.required_products and not set(e.required_products) & set(c.products):
-        return "product_required"
+        return Reason.product_required
     if c.tenure_months < e.min_tenure_months:
-        return "tenure"
+        return Reason.tenure
     if e.authenticated_only and not c.authenticated:
-        return "not_authenticated"
+        return Reason.not_authenticated
     if any(a not in request.attributes for a in e.requires_attributes):
-        return "missing_attribute"
-    since_decline = now - timedelta(days=g.decline_pause_days)
-    if any(d.offer_id == offer.id and d.at >= since_decline for d in history.declined):
-        return "declined_recently"
-    if _impression_paused([s.at for s in history.shown if s.offer_id == offer.id], g, now):
-        return "impression_cap"
+        return Reason.missing_attribute
     return None
+
+
+def history_block(offer_id: str, history: History, g: Guardrails, now: datetime) -> Reason | None:
+    """What the customer's contact history rules out for this offer (or caller's action), by id."""
+    since_decline = now - timedelta(days=g.decline_pause_days)
+    if any(d.offer_id == offer_id and d.at >= since_decline for d in history.declined):
+        return Reason.declined_recently
+    if _impression_paused([s.at for s in history.shown if s.offer_id == offer_id], g, now):
+        return Reason.impression_cap
+    return None
+
+
+def considered(request: DecisionRequest, catalog: Catalog) -> list[str]:
+    """The offers a request's decision is over, besides ``no_offer``: its own actions when it
+    brings them, else the catalog's offers."""
+    if request.actions is not None:
+        return [a.id for a in request.actions]
+    return list(catalog.offers)
 
 
 def eligible_offers(
@@ -161,23 +229,27 @@ def eligible_offers(
     now: datetime,
     suspended: Iterable[str] = (),
 ) -> Eligibility:
-    """Split the catalog into the eligible offers and the excluded ones with reasons."""
+    """Split the offers considered (``considered``: the catalog's, or the request's own
+    actions) into the eligible ones and the excluded ones with reasons."""
     suspended = set(suspended) | set(guardrails.suspended_offers)
     candidates = set(request.candidates) if request.candidates is not None else None
     blocked = interaction_block(request, history, guardrails, now)
     eligible = [NO_OFFER]
     excluded = []
-    for offer in catalog.offers.values():
+    for oid in considered(request, catalog):
+        offer = catalog.get(oid)
         if blocked:
-            reason: str | None = blocked
-        elif offer.id in suspended:
-            reason = "suspended"
-        elif candidates is not None and offer.id not in candidates:
-            reason = "not_in_candidates"
-        else:
+            reason: Reason | None = blocked
+        elif oid in suspended:
+            reason = Reason.suspended
+        elif candidates is not None and oid not in candidates:
+            reason = Reason.not_in_candidates
+        elif offer is not None:
             reason = offer_block(offer, request, history, guardrails, now)
+        else:  # the caller's own action: what needs no catalog entry
+            reason = history_block(oid, history, guardrails, now)
         if reason is None:
-            eligible.append(offer.id)
+            eligible.append(oid)
         else:
-            excluded.append(Exclusion(offer.id, reason))
+            excluded.append(Exclusion(oid, reason))
     return Eligibility(tuple(eligible), tuple(excluded))

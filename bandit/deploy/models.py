@@ -112,6 +112,13 @@ class ModelManager:
     def _good_meta(self) -> Path:
         return self.cache_dir / "last-known-good.json"
 
+    def serving_file(self) -> Path | None:
+        """A copy of the model file serving now (the last-known-good copy, which is the
+        serving version), or ``None`` in cold start: what a model export hands out."""
+        if self.status.source == "cold_start" or not self._good_file.is_file():
+            return None
+        return self._good_file
+
     def start(self) -> ModelStatus:
         """Initial load: source, else last-known-good, else cold start."""
         if self.refresh():

@@ -54,11 +54,12 @@ from bandit.config.catalog import NO_OFFER, Catalog
 from bandit.learn.ope import Z95
 from bandit.learn.window import finite_time, positive
 from bandit.config.policyfile import Monitoring
+from bandit.domain.modes import Mode
 from bandit.log.records import DecisionRecord
 from bandit.domain.outcomes import Outcome, accepted, complained, revenue
 
-BANDIT_MODES = ("online", "cold_start")
-CONTROL_MODE = "control"
+BANDIT_MODES = (Mode.online, Mode.cold_start)
+CONTROL_MODE = Mode.control
 # Where complaints came from: the dimensions of the logged context the exception report counts.
 CONTEXT_DIMENSIONS = ("channel", "request_type", "resolved", "sentiment", "distress", "tier")
 SENTIMENT_EDGES = (0.0, 0.25, 0.5, 0.75)  # buckets: [-1, 0), [0, 0.25), ..., [0.75, 1]

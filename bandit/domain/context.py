@@ -10,15 +10,56 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any, Union
+
+from typing_extensions import TypeAliasType
 
 from bandit.domain.errors import InvalidRequest
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    StringConstraints,
+    WithJsonSchema,
+    model_validator,
+)
 
 Identifier = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")]
-Label = Annotated[str, StringConstraints(min_length=1, max_length=64, strip_whitespace=True)]
-AttributeKey = Annotated[str, StringConstraints(max_length=64, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+Label = Annotated[str, StringConstraints(min_length=1, max_length=64, strip_whitespace=True, pattern=r"\S")]
+ATTRIBUTE_KEY = r"^[A-Za-z_][A-Za-z0-9_]*$"
+AttributeKey = Annotated[str, StringConstraints(max_length=64, pattern=ATTRIBUTE_KEY)]
 AttributeValue = Annotated[str, StringConstraints(max_length=256)] | float | int | bool
+ActionId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")]
+"""A caller's action id: any text Personalizer accepted (``ice cream``), up to 128 characters
+(the log's id columns), no control characters."""
+FLOAT32_MAX = 3.4028234663852886e38
+"""VW keeps feature values as 32-bit floats: a larger number would be infinite."""
+_FeatureNumber = Annotated[float, Field(ge=-FLOAT32_MAX, le=FLOAT32_MAX)]
+FeatureValue = TypeAliasType("FeatureValue", Union[  # type: ignore[misc]
+    str, bool, None, _FeatureNumber, dict[str, "FeatureValue"],
+    list[Union[_FeatureNumber, None, dict[str, "FeatureValue"]]]])
+"""What VW's DSJSON reader reads as a feature's value: text, a boolean, null, a number, an
+object (a namespace) of these, or an array of numbers, nulls and objects."""
+FeatureObject = TypeAliasType("FeatureObject", dict[str, FeatureValue])  # type: ignore[misc]
+
+
+def _feature_object(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ValueError("must be an object of features")
+    return value
+
+
+Features = Annotated[dict[str, Any], PlainValidator(_feature_object, json_schema_input_type=FeatureObject)]
+"""Features as a DSJSON context object: namespaces (objects) of JSON values, read by VW's
+own DSJSON reader as they are (``bandit.log.vwjson`` says how). The API document describes
+them as ``FeatureObject``; they are kept exactly as sent (a number stays the number sent)
+and checked, naming the field, when a decision is made
+(``bandit.decide.actions.check_features``: also depth and the ``_`` keys VW reserves)."""
+NO_OFFER_ID = "no_offer"
+"""The built-in action of making no offer (``bandit.config.catalog.NO_OFFER``)."""
 
 
 def as_utc(value: datetime) -> datetime:
@@ -47,7 +88,7 @@ class Channel(StrEnum):
 
 
 class RequestType(StrEnum):
-    """The five request types of point-of-service marketing (see the seeds)."""
+    """The five request types of point-of-service marketing."""
 
     informational = "informational"  # "tell me something"
     diagnostic = "diagnostic"  # "solve my problem"
@@ -74,7 +115,11 @@ def _tri_state(value: object) -> object:
     return value
 
 
-TriState = Annotated[Resolved, BeforeValidator(_tri_state)]
+TriState = Annotated[Resolved, BeforeValidator(_tri_state), WithJsonSchema(
+    {"anyOf": [{"type": "string", "enum": [r.value for r in Resolved]}, {"type": "boolean"}, {"type": "null"}]},
+    mode="validation")]
+"""A resolution as requests may send it: ``"true"``, ``"false"``, ``"unknown"``, a JSON
+boolean or ``null`` (the schema says so, so that generated clients may send booleans)."""
 
 
 class Strict(BaseModel):
@@ -106,7 +151,7 @@ class Interaction(Strict):
 
 
 class OfferEvent(Strict):
-    offer_id: Identifier
+    offer_id: ActionId = Field(description="A catalog offer's id, or a caller's own action's")
     at: UtcDatetime
 
 
@@ -135,8 +180,26 @@ class History(Strict):
 EMPTY_HISTORY = History()
 
 
+class CallerAction(Strict):
+    """An action the caller defines: one of its own (a Personalizer application's), or a
+    catalog offer named by id. A catalog offer keeps every guardrail the catalog gives it;
+    the caller's own get every guardrail that needs no catalog entry: the interaction's
+    (opted out, distress, tone, resolution, complaints, frequency cap), the kill switch by
+    id, and the contact history's declines and impression cap."""
+
+    id: ActionId
+    features: Features = Field(default_factory=dict, description="The action's features, a DSJSON action "
+                               "object (namespaces of JSON values), as VW's DSJSON reader reads them.")
+
+
 class DecisionRequest(Strict):
-    """One call for a decision. ``candidates`` can only narrow the catalog, never widen it."""
+    """One call for a decision. ``candidates`` can only narrow the catalog, never widen it;
+    ``actions`` replaces the catalog by the caller's own actions (Personalizer's)."""
+
+    # the document says what ``_one_set_of_actions`` refuses: not both
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra={"not": {
+        "required": ["candidates", "actions"],
+        "properties": {"candidates": {"type": "array"}, "actions": {"type": "array"}}}})
 
     event_id: Identifier | None = None
     channel: Channel
@@ -144,12 +207,38 @@ class DecisionRequest(Strict):
     interaction: Interaction
     history: History = History()
     candidates: tuple[Identifier, ...] | None = Field(None, max_length=50)
-    attributes: dict[AttributeKey, AttributeValue] = Field(
+    attributes: Annotated[dict[AttributeKey, AttributeValue], WithJsonSchema({
+        "type": "object", "maxProperties": 50, "propertyNames": {"pattern": ATTRIBUTE_KEY, "maxLength": 64},
+        "additionalProperties": {"anyOf": [{"type": "string", "maxLength": 256}, {"type": "number"},
+                                           {"type": "boolean"}]}}, mode="validation")] = Field(
         default_factory=dict,
-        max_length=50,
-        description="Extra context for templates and features (e.g. refill_price).",
+        description="Extra context for templates and features (e.g. refill_price): keys are identifiers.",
     )
     defer_activation: bool = False
+    features: Features = Field(
+        default_factory=dict, description="Shared features of the caller's own, a DSJSON context object "
+        "(namespaces of JSON values) read by VW's reader as they are, beside the service's namespaces (a key "
+        "naming one of those replaces it). Personalizer's contextFeatures arrive here.")
+    actions: tuple[CallerAction, ...] | None = Field(
+        None, max_length=50, description="The actions to choose among instead of the catalog's "
+        "offers (no_offer is always one more): a catalog offer's id keeps all its guardrails; any other id is "
+        "the caller's own action, subject to the interaction's guardrails, the kill switch and the contact "
+        "history's caps. Not with candidates.")
+
+    @model_validator(mode="after")
+    def _one_set_of_actions(self) -> "DecisionRequest":
+        if self.actions is None:
+            return self
+        if self.candidates is not None:
+            raise ValueError("send candidates (to narrow the catalog) or actions (to replace it), not both")
+        seen: set[str] = set()
+        for a in self.actions:
+            if a.id == NO_OFFER_ID:
+                raise ValueError(f"actions: '{NO_OFFER_ID}' is built in (always an action); do not send it")
+            if a.id in seen:
+                raise ValueError(f"actions: action id '{a.id}' appears twice")
+            seen.add(a.id)
+        return self
 
 
 # -- the context as one flat row (the MLflow model's input, a data scientist's frame) ---------

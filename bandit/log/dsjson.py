@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import IO, Any
 
+from bandit.domain.modes import Mode
 from bandit.domain.outcomes import RewardConfig
 from bandit.domain.outcomes import cost, reward
 from bandit.log.records import DecisionRecord, from_ts, learnable
@@ -202,7 +203,7 @@ def _decision(obj: dict[str, Any], cfg: RewardConfig) -> tuple[DecisionRecord, O
     rec = DecisionRecord(
         event_id=event_id,
         ts=ts,
-        mode="imported",
+        mode=Mode.imported,
         model_version=str(state.get("m", "unknown")) if isinstance(state, dict) else "unknown",
         action_ids=action_ids(actions, ob.get("ids")),
         pmf=pmf,

@@ -26,8 +26,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-FLOAT32_MAX = 3.4028234663852886e38
-"""VW keeps feature values as 32-bit floats: a larger number would be infinite."""
+from bandit.domain.context import FLOAT32_MAX
+
 MAX_DEPTH = 32
 """Objects and arrays nested in ``c``, at most: histories nest a few; scoring serializes
 the context on the request path, which stops at a few hundred."""

@@ -357,6 +357,13 @@ class DecisionStore:
         with self.engine.connect() as conn:
             return int(conn.execute(select(func.count()).select_from(decisions)).scalar_one())
 
+    def time_range(self) -> tuple[float, float] | None:
+        """The times of the first and the last decision logged, or ``None`` for an empty log
+        (what Personalizer's log properties report)."""
+        with self.engine.connect() as conn:
+            first, last = conn.execute(select(func.min(decisions.c.ts), func.max(decisions.c.ts))).one()
+        return None if first is None else (float(first), float(last))
+
     # -- outcomes ------------------------------------------------------------
     def add_outcome(self, o: Outcome, conflicts: frozenset[str] = frozenset()) -> tuple[Appended, str | None]:
         """Append an outcome unless the decision already has the identical one (``DUPLICATE``)

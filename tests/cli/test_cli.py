@@ -11,7 +11,7 @@ import pytest
 from bandit.cli import build_parser, main
 from conftest import REPO
 
-COMMANDS = ["validate", "info", "migrate", "decide", "outcome", "activate", "export-dsjson", "import-dsjson", "train", "retrain", "rollback", "monitor", "tune", "serve", "demo", "flows"]
+COMMANDS = ["init", "validate", "info", "migrate", "decide", "outcome", "activate", "export-dsjson", "import-dsjson", "train", "retrain", "rollback", "monitor", "tune", "serve", "demo", "flows"]
 
 
 def test_help_lists_every_command(capsys) -> None:
@@ -117,3 +117,56 @@ def test_import_dsjson_refuses_in_one_line_then_imports_and_trains_on_a_personal
     assert "read 30 events" in p.stdout and "30 new" in p.stdout and "3 marked _skipLearn" in p.stdout
     t = run("train", "--out", str(tmp_path / "m.vw"), home=home)
     assert t.returncode == 0 and "trained on 27 events" in t.stdout, t.stderr
+
+
+def test_init_then_validate_anywhere_with_the_installed_command(tmp_path: Path) -> None:
+    """Outside the repository every command failed ("config/offers.yaml: cannot read catalog").
+    Now, in an empty directory: the packaged examples serve until ``init`` writes a copy, and
+    ``info``/``validate`` say which files are used and where they were found."""
+    command = Path(sys.executable).with_name("offer-bandit")  # the installed console script
+    work = tmp_path / "anywhere"
+    work.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OFFER_BANDIT_")}
+
+    def ob(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run([str(command), *args], cwd=work, env={**env, "OFFER_BANDIT_SALT": "anywhere"},
+                              input=stdin, capture_output=True, text=True, timeout=120)
+
+    info = json.loads(ob("info").stdout)
+    assert info["catalog"]["found"] == info["policy"]["found"] == "packaged example"
+    assert Path(info["catalog"]["path"]).is_file() and info["home"] == str(work / ".offer-bandit")
+
+    p = ob("init", "demo-config")
+    assert p.returncode == 0, p.stderr
+    written = work / "demo-config" / "offers.yaml"
+    assert written.read_text().startswith("# The offer catalog") and (work / "demo-config" / "policy.yaml").is_file()
+    p = ob("validate")
+    assert p.returncode == 0 and "(packaged example)" in p.stdout, p.stderr
+    p = ob("validate", "--home", "demo-config")
+    assert p.returncode == 0 and "demo-config/offers.yaml (home)" in p.stdout, p.stderr
+
+    # what validate reads under that home is the copy init wrote
+    written.write_text(written.read_text().replace("value: 120", "value: -1", 1))
+    p = ob("validate", "--home", "demo-config")
+    assert p.returncode == 2 and "demo-config/offers.yaml: offer 'fiber_upgrade': field 'value'" in p.stderr
+    assert ob("init", "demo-config").returncode == 2  # never overwritten without --force
+    assert ob("init", "demo-config", "--force").returncode == 0
+
+    # `init` alone writes the home's configuration, which every command then finds
+    assert ob("init").returncode == 0
+    info = json.loads(ob("info").stdout)
+    assert info["catalog"] == {"path": ".offer-bandit/offers.yaml", "found": "home"}
+    request = {"channel": "web", "interaction": {"request_type": "informational"}}
+    p = ob("decide", "-", stdin=json.dumps(request))
+    assert p.returncode == 0 and json.loads(p.stdout)["mode"] == "cold_start", p.stderr
+    assert sorted(q.name for q in work.iterdir()) == [".offer-bandit", "demo-config"]  # nothing else written
+
+
+def test_a_working_directory_config_wins_over_the_home(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bandit.config.settings import EXAMPLES, get_settings
+
+    monkeypatch.chdir(REPO)  # the repository's config/
+    s = get_settings(home=Path("/nonexistent-home"))
+    assert s.config_sources == {"catalog": "working directory", "policy": "working directory"}
+    assert s.catalog.resolve() == (EXAMPLES / "offers.yaml").resolve()  # config/ links to the examples
+    assert get_settings(catalog=Path("x.yaml")).config_sources["catalog"] == "setting"

@@ -206,7 +206,9 @@ def test_chosen_action_is_always_eligible(decider: Decider, req, weights) -> Non
     decider.models = ModelSlot(AdversarialScorer(weights))
     seen = decider.history_of(req.customer.id, NOW)
     d = decider.decide(req)
-    e = eligible_offers(req, CATALOG, seen, G, NOW, decider.store.suspended())
+    # the guardrails the decider serves (the shipped policy file's: its `unknown` rules allow what
+    # the defaults block, e.g. an unknown resolution on the web)
+    e = eligible_offers(req, CATALOG, seen, decider.config.current.policy.guardrails, NOW, decider.store.suspended())
     rec = decider.store.get_decision(d.event_id)
     assert d.offer_id in e.eligible
     assert rec.action_ids == list(e.eligible)

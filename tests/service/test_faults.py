@@ -164,7 +164,7 @@ def test_unknown_events_and_repeated_outcomes_store_nothing_new(served: Served, 
     first = {"event_id": eid, "type": "accepted", "value": 99.0}
     assert c.post("/outcome", json=first).json()["recorded"] is True
     for _ in range(3):
-        assert c.post("/outcome", json=first).json() == {"event_id": eid, "recorded": False}
+        assert c.post("/outcome", json=first).json() == {"event_id": eid, "recorded": False, "counts": True}
     assert c.post("/outcome", json={**first, "value": 99}).json()["recorded"] is False  # 99 is 99.0
     assert stored(served, eid).count(("accepted", 99.0, None)) == 1
     assert served.count_rows("outcomes") == outcomes + 1

@@ -77,8 +77,12 @@ def hostile(event_id: str) -> list[tuple[str, str, bytes, int | None]]:
         ("POST /activate", j({"event_id": "\x00"}), 422),
         ("POST /decide", j(body(customer__id="nul\x00id", interaction__intent="x\x00y",
                                 attributes={"note": "v\x00"})), 200),
-        ("POST /personalizer/rank", j({"actions": [{"id": "premium_bundle"}], "contextFeatures": [
+        ("POST /personalizer/rank", j({"actions": [{"id": "none"}, {"id": "premium_bundle"}], "contextFeatures": [
             {"customerId": "nul\x00", "key\x00": "value\x00"}]}), 201),
+        ("POST /personalizer/rank", j({"actions": [{"id": "a\x00"}]}), 400),
+        ("POST /personalizer/rank", j({"actions": [{"id": "a", "features": [{"x": ["text in an array"]}]},
+                                                   {"id": "b", "features": [{"x": ["text in an array"]}]}]}), 400),
+        ("POST /decide", j(body(features={"deep": {"x": [{"y": 1e39}]}})), 400),
         ("POST /personalizer/rank", j({"actions": [{"id": "premium_bundle"}], "eventId": "e\x00"}), 400),
     ]
     for route in ("POST /decide", "POST /outcome", "POST /activate", "POST /personalizer/rank",

@@ -8,6 +8,7 @@ from typing import Any
 
 mlflow = pytest.importorskip("mlflow")
 
+from bandit.config.settings import get_settings  # noqa: E402
 from bandit.decide.decider import Decider  # noqa: E402
 from bandit.config.policyfile import Exploration, PolicyFile  # noqa: E402
 from bandit.learn.training import train_from_log  # noqa: E402
@@ -47,6 +48,12 @@ def test_pyfunc_model_scores_contexts_with_the_guardrails_and_loads_by_alias(
 
     loaded = mlflow.pyfunc.load_model("models:/offer-policy@champion")
     out = loaded.predict(INPUT_EXAMPLE)
+    # loading by the settings finds the store whatever MLflow's process-wide default says
+    from tracking.policy_model import load_policy_model
+
+    mlflow.set_tracking_uri((tmp_path / "elsewhere").as_uri())
+    by_settings = load_policy_model(get_settings(home=tmp_path / "h", mlflow_tracking_uri=tracking))
+    assert by_settings.predict(INPUT_EXAMPLE).equals(out)
     assert list(out.columns) == ["greedy", "offers", "probabilities"]
     happy, distressed = out.iloc[0], out.iloc[1]
     assert len(happy["offers"]) > 1 and happy["greedy"] in happy["offers"]
@@ -226,6 +233,17 @@ def test_retrain_logs_registers_gates_and_is_safe_to_rerun(tmp_path: Path, migra
     assert all(run.data.tags["window"] in name for name in inputs)
     reg = Registry(settings.tracking_uri)
     assert reg.version_of("champion") == ("1" if first.promoted else None)
+    # the run reads back as an offline evaluation (Personalizer's evaluations operations)
+    from tracking.evaluations import evaluation, evaluations
+
+    assert [e.id for e in evaluations(settings.tracking_uri, "snips")] == [first.run_id]
+    ev = evaluation(settings.tracking_uri, first.run_id, "snips")
+    assert ev is not None and ev.status == "FINISHED" and ev.promoted == first.promoted and ev.reasons == first.reasons
+    assert ev.estimates["candidate"].value == run.data.metrics["candidate.snips"]
+    assert ev.estimates["no_offer"].high == run.data.metrics["no_offer.snips_high"]
+    assert ev.window == tuple(float(t) for t in run.data.tags["window"].split("-"))
+    assert evaluation(settings.tracking_uri, "0" * 32, "snips") is None
+    assert evaluations(f"sqlite:///{tmp_path / 'none.db'}", "snips") == [] and not (tmp_path / "none.db").exists()
 
     again = retrain(settings, as_of=as_of)
     assert again.reused and (again.run_id, again.version, again.promoted) == (first.run_id, "1", first.promoted)
