@@ -26,7 +26,7 @@ from bandit.decide.decider import Decider, ModelSlot
 from bandit.log.dsjson import ExportStats, dsjson_lines, to_dsjson
 from bandit.config.policyfile import PolicyFile
 from bandit.config.settings import get_settings
-from bandit.decide.vw import ColdStart, VWModel
+from bandit.decide.vw import ColdStart, VWModel, checksum_file, file_digest
 from conftest import ADMIN_KEY, REPO, Served, body, free_port, request, start_service, stop_service
 from conftest import decide_offer
 
@@ -117,8 +117,9 @@ def test_a_champion_whose_vw_file_is_garbage_never_replaces_the_serving_model(
         assert ready(served)["model"]["version"] == f"offer-policy/{v1}"
         v2, stored = register("broken")
         assert stored
-        for f in stored:
+        for f in stored:  # garbage with a matching checksum: VW itself must refuse it
             f.write_bytes(garbage())
+            checksum_file(f).write_text(file_digest(f) + "\n")
         reg.promote(v2)
         admin = served.client(ADMIN_KEY)
         m = admin.post("/admin/model/reload").json()["model"]
