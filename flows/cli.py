@@ -81,6 +81,9 @@ def cmd_flows_serve(args: argparse.Namespace) -> int:
     """Register retrain, monitor and tune as scheduled Prefect deployments and run them."""
     s = settings_from(args, retrain_cron=args.retrain_cron, monitor_cron=args.monitor_cron,
                       tune_cron=args.tune_cron, schedule_timezone=args.timezone)
+    from bandit.config.loader import load_config
+
+    load_config(s)  # a catalog or policy file the runs cannot load fails here, not in every run
     configure_prefect(s, announce=False)
     from flows.deployments import deployments, serve_flows
 

@@ -56,6 +56,9 @@ class Offer(Strict):
     valid_until: date | None = None
     max_complaint_rate: float | None = Field(None, gt=0, le=1, description="Overrides the policy's limit.")
     computed: dict[Identifier, str] = Field(default_factory=dict)
+    owner: Annotated[str, Field(min_length=1, max_length=200)] | None = Field(
+        None, description="Who is told when the offer is suspended (an email address gets an email); "
+                          "unset: the catalog's owner.")
     templates: dict[Channel, str | list[TemplatePart]]
 
     @field_validator("id")
@@ -95,6 +98,7 @@ class Catalog:
     templates: dict[str, CompiledOfferTemplates]
     version: str  # content hash: which catalog a decision or model saw
     source: str
+    owner: str | None = None  # the catalog's owner: told of an offer's suspension when the offer names none
 
     def get(self, offer_id: str) -> Offer | None:
         return self.offers.get(offer_id)
@@ -117,6 +121,9 @@ def parse_catalog(text: str, source: str = "<catalog>") -> Catalog:
     unknown_top = set(raw) - {"offers", "version", "owner", "description"}
     if unknown_top:
         problems.append(f"{source}: unknown top-level field(s) {sorted(unknown_top)}")
+    owner = raw.get("owner")
+    if owner is not None and (not isinstance(owner, str) or not owner.strip()):
+        problems.append(f"{source}: field 'owner': a name or an email address")
 
     offers: dict[str, Offer] = {}
     compiled: dict[str, CompiledOfferTemplates] = {}
@@ -143,7 +150,8 @@ def parse_catalog(text: str, source: str = "<catalog>") -> Catalog:
     if problems:
         raise ConfigError(problems)
     version = hashlib.sha256(text.encode()).hexdigest()[:12]
-    return Catalog(offers=offers, templates=compiled, version=version, source=source)
+    return Catalog(offers=offers, templates=compiled, version=version, source=source,
+                   owner=owner.strip() if isinstance(owner, str) else None)
 
 
 def load_catalog(path: Path) -> Catalog:

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from bandit.config.notifications import Notifications
 from bandit.domain.context import ActionId, Channel, Identifier, RequestType, Strict
 from bandit.domain.errors import ConfigError, read_config_file, yaml_mapping
 from bandit.domain.outcomes import RewardConfig
@@ -292,6 +293,7 @@ class PolicyFile(Strict):
     promotion: Promotion = Promotion()
     control: ControlGroup = ControlGroup()
     personalizer: PersonalizerCallers = PersonalizerCallers()
+    notifications: Notifications = Notifications()
 
     @model_validator(mode="after")
     def _vw_accepts(self) -> "PolicyFile":

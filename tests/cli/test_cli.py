@@ -79,6 +79,15 @@ def test_invalid_catalog_lists_problems_and_exits_2(tmp_path: Path) -> None:
     assert f"{cat}: offer 'x': field 'family'" in p.stderr and f"{cat}: offer 'x': field 'channels'" in p.stderr
 
 
+def test_flows_serve_refuses_a_policy_file_the_runs_could_not_load(tmp_path: Path) -> None:
+    """Checked once at start, before any schedule is registered (else every run would fail)."""
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("monitoring: {min_offers: -1}\n")
+    p = run("flows", "serve", "--policy", str(policy), home=tmp_path)
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    assert f"{policy}: field 'monitoring.min_offers'" in p.stderr
+
+
 def test_each_served_instance_gets_bentoml_home_under_its_own_home(tmp_path: Path) -> None:
     """BentoML empties its metrics directory at every start: two services sharing one BentoML
     home (replicas on one host, or the test suite's) lost each other's /metrics."""
