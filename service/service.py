@@ -19,6 +19,8 @@ import gc
 import inspect
 import logging
 import os
+import threading
+import time
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -34,8 +36,16 @@ from bandit.config.catalog import NO_OFFER
 from bandit.decide.actions import check_features
 from bandit.domain.context import ActionId, DecisionRequest, Identifier, Strict
 from bandit.decide.decider import Decision
-from bandit.domain.errors import ConfigError, EventConflict, InvalidRequest, OutcomeConflict, UnknownEvent
+from bandit.domain.errors import (
+    ConfigError,
+    EventConflict,
+    InvalidRequest,
+    LogUnavailable,
+    OutcomeConflict,
+    UnknownEvent,
+)
 from bandit.domain.outcomes import OUTCOME_FACTS, REPORTED_OUTCOME_TYPES, OutcomeType, ValueRule
+from bandit.log.store import STORE_ERRORS
 from bandit.log.writer import GroupCommitWriter
 from bandit.deploy.runtime import Runtime, build_runtime
 from bandit.deploy.models import ModelSource, ModelStatus
@@ -193,15 +203,20 @@ DECIDE_ERRORS: dict[int | str, dict[str, Any]] = {
 OUTCOME_ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"description": "A value or score this outcome type cannot carry, or an offer outcome for no_offer"},
     404: {"description": "No decision with this event_id"},
-    409: {"description": "Contradicts the outcome already recorded (the first stands)"}}
-EVENT_ERRORS: dict[int | str, dict[str, Any]] = {404: {"description": "No decision with this event_id"}}
+    409: {"description": "Contradicts the outcome already recorded (the first stands)"},
+    503: {"description": "The decision log is unavailable: nothing recorded, retry (Retry-After)"}}
+EVENT_ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"description": "No decision with this event_id"},
+    503: {"description": "The decision log is unavailable: nothing recorded, retry (Retry-After)"}}
 OFFER_ERRORS: dict[int | str, dict[str, Any]] = {404: {"description": "No such offer in the catalog"}}
 RELOAD_ERRORS: dict[int | str, dict[str, Any]] = {
     422: {"model": ConfigProblems, "description": "Catalog or policy file invalid; the previous ones still serve"}}
 P_RANK_ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"description": "Invalid request (the message names the field), or no action can answer no offer"},
     409: {"description": "eventId reused for another request"}}
-P_EVENT_ERRORS: dict[int | str, dict[str, Any]] = {404: {"description": "No decision with this event id"}}
+P_EVENT_ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"description": "No decision with this event id"},
+    503: {"description": "The decision log is unavailable: nothing recorded, retry (Retry-After)"}}
 P_SLOT_ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"description": "A slotId the rank did not have"}, 404: {"description": "No multi-slot rank with this event id"}}
 
@@ -248,6 +263,20 @@ async def _conflict(request: Request, exc: EventConflict) -> Response:
 @app.exception_handler(OutcomeConflict)
 async def _outcome_conflict(request: Request, exc: OutcomeConflict) -> Response:
     return _answer(answers.outcome_conflict(request.url.path, exc))
+
+
+@app.exception_handler(LogUnavailable)
+async def _log_unavailable(request: Request, exc: LogUnavailable) -> Response:
+    """The log's database down: 503 (retry later; this replica says unready meanwhile)."""
+    status, body = answers.personalizer_or_native(request.url.path, 503, "ServiceUnavailable", str(exc))
+    return Response(body, status_code=status, media_type="application/json", headers={"Retry-After": "1"})
+
+
+@app.exception_handler(Exception)
+async def _internal(request: Request, exc: Exception) -> Response:
+    """Anything else: logged with its traceback, answered as JSON (never plain text)."""
+    log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+    return _answer(answers.internal(request.url.path))
 
 
 @app.exception_handler(NotSupported)
@@ -362,6 +391,7 @@ class OfferBandit:
             os.environ.setdefault(name, value)
         self.rt: Runtime = build_runtime(settings, source=_model_source(settings), observer=metrics.observer())
         self.writer = GroupCommitWriter(self.rt.store)
+        self._probing, self._probed = threading.Lock(), 0.0
         self.rt.models.start_polling(settings.model_poll_seconds)
         cfg = self.rt.config.current
         log.info("ready: %d offers (catalog %s), model %s", len(cfg.catalog.offers), cfg.catalog.version,
@@ -373,11 +403,38 @@ class OfferBandit:
         gc.freeze()
 
     def readiness(self) -> dict:
+        """Ready unless the decision log fails: every decision would be ``no_offer``,
+        ``logged: false``, so a load balancer should send the traffic to another replica.
+        While it fails, the log is probed (in the background, at most once a second) so
+        that the replica comes back once the log does, without traffic to prove it."""
         cfg = self.rt.config.current
         status = self.rt.models.status
-        return {"ready": True, "catalog_version": cfg.catalog.version, "offers": len(cfg.catalog.offers),
+        health = self.rt.decider.log_health
+        if health.failing:
+            self._probe_log()
+        trouble = health.describe()
+        return {"ready": trouble is None, "catalog_version": cfg.catalog.version, "offers": len(cfg.catalog.offers),
                 "policy_mode": cfg.policy.mode, "model": status.as_dict(),
-                "detail": readiness_detail(status)}
+                "log": {"writable": trouble is None, "error": health.last_error},
+                "detail": trouble or readiness_detail(status)}
+
+    def _probe_log(self) -> None:
+        now = time.monotonic()
+        if self._probing.locked() or now - self._probed < 1.0:
+            return
+        self._probed = now
+
+        def probe() -> None:
+            with self._probing:
+                try:
+                    self.rt.store.probe()
+                except STORE_ERRORS as exc:
+                    log.warning("decision log probe failed: %s", exc)
+                    return
+                log.info("decision log answers again: ready")
+                self.rt.decider.log_health.succeeded()
+
+        threading.Thread(target=probe, name="log-probe", daemon=True).start()
 
     @bentoml.on_shutdown
     def shutdown(self) -> None:

@@ -27,8 +27,9 @@ import math
 import threading
 import os
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -39,7 +40,7 @@ from bandit.config.loader import LiveConfig
 from bandit.domain.context import DecisionRequest, History
 from bandit.domain.modes import Mode
 from bandit.decide.control import control_pmf, in_control
-from bandit.domain.errors import EventConflict, InvalidRequest, OutcomeConflict, UnknownEvent
+from bandit.domain.errors import EventConflict, InvalidRequest, LogUnavailable, OutcomeConflict, UnknownEvent
 from bandit.decide.actions import action_features, check_features, shared
 from bandit.decide.features import Namespaces
 from bandit.decide.guardrails import (
@@ -58,7 +59,8 @@ from bandit.decide.sampling import baseline_pmf, sample_index, uniform_from
 from bandit.log.writer import GroupCommitWriter
 from bandit.domain.context import EMPTY_HISTORY
 from bandit.log.records import Appended, DecisionRecord, OfferLimit, Written, shown_contact, to_ts
-from bandit.log.store import DecisionStore
+from bandit.log.health import LogHealth
+from bandit.log.store import STORE_ERRORS, DecisionStore
 from bandit.domain.outcomes import Outcome
 from bandit.decide.vw import COLD_START, Scorer
 
@@ -172,6 +174,7 @@ class Decider:
     secret: str
     observer: Observer = NullObserver()
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    log_health: LogHealth = field(default_factory=LogHealth)
 
     # -- deciding ------------------------------------------------------------
     def decide(self, request: DecisionRequest, now: datetime | None = None) -> Decision:
@@ -286,6 +289,7 @@ class Decider:
 
     def _log_failed(self, p: "_Prepared", exc: Exception) -> Decision:
         log.error("decision %s not logged: %s", p.record.event_id, exc)
+        self.log_health.failed(exc)
         self.observer.log_failed(exc)
         return self._unlogged(p.record.event_id, p.record.model_version, p.eligibility)
 
@@ -294,6 +298,7 @@ class Decider:
             existing = self.store.get_decision(p.record.event_id)
             if existing is not None:
                 return replay(existing, p.record.customer_key, p.record.payload["context"])
+        self.log_health.succeeded()
         record, eligibility = p.record, p.eligibility
         if written is Written.LIMITED:  # another offer to this customer was committed first
             assert p.limit is not None
@@ -334,14 +339,15 @@ class Decider:
         ``bandit.domain.outcomes.OUTCOME_FACTS``; ``type_`` is its string (or the member)."""
         kind = outcome_type(type_)
         check_outcome_values(kind, value, score)
-        rec = self.store.get_decision(event_id)
-        if rec is None:
-            raise UnknownEvent(event_id)
-        facts = OUTCOME_FACTS[kind]
-        if facts.needs_offer and rec.chosen_id == NO_OFFER:
-            raise InvalidRequest("type", f"event '{event_id}' made no offer, so it cannot be {kind}")
-        appended, clash = self.store.add_outcome(Outcome(event_id, kind.value, to_ts(now or self.clock()), value, score),
-                                                 conflicting(facts, kind.value))
+        with self._log_used(f"the {kind.value} outcome"):
+            rec = self.store.get_decision(event_id)
+            if rec is None:
+                raise UnknownEvent(event_id)
+            facts = OUTCOME_FACTS[kind]
+            if facts.needs_offer and rec.chosen_id == NO_OFFER:
+                raise InvalidRequest("type", f"event '{event_id}' made no offer, so it cannot be {kind}")
+            appended, clash = self.store.add_outcome(
+                Outcome(event_id, kind.value, to_ts(now or self.clock()), value, score), conflicting(facts, kind.value))
         if appended is Appended.CONFLICT:
             raise OutcomeConflict(event_id, kind.value, str(clash))
         if appended is Appended.NEW:
@@ -350,10 +356,23 @@ class Decider:
 
     def activate(self, event_id: str, now: datetime | None = None) -> bool:
         """Mark a deferred decision as shown; only activated decisions are learned from."""
-        res = self.store.activate(event_id, to_ts(now or self.clock()))
+        with self._log_used("the activation"):
+            res = self.store.activate(event_id, to_ts(now or self.clock()))
         if res is None:
             raise UnknownEvent(event_id)
         return res
+
+    @contextmanager
+    def _log_used(self, what: str) -> Iterator[None]:
+        """The log's database failing (``STORE_ERRORS``, nothing broader) becomes
+        ``LogUnavailable`` (503) and counts against the log's health; success clears it."""
+        try:
+            yield
+        except STORE_ERRORS as exc:
+            log.error("%s not recorded: the log failed: %s", what, exc)
+            self.log_health.failed(exc)
+            raise LogUnavailable(what, exc) from exc
+        self.log_health.succeeded()
 
     def history_of(self, customer_id: str, now: datetime | None = None) -> History:
         return self.store.history(customer_key(self.secret, customer_id), now or self.clock(), 365)

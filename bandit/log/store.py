@@ -21,6 +21,7 @@ Customer ids never reach this module: callers pass the salted hash.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -28,7 +29,9 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
+import psycopg
 from sqlalchemy import create_engine, event, func, select, text, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.sql.elements import TextClause
 
@@ -75,6 +78,12 @@ _UPSERT_SUSPENSION_SQL = text(
     "INSERT INTO suspensions (offer_id, suspended, reason, ts) VALUES (:offer_id, :suspended, :reason, :ts) "
     "ON CONFLICT (offer_id) DO UPDATE SET suspended = excluded.suspended, reason = excluded.reason, ts = excluded.ts"
 )
+STORE_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, psycopg.Error, SQLAlchemyError)
+"""What the log's database raises when it is down or refuses (the request path's raw
+connections raise the driver's errors, SQLAlchemy's paths its own): the errors a caller
+turns into ``LogUnavailable``, and nothing broader."""
+
+
 class _Compiled:
     """A prebuilt statement compiled once for the driver's parameter style."""
 
@@ -179,6 +188,13 @@ class DecisionStore:
                 cur.close()
             except Exception:  # noqa: BLE001
                 pass
+
+    def probe(self) -> None:
+        """Raise (``STORE_ERRORS``) if the log does not answer now: a connection from the
+        pool touches the decisions table. For a health check while writes fail: any thread
+        may call it, and it holds no connection of the request path's."""
+        with self.engine.connect() as conn:
+            conn.exec_driver_sql("SELECT count(*) FROM decisions WHERE event_id = ''").all()
 
     # -- decisions -----------------------------------------------------------
     def log_decision(self, rec: DecisionRecord) -> bool:
