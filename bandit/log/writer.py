@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from bandit.log.records import DecisionRecord, DecisionRow, OfferLimit, Written
+from bandit.log.records import CapacityLimit, DecisionRecord, DecisionRow, OfferLimit, Written
 from bandit.log.store import DecisionStore
 
 log = logging.getLogger(__name__)
@@ -45,12 +45,13 @@ class GroupCommitWriter:
         self._pending: list[tuple[DecisionRow, asyncio.Future[Written]]] = []
         self._scheduled = False
 
-    async def write(self, rec: DecisionRecord, limit: OfferLimit | None = None) -> Written:
-        """Commit ``rec`` (checking its ``limit`` inside the commit) and say what was
-        written once it is durable; raises the storage error if the commit failed."""
+    async def write(self, rec: DecisionRecord, limit: OfferLimit | None = None,
+                    capacity: CapacityLimit | None = None) -> Written:
+        """Commit ``rec`` (checking its ``limit`` and ``capacity`` inside the commit) and say
+        what was written once it is durable; raises the storage error if the commit failed."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Written] = loop.create_future()
-        self._pending.append((self.store.decision_row(rec, limit), fut))
+        self._pending.append((self.store.decision_row(rec, limit, capacity), fut))
         if not self._scheduled:
             self._scheduled = True
             loop.call_soon(self._flush)
