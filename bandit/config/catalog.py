@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from functools import cached_property
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -127,9 +128,9 @@ class Catalog:
     def get(self, offer_id: str) -> Offer | None:
         return self.offers.get(offer_id)
 
-    @property
+    @cached_property
     def capacities(self) -> dict[str, Capacity]:
-        """The offers that carry a capacity."""
+        """The offers that carry a capacity (asked on every decision: computed once)."""
         return {oid: o.capacity for oid, o in self.offers.items() if o.capacity is not None}
 
     def render(self, offer_id: str, channel: str, variables: dict[str, Any]) -> str | None:
