@@ -25,6 +25,7 @@ from bandit.domain.errors import ConfigError, InvalidRequest, OfferBanditError
 from bandit.learn import window
 from bandit.config.settings import Settings, get_settings
 from bandit.domain.outcomes import OUTCOME_TYPES
+from bandit.log.store import STORE_ERRORS
 
 ENV_HELP = """
 environment (each overridable by the options above):
@@ -153,7 +154,8 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     """Upgrade the decision log's schema to this code's revision (``--check``: only say
-    whether the log can be opened as it is)."""
+    whether the log can be opened as it is: exit 0 it can, 1 an upgrade is due, 3 the
+    database does not answer, as for every command)."""
     from bandit.log.migrations import HEAD, current, display_url, refusal, upgrade
 
     s = settings_from(args)
@@ -362,7 +364,7 @@ def core_commands(cli: CommandLine) -> None:
                  "revision by themselves. Back the log up first.")
     sp.add_argument("--check", action="store_true",
                     help="change nothing; exit 0 if the log can be opened as it is (current, or empty), "
-                    "1 if it needs migrating")
+                    "1 if it needs migrating, 3 if its database does not answer")
 
     sp = cli.add("decide", cmd_decide, "make one decision from a JSON request (file or - for stdin)",
                  "Make one guarded, exploring, logged decision and print it as JSON.")
@@ -401,6 +403,11 @@ def core_commands(cli: CommandLine) -> None:
     sp.add_argument("--warm-start", type=Path, help="continue from this model file")
 
 
+EXIT_UNREACHABLE = 3
+"""The exit status of a command whose database does not answer (``migrate --check``: 0
+current, 1 an upgrade due, 3 unreachable), told apart from bad input (2)."""
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -416,6 +423,11 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except STORE_ERRORS as exc:
+        cause = getattr(exc, "orig", None) or exc
+        first = next((line for line in str(cause).splitlines() if line.strip()), type(cause).__name__)
+        print(f"error: the decision log's database does not answer: {first.strip()}", file=sys.stderr)
+        return EXIT_UNREACHABLE
 
 
 if __name__ == "__main__":

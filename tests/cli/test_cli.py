@@ -88,6 +88,22 @@ def test_flows_serve_refuses_a_policy_file_the_runs_could_not_load(tmp_path: Pat
     assert f"{policy}: field 'monitoring.min_offers'" in p.stderr
 
 
+def test_migrate_check_tells_an_unreachable_database_from_an_upgrade_due(tmp_path: Path) -> None:
+    import sqlite3
+
+    down = run("migrate", "--check", "--database-url", "postgresql+psycopg://nobody@127.0.0.1:1/x", home=tmp_path)
+    assert down.returncode == 3 and "Traceback" not in down.stderr
+    assert down.stderr.startswith("error: the decision log's database does not answer: connection failed")
+    assert len(down.stderr.strip().splitlines()) == 1
+    old = tmp_path / "old.db"  # a log at an older revision
+    assert run("migrate", "--database-url", f"sqlite:///{old}", home=tmp_path).returncode == 0
+    with sqlite3.connect(old) as db:
+        db.execute("UPDATE alembic_version SET version_num = '0002'")
+    due = run("migrate", "--check", "--database-url", f"sqlite:///{old}", home=tmp_path)
+    assert due.returncode == 1, due.stderr
+    assert run("migrate", "--check", home=tmp_path).returncode == 0  # empty: created when first opened
+
+
 def test_each_served_instance_gets_bentoml_home_under_its_own_home(tmp_path: Path) -> None:
     """BentoML empties its metrics directory at every start: two services sharing one BentoML
     home (replicas on one host, or the test suite's) lost each other's /metrics."""
