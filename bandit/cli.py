@@ -21,7 +21,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
-from bandit.domain.errors import ConfigError, InvalidRequest, OfferBanditError
+from bandit.domain.errors import ConfigError, InvalidRequest, OfferBanditError, Unreachable
 from bandit.learn import window
 from bandit.config.settings import Settings, get_settings
 from bandit.domain.outcomes import OUTCOME_TYPES
@@ -417,6 +417,9 @@ def main(argv: list[str] | None = None) -> int:
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
         return 2
+    except Unreachable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
     except OfferBanditError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

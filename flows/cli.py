@@ -11,14 +11,17 @@ cheap (no Prefect, no MLflow): ``offer-bandit --help`` stays instant."""
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
 from bandit.cli import ENV_HELP, CommandLine, CommandSet, parse_time, positive, settings_from, share, timestamp
 from bandit.config.settings import TELEMETRY_OFF, Settings
 from bandit.learn.window import DEFAULT_HOLDOUT, DEFAULT_WINDOW_DAYS
+from tracking.runs import unavailable
 
 FLOWS_ENV_HELP = """
 flows:
@@ -47,6 +50,22 @@ def configure_prefect(s: Settings, announce: bool = True) -> None:
     if announce:
         where = os.environ.get("PREFECT_API_URL") or "Prefect's ephemeral server (starting; ~20 s)"
         print(f"running the flow under {where} ...", file=sys.stderr, flush=True)
+
+
+def tracked(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """``command`` with MLflow's store not answering said in one line (``TrackingUnavailable``,
+    exit 3) instead of a traceback; any other error goes on as it is."""
+    @functools.wraps(command)
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return command(args)
+        except Exception as exc:  # noqa: BLE001 - re-raised unless it is MLflow's store not answering
+            found = unavailable(exc, settings_from(args))
+            if found is None:
+                raise
+            raise found from exc
+
+    return run
 
 
 def cmd_retrain(args: argparse.Namespace) -> int:
@@ -174,7 +193,7 @@ def window_options(sp: argparse.ArgumentParser) -> None:
 
 
 def register(cli: CommandLine) -> None:
-    sp = cli.add("retrain", cmd_retrain,
+    sp = cli.add("retrain", tracked(cmd_retrain),
                  "retrain once: train, evaluate off-policy, log to MLflow, promote through the gate",
                  "Train a candidate on the window of the log that ends at --as-of (the newest --holdout share "
                  "held out), compare it off-policy with the champion and the baselines, log the run to MLflow, "
@@ -183,9 +202,9 @@ def register(cli: CommandLine) -> None:
     window_options(sp)
     sp.add_argument("--warm-start", action="store_true", help="continue from the champion instead of a fresh learner")
 
-    cli.add("rollback", cmd_rollback, "move the registry's champion alias back to the previous version")
+    cli.add("rollback", tracked(cmd_rollback), "move the registry's champion alias back to the previous version")
 
-    sp = cli.add("monitor", cmd_monitor, "judge offers over a sliding window; suspend those drawing complaints",
+    sp = cli.add("monitor", tracked(cmd_monitor), "judge offers over a sliding window; suspend those drawing complaints",
                  "Per offer and channel over the window of the log that ends at --as-of: acceptance rate, "
                  "complaint rate and revenue. An offer made at least monitoring.min_offers times whose complaint "
                  "rate exceeds its limit (the catalog's max_complaint_rate, else the policy file's) is suspended "
@@ -209,7 +228,7 @@ def register(cli: CommandLine) -> None:
     sp.add_argument("--tune-cron", help="cron schedule of tune (env OFFER_BANDIT_TUNE_CRON, default '0 3 * * 0')")
     sp.add_argument("--timezone", help="time zone of the schedules (env OFFER_BANDIT_SCHEDULE_TIMEZONE, default UTC)")
 
-    sp = cli.add("tune", cmd_tune, "evaluate a grid of VW settings off-policy and recommend the best",
+    sp = cli.add("tune", tracked(cmd_tune), "evaluate a grid of VW settings off-policy and recommend the best",
                  "Train one model per grid point (explorer, cb_type, interactions, learning rate) on the older "
                  "part of the window of the log that ends at --as-of, evaluate each one's exploring policy "
                  "off-policy on the newest --holdout share, log every point as a child run to MLflow (experiment "

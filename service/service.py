@@ -18,7 +18,6 @@ import functools
 import gc
 import inspect
 import logging
-import os
 import threading
 import time
 from datetime import UTC, datetime
@@ -50,6 +49,7 @@ from bandit.log.writer import GroupCommitWriter
 from bandit.deploy.runtime import Runtime, build_runtime
 from bandit.deploy.models import ModelSource, ModelStatus
 from bandit.config.settings import Settings, get_settings
+from tracking.runs import fail_fast
 from service import answers, instance, metrics, openapi
 from service.examples import examples
 from service.openapi import Document
@@ -226,15 +226,6 @@ app = FastAPI(title="offer-bandit", version="0.1.0", openapi_url=None, docs_url=
 
 _SETTINGS = get_settings()
 
-# MLflow retries a failed HTTP request 7 times with exponential backoff (about 4 minutes
-# before it gives up), with a 120 s timeout each. Measured with the registry unreachable:
-# the service took 250 s to start, and every poll after that would hold the model lock as
-# long. The poller tries again every OFFER_BANDIT_MODEL_POLL_SECONDS anyway, so the service's
-# process asks MLflow to fail fast; an operator's own MLFLOW_HTTP_REQUEST_* settings win.
-REGISTRY_HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-                          "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
-
-
 def _answer(answer: tuple[int, bytes]) -> Response:
     status, body = answer
     return Response(body, status_code=status, media_type="application/json")
@@ -387,8 +378,7 @@ class OfferBandit:
                 "no API keys configured: set OFFER_BANDIT_API_KEYS (channel keys, comma separated) and "
                 "OFFER_BANDIT_ADMIN_KEY, or the *_FILE variants; see README 'Running the service'"
             )
-        for name, value in REGISTRY_HTTP_DEFAULTS.items():  # this process only: see there
-            os.environ.setdefault(name, value)
+        fail_fast()  # MLflow's HTTP retries bounded in this process (tracking.runs)
         self.rt: Runtime = build_runtime(settings, source=_model_source(settings), observer=metrics.observer())
         self.writer = GroupCommitWriter(self.rt.store)
         self._probing, self._probed = threading.Lock(), 0.0

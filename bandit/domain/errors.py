@@ -49,7 +49,12 @@ class OutcomeConflict(OfferBanditError):
                          f"recorded; the first outcome stands")
 
 
-class LogUnavailable(OfferBanditError):
+class Unreachable(OfferBanditError):
+    """A store the command needs does not answer (the command line exits 3 for it, told
+    apart from bad input's 2)."""
+
+
+class LogUnavailable(Unreachable):
     """The decision log cannot be read or written now (its database is down or refuses):
     nothing was recorded; the caller may retry. Answered 503, never as a server bug."""
 

@@ -104,6 +104,15 @@ def test_migrate_check_tells_an_unreachable_database_from_an_upgrade_due(tmp_pat
     assert run("migrate", "--check", home=tmp_path).returncode == 0  # empty: created when first opened
 
 
+def test_a_flow_command_whose_tracking_store_does_not_answer_says_so_in_one_line(tmp_path: Path) -> None:
+    p = subprocess.run([sys.executable, "-m", "bandit.cli", "retrain", "--no-prefect", "--home", str(tmp_path)],
+                       capture_output=True, text=True, cwd=REPO, timeout=300,
+                       env={**os.environ, "OFFER_BANDIT_MLFLOW_TRACKING_URI": "http://127.0.0.1:1"})
+    assert p.returncode == 3 and "Traceback" not in p.stderr, p.stderr
+    assert p.stderr.strip() == ("error: the MLflow tracking store http://127.0.0.1:1 does not answer "
+                                "(ConnectionError); nothing was recorded")
+
+
 def test_each_served_instance_gets_bentoml_home_under_its_own_home(tmp_path: Path) -> None:
     """BentoML empties its metrics directory at every start: two services sharing one BentoML
     home (replicas on one host, or the test suite's) lost each other's /metrics."""
