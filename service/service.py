@@ -325,7 +325,8 @@ def front(app: ASGIApp) -> ASGIApp:
                               [(b"content-security-policy", openapi.DOCS_POLICY.encode())])
     ready = ReadinessMiddleware(docs, status=_readiness)
     origins = _SETTINGS.cors_allowed()
-    return CorsMiddleware(ready, origins) if origins else ready
+    outer = CorsMiddleware(ready, origins) if origins else ready
+    return metrics.TimingMiddleware(outer, observer=_observer)
 
 
 class FrontedService(bentoml.Service):  # type: ignore[type-arg]
@@ -379,8 +380,10 @@ class OfferBandit:
                 "OFFER_BANDIT_ADMIN_KEY, or the *_FILE variants; see README 'Running the service'"
             )
         fail_fast()  # MLflow's HTTP retries bounded in this process (tracking.runs)
-        self.rt: Runtime = build_runtime(settings, source=_model_source(settings), observer=metrics.observer())
-        self.writer = GroupCommitWriter(self.rt.store)
+        self.observer = metrics.observer()
+        self.rt: Runtime = build_runtime(settings, source=_model_source(settings), observer=self.observer)
+        self.writer = GroupCommitWriter(self.rt.store, timed=self.observer.committed)
+        metrics.report_state(self.metrics_state)
         self._probing, self._probed = threading.Lock(), 0.0
         self.rt.models.start_polling(settings.model_poll_seconds)
         cfg = self.rt.config.current
@@ -407,6 +410,17 @@ class OfferBandit:
                 "policy_mode": cfg.policy.mode, "model": status.as_dict(),
                 "log": {"writable": trouble is None, "error": health.last_error},
                 "detail": trouble or readiness_detail(status)}
+
+    def metrics_state(self) -> dict:
+        """What the gauges show at a scrape (``service.metrics.report_state``)."""
+        cfg = self.rt.config.current
+        try:
+            suspended = float(len(self.rt.store.suspended() | set(cfg.policy.guardrails.suspended_offers)))
+        except STORE_ERRORS:
+            suspended = float("nan")  # the log does not answer: unknown (offer_bandit_log_writable says why)
+        return {"model": self.rt.models.status.as_dict(), "load_failures": self.rt.models.load_failures,
+                "catalog_version": cfg.catalog.version, "policy_mode": cfg.policy.mode, "suspended": suspended,
+                "log_writable": not self.rt.decider.log_health.failing}
 
     def _probe_log(self) -> None:
         now = time.monotonic()
@@ -658,6 +672,11 @@ def _model_source(settings: Settings) -> ModelSource | None:
 
     return RegistryModelSource(settings.tracking_uri, settings.registered_model,
                                settings.home / "models" / "registry", settings.model_alias)
+
+
+def _observer() -> "metrics.PrometheusObserver | None":
+    svc = instance.current()
+    return svc.observer if svc is not None else None
 
 
 def _readiness() -> dict | None:

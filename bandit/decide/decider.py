@@ -126,7 +126,7 @@ class Observer(Protocol):
 
     def decided(self, decision: Decision, channel: str, eligibility: Eligibility, explored: bool) -> None: ...
     def log_failed(self, error: Exception) -> None: ...
-    def outcome(self, type_: str) -> None: ...
+    def outcome(self, type_: str, offer_id: str, channel: str | None) -> None: ...
 
 
 class NullObserver:
@@ -136,7 +136,7 @@ class NullObserver:
     def log_failed(self, error: Exception) -> None:
         pass
 
-    def outcome(self, type_: str) -> None:
+    def outcome(self, type_: str, offer_id: str, channel: str | None) -> None:
         pass
 
 
@@ -374,7 +374,7 @@ class Decider:
         if appended is Appended.CONFLICT:
             raise OutcomeConflict(event_id, kind.value, str(clash))
         if appended is Appended.NEW:
-            self.observer.outcome(kind.value)
+            self.observer.outcome(kind.value, rec.chosen_id, rec.channel)
         return OutcomeReceipt(recorded=appended is Appended.NEW, counts=rec.activated)
 
     def activate(self, event_id: str, now: datetime | None = None) -> bool:
