@@ -266,6 +266,41 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_forget(args: argparse.Namespace) -> int:
+    """Erase one customer's decisions, outcomes and contact history (by the salted key)."""
+    from bandit.deploy.runtime import build_decider
+
+    removed = build_decider(settings_from(args)).forget(args.customer, requested_by=args.requested_by)
+    if not (removed.decisions or removed.contacts):
+        print("nothing to erase: the log holds no rows of this customer")
+    else:
+        print(f"erased {removed}; audited (without the customer's id)")
+    return 0
+
+
+def cmd_purge(args: argparse.Namespace) -> int:
+    """Delete what is older than the retention period (``--days``, else the policy file's)."""
+    import time
+
+    from bandit.config.loader import load_config
+    from bandit.deploy.runtime import open_store
+    from bandit.log.retention import purge
+
+    s = settings_from(args)
+    days = args.days if args.days is not None else load_config(s).policy.retention.days
+    if days is None:
+        print("error: no retention period: set retention.days in the policy file, or give --days", file=sys.stderr)
+        return 2
+    store = open_store(s)
+    try:
+        removed = purge(store.engine, time.time() - days * 86400, progress=lambda r: print(
+            f"  ... {r.decisions} decisions deleted so far", file=sys.stderr, flush=True))
+    finally:
+        store.close()
+    print(f"deleted what is older than {days:g} days: {removed}")
+    return 0
+
+
 SETTINGS_OPTIONS = (
     ("--home", Path, "state directory (env OFFER_BANDIT_HOME)"),
     ("--catalog", Path, "offer catalog YAML (env OFFER_BANDIT_CATALOG)"),
@@ -395,6 +430,19 @@ def core_commands(cli: CommandLine) -> None:
                  "reads them), then add its events to the log; ids already present are skipped, and "
                  "_skipLearn events are kept but never learned from.")
     sp.add_argument("file", type=Path)
+
+    sp = cli.add("forget", cmd_forget, "erase one customer's rows from the log (decisions, outcomes, contacts)",
+                 "Finds the customer's rows by the salted customer key the log stores, deletes them in one "
+                 "transaction and writes an audit row (when, how many rows, --requested-by) that does not say "
+                 "whose. Running it again is a no-op. The MLflow runs' datasets hold no customer key.")
+    sp.add_argument("--customer", required=True, help="the customer's id, as the channels send it")
+    sp.add_argument("--requested-by", help="who asked (a ticket or a name), kept in the audit row")
+
+    sp = cli.add("purge", cmd_purge, "delete what is older than the retention period",
+                 "Deletes decisions (with their outcomes), contacts and capacity uses older than --days "
+                 "(default: the policy file's retention.days), in batches of short transactions. The purge flow "
+                 "does this on a schedule (offer-bandit flows serve).")
+    sp.add_argument("--days", type=positive("days"), help="retention in days (default: the policy file's)")
 
     sp = cli.add("train", cmd_train, "train a VW policy on the log and save it")
     sp.add_argument("--out", type=Path, required=True, help="model file to write")

@@ -99,7 +99,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 def cmd_flows_serve(args: argparse.Namespace) -> int:
     """Register retrain, monitor and tune as scheduled Prefect deployments and run them."""
     s = settings_from(args, retrain_cron=args.retrain_cron, monitor_cron=args.monitor_cron,
-                      tune_cron=args.tune_cron, schedule_timezone=args.timezone)
+                      tune_cron=args.tune_cron, purge_cron=args.purge_cron, schedule_timezone=args.timezone)
     from bandit.config.loader import load_config
 
     load_config(s)  # a catalog or policy file the runs cannot load fails here, not in every run
@@ -108,7 +108,7 @@ def cmd_flows_serve(args: argparse.Namespace) -> int:
 
     deployments(s)  # a bad schedule fails here, before anything starts
     print(f"schedules ({s.schedule_timezone}): retrain '{s.retrain_cron}', monitor '{s.monitor_cron}', "
-          f"tune '{s.tune_cron}'; Prefect API: {os.environ.get('PREFECT_API_URL') or 'ephemeral (in this process)'}",
+          f"tune '{s.tune_cron}', purge '{s.purge_cron}'; Prefect API: {os.environ.get('PREFECT_API_URL') or 'ephemeral (in this process)'}",
           flush=True)
     # each scheduled run is a child process (`python -m prefect.engine`) that loads its
     # settings at its start: from this process's environment, which it inherits
@@ -219,13 +219,14 @@ def register(cli: CommandLine) -> None:
                       "Prefect deployments of the flows.")
     sp = flows.add("serve", cmd_flows_serve,
                    "register the deployments with their schedules and run them as they come due",
-                   "Register retrain (nightly), monitor (hourly) and tune (weekly) as Prefect deployments with "
+                   "Register retrain (nightly), monitor (hourly), tune (weekly) and purge (daily) as Prefect deployments with "
                    "cron schedules, and run each scheduled run in a subprocess until interrupted (Ctrl-C). Uses the "
                    "Prefect server at PREFECT_API_URL when set (watch the runs in its UI), else Prefect's "
                    "ephemeral server.", epilog=ENV_HELP + FLOWS_ENV_HELP)
     sp.add_argument("--retrain-cron", help="cron schedule of retrain (env OFFER_BANDIT_RETRAIN_CRON, default '0 2 * * *')")
     sp.add_argument("--monitor-cron", help="cron schedule of monitor (env OFFER_BANDIT_MONITOR_CRON, default '0 * * * *')")
     sp.add_argument("--tune-cron", help="cron schedule of tune (env OFFER_BANDIT_TUNE_CRON, default '0 3 * * 0')")
+    sp.add_argument("--purge-cron", help="cron schedule of purge (env OFFER_BANDIT_PURGE_CRON, default '30 4 * * *')")
     sp.add_argument("--timezone", help="time zone of the schedules (env OFFER_BANDIT_SCHEDULE_TIMEZONE, default UTC)")
 
     sp = cli.add("tune", tracked(cmd_tune), "evaluate a grid of VW settings off-policy and recommend the best",

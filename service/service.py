@@ -188,6 +188,20 @@ class ConfigProblems(BaseModel):
     problems: list[str] = Field(description="Each problem with its file, offer and field")
 
 
+class ForgetRequest(Strict):
+    """The customer's id in the body, never in the path: paths end up in access logs."""
+
+    customer_id: str = Field(min_length=1, max_length=256, pattern=r"^[^\x00]*$")
+    requested_by: str | None = Field(None, max_length=128, pattern=r"^[^\x00]*$",
+                                     description="Who asked (a ticket or a name), kept in the audit row")
+
+
+class ForgetAnswer(BaseModel):
+    decisions: int
+    outcomes: int
+    contacts: int
+
+
 class SuspendRequest(Strict):
     # No NUL: PostgreSQL cannot store it in a text column (the insert failed with a 500).
     reason: str = Field("", max_length=500, pattern=r"^[^\x00]*$")
@@ -209,6 +223,8 @@ EVENT_ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"description": "No decision with this event_id"},
     503: {"description": "The decision log is unavailable: nothing recorded, retry (Retry-After)"}}
 OFFER_ERRORS: dict[int | str, dict[str, Any]] = {404: {"description": "No such offer in the catalog"}}
+LOG_ERRORS: dict[int | str, dict[str, Any]] = {
+    503: {"description": "The decision log is unavailable: nothing erased, retry (Retry-After)"}}
 RELOAD_ERRORS: dict[int | str, dict[str, Any]] = {
     422: {"model": ConfigProblems, "description": "Catalog or policy file invalid; the previous ones still serve"}}
 P_RANK_ERRORS: dict[int | str, dict[str, Any]] = {
@@ -546,6 +562,13 @@ class OfferBandit:
         self._known_offer(offer_id)
         self.rt.store.set_suspended(offer_id, False)
         return {"offer_id": offer_id, "status": "resumed"}
+
+    @app.post("/admin/customers/forget", tags=["admin"], response_model=ForgetAnswer, responses=LOG_ERRORS)
+    def forget(self, body: ForgetRequest) -> dict:
+        """Erase one customer's decisions, outcomes and contact history (by the salted key)
+        and audit it without saying whose; a second call erases nothing (all zeros)."""
+        removed = self.rt.decider.forget(body.customer_id, body.requested_by)
+        return {"decisions": removed.decisions, "outcomes": removed.outcomes, "contacts": removed.contacts}
 
     @app.post("/admin/actions/{action_id}/suspend", tags=["admin"], response_model=ActionSwitch)
     def suspend_action(self, action_id: ActionId, body: Annotated[SuspendRequest | None, Body()] = None) -> dict:

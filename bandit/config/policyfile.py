@@ -280,6 +280,15 @@ class PersonalizerCallers(Strict):
         "a multi-slot rank's slots. Omitted: each rank's baseline action stands in for no offer.")
 
 
+class Retention(Strict):
+    """How long the log keeps what it logs (``bandit.log.retention.purge``, the ``purge``
+    flow and command). ``None``: for ever. Keep it longer than the retrain's window and the
+    reward window, or the retrain has nothing to learn from."""
+
+    days: float | None = Field(None, gt=0, le=36500, allow_inf_nan=False,
+                               description="Decisions, outcomes and contacts older than this are deleted.")
+
+
 class PolicyFile(Strict):
     version: int = 1
     mode: Literal["online", "apprentice"] = Field(
@@ -294,6 +303,7 @@ class PolicyFile(Strict):
     control: ControlGroup = ControlGroup()
     personalizer: PersonalizerCallers = PersonalizerCallers()
     notifications: Notifications = Notifications()
+    retention: Retention = Retention()
 
     @model_validator(mode="after")
     def _vw_accepts(self) -> "PolicyFile":

@@ -69,6 +69,7 @@ from bandit.log.records import (
     to_ts,
 )
 from bandit.log.health import LogHealth
+from bandit.log.retention import Removed, forget
 from bandit.log.store import STORE_ERRORS, DecisionStore
 from bandit.domain.outcomes import Outcome
 from bandit.decide.vw import COLD_START, Scorer
@@ -396,6 +397,12 @@ class Decider:
             self.log_health.failed(exc)
             raise LogUnavailable(what, exc) from exc
         self.log_health.succeeded()
+
+    def forget(self, customer_id: str, requested_by: str | None = None) -> Removed:
+        """Erase the customer's rows from the log (``bandit.log.retention.forget``, by the
+        salted key); a second call finds nothing and writes nothing."""
+        with self._log_used("the erasure"):
+            return forget(self.store.engine, customer_key(self.secret, customer_id), requested_by)
 
     def history_of(self, customer_id: str, now: datetime | None = None) -> History:
         return self.store.history(customer_key(self.secret, customer_id), now or self.clock(), 365)

@@ -79,6 +79,20 @@ offer_uses = Table(
     Index("ix_offer_uses_offer_ts", "offer_id", "ts"),
 )
 
+# Erasures of one customer's data (``offer-bandit forget``): when, and how many rows went.
+# Nothing that identifies the customer (not the id, not its salted key): the audit says
+# that an erasure happened, not whose.
+erasures = Table(
+    "erasures",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("ts", Float, nullable=False),
+    Column("decisions", Integer, nullable=False),
+    Column("outcomes", Integer, nullable=False),
+    Column("contacts", Integer, nullable=False),
+    Column("requested_by", String(128)),
+)
+
 suspensions = Table(
     "suspensions",
     metadata,
