@@ -50,7 +50,7 @@ MODEL_AGE = Gauge("offer_bandit_model_age_seconds", "Seconds since the serving m
 MODEL_FAILURES = Gauge("offer_bandit_model_load_failures", "Model versions that failed to load since start",
                        multiprocess_mode="mostrecent")
 CONFIG = Gauge("offer_bandit_config_info", "The catalog and policy serving (1), by version",
-               ["catalog_version", "policy_mode"], multiprocess_mode="mostrecent")
+               ["catalog_version", "policy_version", "policy_mode"], multiprocess_mode="mostrecent")
 SUSPENDED = Gauge("offer_bandit_suspended_offers", "Offers suspended (the kill switch and the policy file)",
                   multiprocess_mode="mostrecent")
 LOG_WRITABLE = Gauge("offer_bandit_log_writable", "1 while the decision log takes writes, 0 while it fails",
@@ -186,7 +186,7 @@ def _set_gauges(s: dict[str, Any]) -> None:
     _set_info(MODEL, model["version"], model["source"])
     MODEL_AGE.set(max(0.0, time.time() - model["loaded_at"]))
     MODEL_FAILURES.set(s["load_failures"])
-    _set_info(CONFIG, s["catalog_version"], s["policy_mode"])
+    _set_info(CONFIG, s["catalog_version"], s["policy_version"], s["policy_mode"])
     SUSPENDED.set(s["suspended"])
     LOG_WRITABLE.set(1 if s["log_writable"] else 0)
 

@@ -91,6 +91,11 @@ ERROR_SCHEMAS: dict[str, Any] = {
         "ready": {"type": "boolean"}, "detail": {"type": "string", "description": "Which model serves, or why not"},
         "catalog_version": {"type": "string"}, "offers": {"type": "integer"},
         "policy_mode": {"type": "string", "enum": ["online", "apprentice"]},
+        "policy_version": {"type": "string", "description": "The policy file's content hash"},
+        "published": {"type": "integer", "description": "The reload published configuration serving (0: the files "
+                                                        "read at start)"},
+        "config_error": {"type": ["string", "null"], "description": "A published configuration this replica "
+                                                                     "could not load"},
         "model": {"$ref": REF.format("ModelState")},
         "log": {"type": "object", "description": "Whether the decision log takes writes (unready while it fails)",
                 "properties": {"writable": {"type": "boolean"}, "error": {"type": ["string", "null"]}}}}},
