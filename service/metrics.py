@@ -35,6 +35,10 @@ EXCLUSIONS = Counter("offer_bandit_guardrail_exclusions", "Offers excluded by gu
 OUTCOMES = Counter("offer_bandit_outcomes", "Outcomes recorded, by type and the decision's offer and channel",
                    ["type", "offer", "channel"])
 LOG_FAILURES = Counter("offer_bandit_log_failures", "Decisions answered no_offer because the log failed")
+SCORER_FAILURES = Counter("offer_bandit_scorer_failures", "Decisions the model failed to score (served as cold "
+                          "start), by the error's type", ["error"])
+TEMPLATE_FAILURES = Counter("offer_bandit_template_failures", "Offers not made because their content rendered "
+                            "empty (reason template_error)", ["offer"])
 # Latency buckets for a service whose decisions take about a millisecond and whose health
 # checks and admin routes may take a second.
 SECONDS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -122,6 +126,12 @@ class PrometheusObserver:
 
     def outcome(self, type_: str, offer_id: str, channel: str | None) -> None:
         self._count(OUTCOMES, type_, offer_id, channel or "unknown")
+
+    def scorer_failed(self, version: str, error: Exception) -> None:
+        self._count(SCORER_FAILURES, type(error).__name__)
+
+    def template_failed(self, offer_id: str) -> None:
+        self._count(TEMPLATE_FAILURES, offer_id)
 
     def answered(self, route: str, status: int, seconds: float) -> None:
         """One HTTP answer (``TimingMiddleware``): counted now, its time observed at the flush."""
