@@ -193,12 +193,12 @@ class Exploration(Strict):
 NAMESPACE_LETTERS = frozenset("ceuhxo")
 
 # ``cb_type`` values VW (9.x) accepts with each explorer of ``--cb_explore_adf`` (others:
-# all four). SquareCB and RegCB (and RegCB-optimistic) regress (``mtr`` only); cover has no direct method.
+# all four). SquareCB and RegCB regress (``mtr`` only); cover has no direct method. VW 9.11
+# checks the restriction for ``--regcb`` only, so ``regcbopt`` takes any (only ``mtr`` measured).
 # ``tests/learn/test_tuning.py`` checks this table against VW itself.
 CB_TYPES_FOR: dict[str, frozenset[str]] = {
     "squarecb": frozenset({"mtr"}),
     "regcb": frozenset({"mtr"}),
-    "regcbopt": frozenset({"mtr"}),
     "cover": frozenset({"ips", "dr", "mtr"}),
 }
 

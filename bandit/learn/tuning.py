@@ -45,7 +45,7 @@ MORE_INTERACTIONS: tuple[str, ...] = (*DEFAULT_INTERACTIONS, "xo", "cuo")
 class Grid(Strict):
     """The settings to try. Each explorer is a partial ``exploration`` block (fields it
     does not name keep the policy file's values); the other axes are values of one
-    ``learner`` field each. The full product is large (the default: 153 legal points),
+    ``learner`` field each. The full product is large (the default: 171 legal points),
     and every point is a training run, so at most ``max_points`` are tried: a seeded
     all-pairs sample (every two values of two axes meet in some point, see
     ``_pairwise_sample``), plus the policy file's own setting, so the report says whether

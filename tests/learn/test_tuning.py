@@ -68,7 +68,7 @@ def test_the_default_grid_covers_every_pair_of_settings_vw_accepts_together() ->
     product = itertools.product(*(range(len(axis)) for axis in (grid.explorers, grid.cb_types, grid.interactions,
                                                                 grid.learning_rates)))
     accepted = [c for c in product if legal(base, grid.explorers[c[0]], grid.cb_types[c[1]])]
-    assert len(accepted) == 153  # what trying everything would cost
+    assert len(accepted) == 171  # what trying everything would cost
     covered = set().union(*(_pairs(combo(p)) for p in expand(grid, base)))
     assert set().union(*(_pairs(c) for c in accepted)) <= covered
 
@@ -84,7 +84,7 @@ def test_a_small_grid_is_tried_in_full_with_the_current_setting_and_without_what
     same = expand(SMALL.model_copy(update={"explorers": ({"algorithm": "epsilon"}, {"algorithm": "regcbopt"})}),
                   PolicyFile())
     assert [(p.current, p.policy.exploration.algorithm, p.policy.learner.cb_type) for p in same] == [
-        (False, "epsilon", "ips"), (False, "epsilon", "mtr"), (True, "regcbopt", "mtr")]
+        (False, "epsilon", "ips"), (False, "epsilon", "mtr"), (False, "regcbopt", "ips"), (True, "regcbopt", "mtr")]
 
 
 @pytest.mark.parametrize("algorithm", ["epsilon", "softmax", "bag", "cover", "squarecb", "regcb", "regcbopt"])
