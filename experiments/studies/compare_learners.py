@@ -6,8 +6,10 @@ What is compared
 * ``vw-<explorer>``: the service's own learner, ``bandit.decide.vw.VWModel`` with
   ``--cb_explore_adf`` and the policy file's defaults (``bandit.config.policyfile.PolicyFile``),
   once per explorer the policy file offers (epsilon, softmax, bag, cover, squarecb,
-  regcb), all with ``cb_type mtr`` (the one every explorer accepts,
-  ``bandit.config.policyfile.vw_accepts``). The pmf comes from VW, the action is drawn by
+  regcb, regcbopt; ``--explorers`` picks some), all with ``cb_type mtr`` (the one every
+  explorer accepts, ``bandit.config.policyfile.vw_accepts``). The row whose VW arguments
+  are the shipped policy file's (``config/policy.yaml``) is the shipped learner: marked
+  ``(shipped)`` in the table and ``"shipped": true`` in the JSON. The pmf comes from VW, the action is drawn by
   ``bandit.decide.sampling.sample_index`` from a seeded uniform, and the model learns from the
   chosen action's cost ``-reward / scale`` and its probability, as in ``bandit.log.dsjson``.
 * ``mabwiser-linucb`` / ``mabwiser-lints``: MABWiser's ``LearningPolicy.LinUCB`` and
@@ -28,12 +30,14 @@ What is compared
     ``offer`` x context interactions;
   - the reward learned is the same as VW's, ``reward / scale`` (in hundreds), so the
     ``alpha`` exploration widths are on the same scale as the costs VW sees;
-  - ``alpha``: LinUCB keeps the library's default, 1.0 (on seed 1 its regret moved by about
-    10% between 0.1 and 2); LinTS uses 0.25, picked on a different seed (1) than the reported one,
+  - ``alpha``: LinUCB runs once per alpha of ``--linucb-alphas`` (default 0.1, 0.25, 0.5,
+    1, 2; the library's default is 1), and the one with the lowest regret is the peer to
+    beat (marked ``(best alpha)``; ``verdict`` compares the shipped learner with it);
+    LinTS uses 0.25, picked on a different seed (1) than the reported one,
     because with the library's 1.0 it samples so widely that it explores far too long
     here (about 40% more regret on seed 1).
-    The VW explorers, by contrast, run untuned at the policy file's defaults
-    (``--vw-learning-rate`` and ``--policy`` try others);
+    The VW explorers run at the policy file's settings (``--vw-learning-rate`` and
+    ``--policy`` try others);
   - MABWiser must be fitted before it can predict, so each learner is fitted on an
     empty batch first (every arm at its ridge prior, where LinUCB is optimistic about
     all arms alike); after that ``partial_fit`` runs every ``--batch`` interactions
@@ -64,7 +68,7 @@ making the same offer to the same interaction see the same dice), and the learne
 Metrics, per learner over the whole stream:
 
 * ``reward``: realised revenue - complaint_penalty x complaints (the penalty is the policy
-  file's, 100), the reward the service learns from; ``revenue`` alone;
+  file's, 300), the reward the service learns from; ``revenue`` alone;
 * ``complaint rate`` = complaints / interactions, ``offer rate`` = offers / interactions,
   ``accept rate`` = acceptances / offers;
 * ``expected reward``: the sum of the simulator's expected reward of each chosen action;
@@ -83,8 +87,10 @@ Reproduce
 ::
 
     .venv/bin/python experiments/studies/compare_learners.py            # 7 days x 2000, seed 7
+    .venv/bin/python experiments/studies/compare_learners.py --seeds 7,11,42   # a table a seed + verdicts
     .venv/bin/python experiments/studies/compare_learners.py --days 1 --per-day 500 --seed 3
-    .venv/bin/python experiments/studies/compare_learners.py --vw-learning-rate 0.1 --out /tmp/lr01
+    .venv/bin/python experiments/studies/compare_learners.py --policy experiments/studies/learner_steps/0_former_default.yaml \
+        --explorers epsilon --no-peers --out /tmp/former
 
 Everything is seeded (the stream, each learner's sampling uniforms, VW's
 ``--random_seed``, MABWiser's ``seed``): the same arguments give the same table.
