@@ -15,10 +15,23 @@ Notation (as in Open Bandit Pipeline's ``ope/estimators.py``):
 - ``w_i = π(a_i | x_i) / p_i`` the importance weight;
 - ``q̂(x_i, a)`` a reward model (for the doubly robust estimator).
 
-Intervals are normal approximations, ``V̂ ± 1.96·SE``, with the standard error from
-the per-round terms (IPS, DR) or from the delta method (SNIPS). They need enough
-overlap between the policies: the effective sample size says how many logged rounds
-the estimate is really worth, and ``Estimate.trustworthy`` is false below a floor.
+Intervals (``interval=``, ``INTERVALS``):
+
+- ``normal`` (the default, what the retrain gate reads): ``V̂ ± 1.96·SE``, with the
+  standard error from the per-round terms (IPS, DR) or from the delta method (SNIPS);
+- ``el``: empirical likelihood (Owen 1988; the construction behind the Cressie-Read
+  intervals of VW's ``estimators`` library, ``bandit.learn.intervals``): the values
+  ``μ`` whose estimating equation ``E[z_i(μ)] = 0`` the data cannot reject,
+  ``−2 log R(μ) ≤ χ²₁(0.95)``. It follows the skew of the per-round terms, which the
+  normal interval ignores: with rare rewards most terms are 0 and a few are large, and
+  ``V̂ ± 1.96·SE`` is too short on the high side;
+- ``bernstein``: the empirical Bernstein bound (Maurer & Pontil 2009) on the per-round
+  (influence) terms: valid for any bounded terms, but wide.
+
+``experiments/studies/ope_coverage.py`` measures each one's coverage on simulated logs
+with rare rewards. Every interval needs enough overlap between the policies: the
+effective sample size says how many logged rounds the estimate is really worth, and
+``Estimate.trustworthy`` is false below a floor.
 
 Arrays are padded to the largest number of eligible actions ``K``: row ``i`` holds
 ``A_i`` in its first ``len(A_i)`` columns; a policy's probabilities and a reward model's
@@ -32,8 +45,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bandit.learn.intervals import INTERVALS, bernstein_interval, el_interval
+
 Z95 = 1.959963984540054
 MIN_ESS = 100.0
+__all__ = ["INTERVALS", "Estimate", "LoggedRounds", "difference", "dr", "effective_sample_size",
+           "importance_weights", "ips", "mean_reward_model", "snips"]
 
 
 @dataclass(frozen=True)
@@ -81,6 +98,7 @@ class Estimate:
     n: int
     ess: float
     min_ess: float = MIN_ESS
+    interval: str = "normal"  # how low and high were made (``INTERVALS``)
 
     @property
     def trustworthy(self) -> bool:
@@ -128,14 +146,27 @@ def effective_sample_size(w: np.ndarray) -> float:
     return float(np.sum(w)) ** 2 / sq if sq > 0 else 0.0
 
 
-def _normal(name: str, terms: np.ndarray, w: np.ndarray, min_ess: float) -> Estimate:
+def _check_interval(interval: str) -> None:
+    if interval not in INTERVALS:
+        raise ValueError(f"unknown interval '{interval}' ({', '.join(INTERVALS)})")
+
+
+def _mean_of_terms(name: str, terms: np.ndarray, w: np.ndarray, min_ess: float, interval: str = "normal") -> Estimate:
+    """An estimate that is the mean of per-round terms (IPS, DR), with the interval asked for."""
+    _check_interval(interval)
     n = len(terms)
     value = float(terms.mean()) if n else math.nan
     se = float(terms.std(ddof=1) / math.sqrt(n)) if n > 1 else math.inf
-    return Estimate(name, value, value - Z95 * se, value + Z95 * se, se, n, effective_sample_size(w), min_ess)
+    if interval == "el" and n > 1:
+        low, high = el_interval(lambda mu: terms - mu, value, float(terms.min()), float(terms.max()))
+    elif interval == "bernstein" and n > 1:
+        low, high = bernstein_interval(terms)
+    else:
+        low, high = value - Z95 * se, value + Z95 * se
+    return Estimate(name, value, low, high, se, n, effective_sample_size(w), min_ess, interval)
 
 
-def ips(log: LoggedRounds, pi: np.ndarray, min_ess: float = MIN_ESS) -> Estimate:
+def ips(log: LoggedRounds, pi: np.ndarray, min_ess: float = MIN_ESS, interval: str = "normal") -> Estimate:
     """Inverse propensity scoring.
 
     ``V̂_IPS(π) = (1/n) Σ_i w_i r_i`` with ``w_i = π(a_i | x_i) / p_i``.
@@ -143,26 +174,38 @@ def ips(log: LoggedRounds, pi: np.ndarray, min_ess: float = MIN_ESS) -> Estimate
     Unbiased when every action ``π`` may take had a positive logging probability; its
     variance grows with the weights. ``SE = sd(w_i r_i) / √n``."""
     w = importance_weights(log, pi)
-    return _normal("ips", w * log.reward, w, min_ess)
+    return _mean_of_terms("ips", w * log.reward, w, min_ess, interval)
 
 
-def snips(log: LoggedRounds, pi: np.ndarray, min_ess: float = MIN_ESS) -> Estimate:
+def snips(log: LoggedRounds, pi: np.ndarray, min_ess: float = MIN_ESS, interval: str = "normal") -> Estimate:
     """Self-normalized inverse propensity scoring.
 
     ``V̂_SNIPS(π) = Σ_i w_i r_i / Σ_i w_i``.
 
     Slightly biased, much lower variance than IPS, and bounded by the observed rewards.
-    Standard error by the delta method: ``SE = √(Σ_i w_i² (r_i − V̂)²) / Σ_i w_i``."""
+    Standard error by the delta method: ``SE = √(Σ_i w_i² (r_i − V̂)²) / Σ_i w_i``. Its
+    estimating equation, for the empirical likelihood interval, is
+    ``E[w_i (r_i − μ)] = 0``; the empirical Bernstein bound is taken on the influence
+    terms ``n w_i (r_i − V̂) / Σ w``."""
+    _check_interval(interval)
     w = importance_weights(log, pi)
     n, total = len(log), float(w.sum())
     if n == 0 or total == 0:
-        return Estimate("snips", math.nan, math.nan, math.nan, math.inf, n, 0.0, min_ess)
+        return Estimate("snips", math.nan, math.nan, math.nan, math.inf, n, 0.0, min_ess, interval)
     value = float((w * log.reward).sum() / total)
     se = float(math.sqrt(float(np.sum((w * (log.reward - value)) ** 2))) / total)
-    return Estimate("snips", value, value - Z95 * se, value + Z95 * se, se, n, effective_sample_size(w), min_ess)
+    seen = log.reward[w > 0]
+    if interval == "el" and n > 1:
+        low, high = el_interval(lambda mu: w * (log.reward - mu), value, float(seen.min()), float(seen.max()))
+    elif interval == "bernstein" and n > 1:
+        low, high = bernstein_interval(value + n * w * (log.reward - value) / total)
+    else:
+        low, high = value - Z95 * se, value + Z95 * se
+    return Estimate("snips", value, low, high, se, n, effective_sample_size(w), min_ess, interval)
 
 
-def dr(log: LoggedRounds, pi: np.ndarray, q_hat: np.ndarray, min_ess: float = MIN_ESS) -> Estimate:
+def dr(log: LoggedRounds, pi: np.ndarray, q_hat: np.ndarray, min_ess: float = MIN_ESS,
+       interval: str = "normal") -> Estimate:
     """Doubly robust.
 
     ``V̂_DR(π) = (1/n) Σ_i [ Σ_{a ∈ A_i} π(a | x_i) q̂(x_i, a) + w_i (r_i − q̂(x_i, a_i)) ]``.
@@ -170,7 +213,9 @@ def dr(log: LoggedRounds, pi: np.ndarray, q_hat: np.ndarray, min_ess: float = MI
     The reward model's prediction for the policy, corrected by importance-weighted
     residuals on the logged action: unbiased if either the propensities or the reward
     model are right, and lower variance than IPS when the model is good.
-    ``SE = sd(per-round term) / √n``."""
+    ``SE = sd(per-round term) / √n``. ``q̂`` must not have been fitted on the rounds it
+    scores (``bandit.learn.reward_model.cross_fit``): fitted on them, the residuals
+    ``r_i − q̂(x_i, a_i)`` are too small and the interval too short."""
     pi = _policy_matrix(log, pi)
     q = np.asarray(q_hat, dtype=float)
     if q.shape[0] != len(log) or q.ndim != 2 or q.shape[1] < log.width:
@@ -179,7 +224,7 @@ def dr(log: LoggedRounds, pi: np.ndarray, q_hat: np.ndarray, min_ess: float = MI
     rows = np.arange(len(log))
     w = pi[rows, log.chosen] / log.propensity
     terms = (pi * q).sum(axis=1) + w * (log.reward - q[rows, log.chosen])
-    return _normal("dr", terms, w, min_ess)
+    return _mean_of_terms("dr", terms, w, min_ess, interval)
 
 
 def mean_reward_model(log: LoggedRounds, action_ids: list[list[str]], prior: float = 0.0,
@@ -231,7 +276,7 @@ def _influence(estimator: str, log: LoggedRounds, pi: np.ndarray, q_hat: np.ndar
 
 
 def difference(log: LoggedRounds, pi_a: np.ndarray, pi_b: np.ndarray, estimator: str = "snips",
-               q_hat: np.ndarray | None = None, min_ess: float = MIN_ESS) -> Estimate:
+               q_hat: np.ndarray | None = None, min_ess: float = MIN_ESS, interval: str = "normal") -> Estimate:
     """``V̂(π_a) − V̂(π_b)`` on the same logged rounds, with a paired 95% interval.
 
     Two policies judged on one log share its noise: where they put the same probability
@@ -242,14 +287,22 @@ def difference(log: LoggedRounds, pi_a: np.ndarray, pi_b: np.ndarray, estimator:
     when the policies mostly agree (and never the sum of the two when they do not). This
     is what says whether a candidate is better than the champion; comparing one policy's
     bound with the other's estimate ignores that both were measured on the same rounds.
-    ``ess`` is ``π_a``'s."""
+    ``ess`` is ``π_a``'s. With ``interval="el"`` (or ``"bernstein"``) the interval is that
+    construction's for the mean of the per-round differences ``V̂_a − V̂_b + ψ_a,i − ψ_b,i``
+    (for IPS and DR exactly the differences of the round terms)."""
+    _check_interval(interval)
     n = len(log)
     if n == 0:
-        return Estimate(estimator, math.nan, math.nan, math.nan, math.inf, 0, 0.0, min_ess)
+        return Estimate(estimator, math.nan, math.nan, math.nan, math.inf, 0, 0.0, min_ess, interval)
     va, psi_a = _influence(estimator, log, pi_a, q_hat)
     vb, psi_b = _influence(estimator, log, pi_b, q_hat)
     value = va - vb
     ddof = 0 if estimator == "snips" else 1  # as each estimator's own SE: delta method, sample sd
     se = float(math.sqrt(float(np.sum((psi_a - psi_b) ** 2)) / (n - ddof)) / math.sqrt(n)) if n > 1 else math.inf
     ess = effective_sample_size(importance_weights(log, pi_a))
-    return Estimate(f"{estimator} difference", value, value - Z95 * se, value + Z95 * se, se, n, ess, min_ess)
+    low, high = value - Z95 * se, value + Z95 * se
+    if interval != "normal" and n > 1 and se > 0:
+        terms = value + psi_a - psi_b
+        low, high = (el_interval(lambda mu: terms - mu, value, float(terms.min()), float(terms.max()))
+                     if interval == "el" else bernstein_interval(terms))
+    return Estimate(f"{estimator} difference", value, low, high, se, n, ess, min_ess, interval)
