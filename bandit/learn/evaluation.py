@@ -126,10 +126,8 @@ def model_policy(scorer: Scorer, progress: Callable[[int, int], None] | None = N
             shared: Features = rec.payload["shared"]
             actions: list[Features] = rec.payload["actions"]
             pi[i, : len(actions)] = scorer.pmf(shared, actions) if len(actions) > 1 else [1.0]
-            if progress is not None and (i + 1) % 1000 == 0:
+            if progress is not None and ((i + 1) % 1000 == 0 or i + 1 == len(evals)):
                 progress(i + 1, len(evals))
-        if progress is not None:
-            progress(len(evals), len(evals))
         return pi
 
     return policy

@@ -39,9 +39,9 @@ import vowpalwabbit
 from pydantic_core import to_json
 
 from bandit.learn.ope import LoggedRounds
+from bandit.learn.specs import DEFAULT_FOLDS
 from bandit.log.vwjson import Features
 
-DEFAULT_FOLDS = 3
 REGRESSION_ARGS = ("--quiet", "--json", "--loss_function", "squared", "-q", "::", "-b", "20")
 """VW's squared-loss regression on JSON examples, all namespace pairs crossed."""
 
