@@ -271,7 +271,8 @@ def register(cli: CommandLine) -> None:
     sp = cli.add("evaluate", cmd_evaluate, "evaluate any policies off-policy on a stretch of the log",
                  "Estimate, on the learnable decisions logged between --since and --until (default: the last 7 "
                  "days), what each POLICY would have earned per decision: IPS, SNIPS and DR with 95% intervals "
-                 "(empirical likelihood by default, which holds with rare rewards), the effective sample size, the "
+                 "(by default empirical likelihood allowing for the policy's largest weight, which holds with rare "
+                 "rewards), the effective sample size, the "
                  "complaint rate and the offer rate; and each policy minus the first, paired on the same decisions. "
                  "A policyfile: is trained on the older part of the stretch and every policy is then judged on the "
                  "newest --holdout share. Prints a table, writes --json, and logs an MLflow run (experiment "

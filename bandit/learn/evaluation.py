@@ -65,8 +65,20 @@ def eval_set(pairs: list[tuple[DecisionRecord, list[Outcome]]], cfg: RewardConfi
     n_actions = np.array([len(r.action_ids) for r in kept], dtype=int)
     chosen = np.array([r.chosen_index for r in kept], dtype=int)
     propensity = np.array([r.probability for r in kept], dtype=float)
-    return EvalSet(kept, LoggedRounds(n_actions, chosen, propensity, np.array(rewards, dtype=float)),
-                   LoggedRounds(n_actions, chosen, propensity, np.array(complaints, dtype=float)))
+    logging = _logging_matrix(kept)
+    return EvalSet(kept, LoggedRounds(n_actions, chosen, propensity, np.array(rewards, dtype=float), logging),
+                   LoggedRounds(n_actions, chosen, propensity, np.array(complaints, dtype=float), logging))
+
+
+def _logging_matrix(records: list[DecisionRecord]) -> np.ndarray | None:
+    """Every eligible action's logging probability, (n, K), when every record has them all
+    (``LoggedRounds.logging``: a policy's largest possible weight); else ``None``."""
+    if not records or any(len(r.pmf) != len(r.action_ids) for r in records):
+        return None
+    out = np.zeros((len(records), max(len(r.action_ids) for r in records)))
+    for i, r in enumerate(records):
+        out[i, : len(r.pmf)] = r.pmf
+    return out
 
 
 def eval_set_from_store(store: DecisionStore, cfg: RewardConfig, since: float | None, until: float | None,

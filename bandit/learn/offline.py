@@ -18,8 +18,9 @@ Every policy is judged on the same decisions: the learnable ones of ``[since, un
 (``bandit.log.records.learnable``: shown, and their reward window closed by ``as_of``),
 or, when a ``policyfile:`` is among them, the held-out part only. Models explore as the
 service would serve them (the policy file's exploration, ``VWModel.load``). For each
-policy: IPS, SNIPS and DR with 95% intervals (``bandit.learn.ope``; empirical likelihood
-by default, ``bandit.learn.intervals``), DR with a cross-fitted VW regression on context
+policy: IPS, SNIPS and DR with 95% intervals (``bandit.learn.ope``; by default empirical
+likelihood with a pseudo-round at the policy's largest possible weight, ``el_wmax`` in
+``bandit.learn.intervals``, the construction that held its coverage with rare rewards), DR with a cross-fitted VW regression on context
 x action (``bandit.learn.reward_model``), the effective sample size, the estimated
 complaint rate and offer rate; and each policy's difference from the first, paired on
 the same decisions. Rewards (and complaints) are the current policy file's: one

@@ -25,6 +25,10 @@ Intervals (``interval=``, ``INTERVALS``):
   ``−2 log R(μ) ≤ χ²₁(0.95)``. It follows the skew of the per-round terms, which the
   normal interval ignores: with rare rewards most terms are 0 and a few are large, and
   ``V̂ ± 1.96·SE`` is too short on the high side;
+- ``el_wmax``: empirical likelihood with, for each end, one pseudo-round at the most
+  extreme term the policy could produce (its largest possible weight, ``max_weight``,
+  times the largest or smallest reward), as VW's Cressie-Read interval adds one fake
+  round at ``wmax``: it allows for the rare large term the log happened not to hold;
 - ``bernstein``: the empirical Bernstein bound (Maurer & Pontil 2009) on the per-round
   (influence) terms: valid for any bounded terms, but wide.
 
@@ -45,12 +49,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bandit.learn.intervals import INTERVALS, bernstein_interval, el_interval
+from bandit.learn.intervals import INTERVALS, bernstein_interval, el_interval, el_interval_with_extremes
 
 Z95 = 1.959963984540054
 MIN_ESS = 100.0
 __all__ = ["INTERVALS", "Estimate", "LoggedRounds", "difference", "dr", "effective_sample_size",
-           "importance_weights", "ips", "mean_reward_model", "snips"]
+           "importance_weights", "ips", "max_weight", "mean_reward_model", "snips"]
 
 
 @dataclass(frozen=True)
@@ -59,12 +63,15 @@ class LoggedRounds:
 
     ``n_actions[i]`` eligible actions in round ``i``; ``chosen[i]`` the index (into that
     round's eligible actions) of the action taken; ``propensity[i]`` its logging
-    probability; ``reward[i]`` its reward."""
+    probability; ``reward[i]`` its reward; ``logging[i, k]``, when known, the logging
+    probability of every eligible action (for the largest weight a policy can have,
+    ``max_weight``)."""
 
     n_actions: np.ndarray  # (n,) int
     chosen: np.ndarray  # (n,) int
     propensity: np.ndarray  # (n,) float in (0, 1]
     reward: np.ndarray  # (n,) float
+    logging: np.ndarray | None = None  # (n, K) float
 
     def __post_init__(self) -> None:
         n = len(self.chosen)
@@ -136,6 +143,20 @@ def importance_weights(log: LoggedRounds, pi: np.ndarray) -> np.ndarray:
     return pi[np.arange(len(log)), log.chosen] / log.propensity
 
 
+def max_weight(log: LoggedRounds, pi: np.ndarray) -> float:
+    """The largest importance weight ``π`` can have on these contexts: ``max π(a|x_i) / π_0(a|x_i)``
+    over every eligible action of every round when the logging probabilities are known
+    (``LoggedRounds.logging``), else the largest weight observed."""
+    pi = _policy_matrix(log, pi)
+    observed = float(importance_weights(log, pi).max()) if len(log) else 0.0
+    if log.logging is None:
+        return observed
+    p0 = np.asarray(log.logging, dtype=float)[:, : log.width]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(log.mask() & (p0 > 0), pi / np.where(p0 > 0, p0, 1.0), 0.0)
+    return max(observed, float(ratio.max()))
+
+
 def effective_sample_size(w: np.ndarray) -> float:
     """Kish's effective sample size of importance weights: ``ESS = (Σ w_i)² / Σ w_i²``.
 
@@ -166,6 +187,18 @@ def _mean_of_terms(name: str, terms: np.ndarray, w: np.ndarray, min_ess: float, 
     return Estimate(name, value, low, high, se, n, effective_sample_size(w), min_ess, interval)
 
 
+def _with_extremes(name: str, terms: np.ndarray, w: np.ndarray, min_ess: float, lo: float, hi: float,
+                   lowest: float, highest: float) -> Estimate:
+    """``el_wmax`` for an estimate that is the mean of ``terms``: pseudo-rounds ``lo`` and ``hi``."""
+    n = len(terms)
+    value, se = float(terms.mean()), float(terms.std(ddof=1) / math.sqrt(n))
+    total = float(terms.sum())
+    low, high = el_interval_with_extremes(lambda mu: terms - mu, lambda mu: lo - mu, lambda mu: hi - mu,
+                                          (total + lo) / (n + 1), (total + hi) / (n + 1),
+                                          min(float(terms.min()), lo), max(float(terms.max()), hi))
+    return Estimate(name, value, low, high, se, n, effective_sample_size(w), min_ess, "el_wmax")
+
+
 def ips(log: LoggedRounds, pi: np.ndarray, min_ess: float = MIN_ESS, interval: str = "normal") -> Estimate:
     """Inverse propensity scoring.
 
@@ -174,7 +207,12 @@ def ips(log: LoggedRounds, pi: np.ndarray, min_ess: float = MIN_ESS, interval: s
     Unbiased when every action ``π`` may take had a positive logging probability; its
     variance grows with the weights. ``SE = sd(w_i r_i) / √n``."""
     w = importance_weights(log, pi)
-    return _mean_of_terms("ips", w * log.reward, w, min_ess, interval)
+    terms = w * log.reward
+    if interval == "el_wmax" and len(log) > 1:
+        wmax, r = max_weight(log, pi), log.reward
+        hi, lo = wmax * max(float(r.max()), 0.0), wmax * min(float(r.min()), 0.0)
+        return _with_extremes("ips", terms, w, min_ess, lo, hi, lo, hi)
+    return _mean_of_terms("ips", terms, w, min_ess, interval)
 
 
 def snips(log: LoggedRounds, pi: np.ndarray, min_ess: float = MIN_ESS, interval: str = "normal") -> Estimate:
@@ -197,6 +235,12 @@ def snips(log: LoggedRounds, pi: np.ndarray, min_ess: float = MIN_ESS, interval:
     seen = log.reward[w > 0]
     if interval == "el" and n > 1:
         low, high = el_interval(lambda mu: w * (log.reward - mu), value, float(seen.min()), float(seen.max()))
+    elif interval == "el_wmax" and n > 1:
+        wmax, rlo, rhi = max_weight(log, pi), float(log.reward.min()), float(log.reward.max())
+        swr = float((w * log.reward).sum())
+        low, high = el_interval_with_extremes(
+            lambda mu: w * (log.reward - mu), lambda mu: wmax * (rlo - mu), lambda mu: wmax * (rhi - mu),
+            (swr + wmax * rlo) / (total + wmax), (swr + wmax * rhi) / (total + wmax), rlo, rhi)
     elif interval == "bernstein" and n > 1:
         low, high = bernstein_interval(value + n * w * (log.reward - value) / total)
     else:
@@ -223,7 +267,13 @@ def dr(log: LoggedRounds, pi: np.ndarray, q_hat: np.ndarray, min_ess: float = MI
     q = np.where(log.mask(), q[:, : log.width], 0.0)
     rows = np.arange(len(log))
     w = pi[rows, log.chosen] / log.propensity
-    terms = (pi * q).sum(axis=1) + w * (log.reward - q[rows, log.chosen])
+    direct = (pi * q).sum(axis=1)
+    terms = direct + w * (log.reward - q[rows, log.chosen])
+    if interval == "el_wmax" and len(log) > 1:
+        wmax, eligible = max_weight(log, pi), q[log.mask()]
+        hi = float(direct.max()) + wmax * max(float(log.reward.max()) - float(eligible.min()), 0.0)
+        lo = float(direct.min()) + wmax * min(float(log.reward.min()) - float(eligible.max()), 0.0)
+        return _with_extremes("dr", terms, w, min_ess, lo, hi, lo, hi)
     return _mean_of_terms("dr", terms, w, min_ess, interval)
 
 
@@ -287,7 +337,7 @@ def difference(log: LoggedRounds, pi_a: np.ndarray, pi_b: np.ndarray, estimator:
     when the policies mostly agree (and never the sum of the two when they do not). This
     is what says whether a candidate is better than the champion; comparing one policy's
     bound with the other's estimate ignores that both were measured on the same rounds.
-    ``ess`` is ``π_a``'s. With ``interval="el"`` (or ``"bernstein"``) the interval is that
+    ``ess`` is ``π_a``'s. With ``interval="el"`` (``"el_wmax"`` too) or ``"bernstein"`` the interval is that
     construction's for the mean of the per-round differences ``V̂_a − V̂_b + ψ_a,i − ψ_b,i``
     (for IPS and DR exactly the differences of the round terms)."""
     _check_interval(interval)
@@ -304,5 +354,5 @@ def difference(log: LoggedRounds, pi_a: np.ndarray, pi_b: np.ndarray, estimator:
     if interval != "normal" and n > 1 and se > 0:
         terms = value + psi_a - psi_b
         low, high = (el_interval(lambda mu: terms - mu, value, float(terms.min()), float(terms.max()))
-                     if interval == "el" else bernstein_interval(terms))
+                     if interval in ("el", "el_wmax") else bernstein_interval(terms))
     return Estimate(f"{estimator} difference", value, low, high, se, n, ess, min_ess, interval)

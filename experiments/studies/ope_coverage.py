@@ -71,7 +71,7 @@ def simulate(rng: np.random.Generator, w: World, n: int) -> tuple[LoggedRounds, 
     p0 = w.logging[x]
     a = np.minimum((rng.uniform(0, 1, (n, 1)) > np.cumsum(p0, axis=1)).sum(axis=1), ACTIONS - 1)
     r = (rng.uniform(0, 1, n) < w.mu[x, a]).astype(float)
-    log = LoggedRounds(np.full(n, ACTIONS), a, p0[np.arange(n), a], r)
+    log = LoggedRounds(np.full(n, ACTIONS), a, p0[np.arange(n), a], r, logging=p0)
     actions = [{"a": {"id": f"a{k}"}} for k in range(ACTIONS)]
     decisions: list[Decision] = [({"c": {"type": f"x{int(xi)}"}}, actions) for xi in x]
     return log, w.target[x], decisions

@@ -8,11 +8,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bandit.learn.intervals import CHI2_1_95, bernstein_interval, el_interval, el_statistic
-from bandit.learn.ope import LoggedRounds, difference, ips, snips
+from bandit.learn.ope import LoggedRounds, difference, ips, max_weight, snips
 from experiments.studies.ope_coverage import study
 
 samples = st.lists(st.floats(-50, 50, allow_nan=False), min_size=3, max_size=60).filter(
@@ -77,11 +78,24 @@ def test_estimators_take_the_interval_and_keep_their_value() -> None:
     assert d.low < d.value < d.high and d.interval == "el"
 
 
+def test_the_largest_possible_weight_reads_every_eligible_actions_logging_probability() -> None:
+    log = LoggedRounds(np.array([2, 3]), np.array([0, 1]), np.array([0.5, 0.6]), np.array([0.0, 1.0]),
+                       logging=np.array([[0.5, 0.5, 0.0], [0.3, 0.6, 0.1]]))
+    pi = np.array([[0.0, 1.0, 0.0], [0.2, 0.3, 0.5]])
+    assert max_weight(log, pi) == pytest.approx(5.0)  # 0.5 / 0.1: an action never logged here
+    bare = LoggedRounds(log.n_actions, log.chosen, log.propensity, log.reward)
+    assert max_weight(bare, pi) == pytest.approx(0.5)  # the observed weights: 0 / 0.5 and 0.3 / 0.6
+    e = ips(log, pi, interval="el_wmax")
+    assert e.interval == "el_wmax" and e.low <= e.value <= e.high
+
+
 def test_intervals_cover_the_truth_with_rare_rewards() -> None:
     """40 simulated logs of 5,000 rounds at a 0.5% reward rate (about 28 rewards each), DR on
     cross-fitted action means (the VW regression is the study's; slower)."""
     result = study(range(40), n=5000, reward_model="mean")
     for estimator, by_interval in result.items():
         assert by_interval["el"]["coverage"] >= 0.875, (estimator, by_interval["el"])
+        assert by_interval["el_wmax"]["coverage"] >= 0.95, (estimator, by_interval["el_wmax"])
+        assert by_interval["el_wmax"]["mean_width"] < 0.5 * by_interval["bernstein"]["mean_width"]
         assert by_interval["bernstein"]["coverage"] >= 0.95, (estimator, by_interval["bernstein"])
         assert by_interval["bernstein"]["mean_width"] > by_interval["el"]["mean_width"]

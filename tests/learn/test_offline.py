@@ -67,7 +67,7 @@ def test_evaluate_a_log_made_by_the_decision_path(decider: Decider, store: Decis
     report = result.as_json()
     check_shape(report, names, 180)
     assert json.loads(json.dumps(report)) == report  # plain JSON: no NaN, no numpy types
-    assert report["decisions_read"] == 200 and report["interval"] == "el"
+    assert report["decisions_read"] == 200 and report["interval"] == "el_wmax"
     p = report["policies"]
     assert p["no_offer"]["offer_rate"] == 0 and p["no_offer"]["ips"]["value"] <= 0  # complaints only (fill)
     assert p[f"fixed:{offer}"]["offer_rate"] > 0.5
