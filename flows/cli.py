@@ -202,7 +202,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     result, run_id = run_evaluation(s, args.policies, since, until, as_of=timestamp(args.as_of) or now,
                                     holdout=args.holdout, folds=args.folds, interval=args.interval,
                                     progress=None if args.quiet else ProgressBar(), json_path=args.json,
-                                    mlflow=not args.no_mlflow)
+                                    mlflow=not args.no_mlflow, importance=args.importance)
     print(result.table())
     if args.json is not None:
         print(f"\nwrote {args.json}")
@@ -293,6 +293,9 @@ def register(cli: CommandLine) -> None:
     sp.add_argument("--interval", choices=INTERVALS, default=DEFAULT_INTERVAL,
                     help=f"construction of the 95%% intervals (default {DEFAULT_INTERVAL})")
     sp.add_argument("--json", type=Path, help="also write the figures here as JSON")
+    sp.add_argument("--importance", action="store_true",
+                    help="also, per namespace, how much the first policyfile's value drops when it is retrained "
+                    "without it (paired, with intervals); warns of features that look like ids or timestamps")
     sp.add_argument("--no-mlflow", action="store_true", help="do not log an MLflow run")
     sp.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
 

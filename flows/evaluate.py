@@ -54,16 +54,16 @@ def registry_resolver(settings: Settings, exploration: Exploration) -> ModelReso
 def run_evaluation(settings: Settings, specs: Sequence[PolicySpec], since: float, until: float, as_of: float,
                    holdout: float = DEFAULT_HOLDOUT, folds: int = DEFAULT_FOLDS, interval: str = DEFAULT_INTERVAL,
                    progress: Progress | None = None, json_path: Path | None = None,
-                   mlflow: bool = True) -> tuple[OfflineEvaluation, str | None]:
+                   mlflow: bool = True, importance: bool = False) -> tuple[OfflineEvaluation, str | None]:
     """Evaluate ``specs`` on the log of ``[since, until)``; write ``json_path``; log the MLflow
     run (unless ``mlflow`` is false). Returns the evaluation and the run id."""
     cfg = load_config(settings)
     store = open_store(settings)
     try:
-        kwargs = {"progress": progress} if progress is not None else {}
+        kwargs: dict = {"progress": progress} if progress is not None else {}
         result = offline_evaluation(iter_joined(store.engine, since, until), cfg, specs, since, until, as_of,
                                     registry_resolver(settings, cfg.policy.exploration), holdout, folds, interval,
-                                    **kwargs)
+                                    importance=importance, **kwargs)
     finally:
         store.close()
     report = result.as_json()

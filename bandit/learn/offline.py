@@ -44,6 +44,7 @@ from bandit.config.policyfile import load_policy
 from bandit.decide.vw import Scorer, VWModel
 from bandit.domain.errors import InvalidRequest, OfferBanditError
 from bandit.domain.outcomes import Outcome
+from bandit.learn.importance import NamespaceImportance, leave_one_out, suspicious_features
 from bandit.learn.evaluation import ESTIMATORS, Comparison, EvalSet, Policy, baselines, eval_set, evaluate, model_policy
 from bandit.learn.ope import INTERVALS, Estimate
 from bandit.learn.reward_model import cross_fit, decisions_of
@@ -93,6 +94,9 @@ class OfflineEvaluation:
     read: int  # decisions in the stretch
     trained_on: int  # learnable decisions the policy files were trained on (0: none trained)
     notes: list[str] = field(default_factory=list)
+    importance_of: str | None = None  # the policy file whose namespaces were left out (--importance)
+    importance: list[NamespaceImportance] = field(default_factory=list)
+    suspicious: list[str] = field(default_factory=list)  # features that look like ids or timestamps
 
     @property
     def n(self) -> int:
@@ -117,7 +121,14 @@ class OfflineEvaluation:
                 "since": _iso(self.since), "until": _iso(self.until), "as_of": _iso(self.as_of),
                 "decisions_read": self.read, "trained_on": self.trained_on, "interval": self.interval,
                 "dr_reward_model": f"VW regression on context x action, {self.folds}-fold cross-fitted",
-                "notes": self.notes}
+                "notes": self.notes, **self._importance_json()}
+
+    def _importance_json(self) -> dict[str, Any]:
+        if self.importance_of is None:
+            return {}
+        return {"importance": {"policy": self.importance_of, "drop": {
+            i.namespace: {e: _interval(d) for e, d in i.drop.items()} for i in self.importance}},
+            "suspicious_features": self.suspicious}
 
     def metrics(self) -> dict[str, float]:
         """The figures as flat metrics (``<policy>.<estimator>``, ``_low``, ``_high``, ``.ess``,
@@ -133,6 +144,10 @@ class OfflineEvaluation:
             for e, d in by.items():
                 out.update({f"{a}-minus-{self.first}.{e}": d.value, f"{a}-minus-{self.first}.{e}_low": d.low,
                             f"{a}-minus-{self.first}.{e}_high": d.high})
+        for i in self.importance:
+            for e, d in i.drop.items():
+                key = f"importance.{i.namespace}.{e}"
+                out.update({key: d.value, f"{key}_low": d.low, f"{key}_high": d.high})
         return {k: v for k, v in out.items() if math.isfinite(v)}
 
     def table(self) -> str:
@@ -153,7 +168,13 @@ class OfflineEvaluation:
             for a, by in self.differences().items():
                 cells = "  ".join(f"{_fmt(by[e], signed=True):<27}" for e in ESTIMATORS)
                 lines.append(f"{a:<{width}}  {cells}".rstrip())
-        warnings = [w for ev in self.comparison.policies.values() for w in ev.warnings()]
+        if self.importance_of is not None:
+            lines += ["", f"importance: {self.importance_of} minus the same learner without the namespace, paired:"]
+            nw = max([len("namespace"), *(len(i.namespace) for i in self.importance)])
+            for i in sorted(self.importance, key=lambda i: -i.drop["snips"].value):
+                cells = "  ".join(f"{_fmt(i.drop[e], signed=True):<27}" for e in ESTIMATORS)
+                lines.append(f"{i.namespace:<{nw}}  {cells}".rstrip())
+        warnings = [w for ev in self.comparison.policies.values() for w in ev.warnings()] + self.suspicious
         if warnings or self.notes:
             lines += ["", *[f"warning: {w}" for w in warnings], *[f"note: {n}" for n in self.notes]]
         return "\n".join(lines)
@@ -199,9 +220,11 @@ def train_policy_file(path: Path, train_part: Sequence[Pair]) -> VWModel:
 def offline_evaluation(pairs: Iterable[Pair], cfg: Config, specs: Sequence[PolicySpec], since: float, until: float,
                        as_of: float, resolve: ModelResolver = _no_registry, holdout: float = DEFAULT_HOLDOUT,
                        folds: int = DEFAULT_FOLDS, interval: str = DEFAULT_INTERVAL,
-                       progress: Progress = _quiet) -> OfflineEvaluation:
+                       progress: Progress = _quiet, importance: bool = False) -> OfflineEvaluation:
     """Evaluate ``specs`` (the first is the one the others are paired against) on the
-    decisions of ``pairs`` (``bandit.log.reader.iter_joined`` over ``[since, until)``)."""
+    decisions of ``pairs`` (``bandit.log.reader.iter_joined`` over ``[since, until)``).
+    ``importance``: also leave each namespace out of the first ``policyfile:`` policy
+    (``bandit.learn.importance``)."""
     if not specs:
         raise InvalidRequest("policy", "name at least one policy")
     if interval not in INTERVALS:
@@ -209,6 +232,10 @@ def offline_evaluation(pairs: Iterable[Pair], cfg: Config, specs: Sequence[Polic
     names = [s.text for s in specs]
     if len(set(names)) != len(names):
         raise InvalidRequest("policy", f"a policy named twice: {names}")
+    files = [s for s in specs if s.kind == "policyfile"]
+    if importance and not files:
+        raise InvalidRequest("importance", "needs a policyfile:<path> policy: its learner is retrained without "
+                                           "each namespace")
     scorers: dict[str, Scorer] = {}  # the models that exist already, found before anything is read
     for s in specs:
         if s.kind == "model":
@@ -226,7 +253,6 @@ def offline_evaluation(pairs: Iterable[Pair], cfg: Config, specs: Sequence[Polic
     progress("reading the log", read, read)
     train_part: list[Pair] = []
     test_part = kept
-    files = [s for s in specs if s.kind == "policyfile"]
     if files:
         window = Window(as_of=until, days=(until - since) / 86400, holdout=holdout)
         train_part, test_part = window.split(kept)
@@ -261,8 +287,15 @@ def offline_evaluation(pairs: Iterable[Pair], cfg: Config, specs: Sequence[Polic
     comparison = evaluate(evals, {n: (lambda _e, pi=pi: pi) for n, pi in matrices.items()},
                           cfg.policy.promotion.min_ess, paired=[(n, first) for n in names[1:]], q_hat=q_hat,
                           interval=interval)
+    ranked: list[NamespaceImportance] = []
+    if importance:
+        ranked = leave_one_out(Path(str(files[0].argument)), train_part, evals, matrices[files[0].text], q_hat,
+                               interval, cfg.policy.promotion.min_ess,
+                               lambda d, t: progress("leaving each namespace out", d, t))
     notes = []
     if files:
         notes.append(f"every policy is judged on the newest {len(evals)} decisions only (the policy files "
                      f"learned from the {len(train_part)} before them)")
-    return OfflineEvaluation(comparison, first, since, until, as_of, interval, folds, read, len(train_part), notes)
+    return OfflineEvaluation(comparison, first, since, until, as_of, interval, folds, read, len(train_part), notes,
+                             files[0].text if importance else None, ranked,
+                             suspicious_features(evals.records) if importance else [])

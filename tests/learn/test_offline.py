@@ -251,3 +251,41 @@ def test_policy_values_follow_the_log(tmp_path: Path) -> None:
     r = OfflineEvaluation(cmp, "a", 0.0, 86400.0, 86400.0, "el", 3, 100, 0)
     assert list(r.differences()) == ["b"] and r.as_json()["differences"]["b"]["snips"]["value"] == 1.0
     assert np.isfinite(list(r.metrics().values())).all() and r.metrics()["b-minus-a.snips"] == 1.0
+
+
+# -- feature importance (--importance) ---------------------------------------------------------------
+
+def test_importance_leaves_each_namespace_out_of_the_policy_file(decider: Decider, store: DecisionStore,
+                                                                 live: LiveConfig, settings: Settings) -> None:
+    fill(decider, 200)
+    names = ["uniform", f"policyfile:{settings.policy}"]
+    result = offline_evaluation(iter_joined(store.engine, SINCE, UNTIL), live.current, [parse_spec(n) for n in names],
+                                SINCE, UNTIL, AS_OF, importance=True)
+    report = result.as_json()
+    drops = report["importance"]["drop"]
+    assert report["importance"]["policy"] == names[1]
+    assert set(drops) == {"shared:context", "shared:emotion", "shared:user", "shared:history", "action:offer"}
+    for ns, by in drops.items():
+        assert set(by) == set(ESTIMATES) and all(by[e]["low"] <= by[e]["value"] <= by[e]["high"] for e in ESTIMATES)
+    # without the offer's features every action looks alike: the learner can only spread its choices
+    assert drops["action:offer"]["snips"]["value"] != 0
+    assert "importance: policyfile:" in result.table() and report["suspicious_features"] == []
+    with pytest.raises(InvalidRequest, match="importance: needs a policyfile"):
+        offline_evaluation(iter_joined(store.engine), live.current, [parse_spec("uniform")], SINCE, UNTIL, AS_OF,
+                           importance=True)
+
+
+def test_features_that_look_like_ids_or_timestamps_are_warned_of() -> None:
+    from bandit.learn.importance import suspicious_features
+    from bandit.log.records import DecisionRecord
+
+    def rec(i: int) -> DecisionRecord:
+        shared = {"GUser": {"userId": f"u{i}", "tier": "gold" if i % 2 else "silver", "createdTime": 1.79e9 + i,
+                            "visits": i % 7}, "sessionStart": 1_790_000_000_000 + i, "channel=chat": 1.0}
+        return DecisionRecord(f"e{i}", 0.0, "online", "m", ["no_offer", "a"], [0.5, 0.5], 0, True,
+                              customer_key="k", payload={"shared": shared, "actions": [{}, {}]})
+
+    warnings = suspicious_features([rec(i) for i in range(100)])
+    flagged = sorted(w.split(" looks like ")[0] for w in warnings)
+    assert flagged == ["shared:GUser.createdTime", "shared:GUser.userId", "shared:sessionStart"], warnings
+    assert any("shared:GUser.userId looks like an identifier (100 distinct values" in w for w in warnings)
