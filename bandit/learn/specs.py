@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bandit.domain.errors import InvalidRequest
-from bandit.learn.intervals import INTERVALS
+from bandit.learn.intervals import INTERVALS  # re-exported: the command line lists the constructions
 
 POLICY_FORMS = ("champion", "registry:<version>", "model:<path>", "policyfile:<path>", "no_offer", "uniform",
                 "rules", "fixed:<offer id>")
