@@ -3,7 +3,7 @@
 The core knows its own commands (configuration, the log, one decision, training). The
 packages above it contribute theirs through the entry-point group
 ``offer_bandit.commands`` (``serve`` from the service, ``retrain``, ``monitor``, ``tune``,
-``rollback`` and ``flows`` from the flows, ``demo`` from the experiments), the way pytest
+``rollback``, ``evaluate`` and ``flows`` from the flows, ``demo`` from the experiments), the way pytest
 and flask find their plugins: the core never imports what sits above it. Every command
 that makes a decision goes through ``bandit.deploy.runtime.build_decider`` and so through
 the one decision path. Heavy imports happen inside commands, so ``--help`` is instant.

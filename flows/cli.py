@@ -1,4 +1,4 @@
-"""The flows' commands (``retrain``, ``rollback``, ``monitor``, ``flows serve``, ``tune``),
+"""The flows' commands (``retrain``, ``rollback``, ``monitor``, ``flows serve``, ``tune``, ``evaluate``),
 contributed to the core's command line through the entry point ``offer_bandit.commands``
 (the core does not import the flows).
 
