@@ -68,6 +68,12 @@ def to_dsjson(rec: DecisionRecord, outs: list[Outcome], cfg: RewardConfig) -> di
     }
 
 
+def dsjson_line(rec: DecisionRecord, outs: list[Outcome], cfg: RewardConfig) -> str:
+    """One decision as one DSJSON line (``to_dsjson``): what the export writes and what a
+    retrain streams into VW."""
+    return json.dumps(to_dsjson(rec, outs, cfg), separators=(",", ":"))
+
+
 @dataclass
 class ExportStats:
     written: int = 0
@@ -86,7 +92,7 @@ def dsjson_lines(
             stats.skipped_inactive += 1
             continue
         stats.written += 1
-        yield json.dumps(to_dsjson(rec, outs, cfg), separators=(",", ":"))
+        yield dsjson_line(rec, outs, cfg)
 
 
 def export_dsjson(
