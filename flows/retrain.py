@@ -28,6 +28,7 @@ last key trained on), so the same log gives the same candidate and estimates.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import tempfile
@@ -42,7 +43,7 @@ import numpy as np
 
 from bandit.config.loader import Config, load_config
 from bandit.config.policyfile import Exploration
-from bandit.log.dsjson import dsjson_line
+from bandit.log.dsjson import dsjson_fields, dsjson_line, dsjson_text
 from bandit.learn.evaluation import (Columns, Comparison, EvalSet, Policy, baselines, eval_set, evaluate, judged,
                                      model_policy)
 from bandit.deploy.gate import Verdict, gate
@@ -57,7 +58,8 @@ from bandit.domain.outcomes import Outcome
 from bandit.learn.training import train_dsjson, train_dsjson_stream
 from bandit.learn.window import DEFAULT_HOLDOUT, DEFAULT_WINDOW_DAYS, Window, split_window
 from bandit.decide.vw import VWModel
-from bandit.log.reader import Key, count_learnable, iter_learnable
+from bandit.log.reader import Key, count_learnable, iter_learnable, iter_learnable_features
+from bandit.log.vwjson import context_text
 
 EXPERIMENT = RETRAIN_EXPERIMENT
 log = logging.getLogger(__name__)
@@ -154,13 +156,14 @@ def train_window(settings: Settings, vw_args: list[str], reward_cfg: RewardConfi
     store = open_store(settings)
 
     def lines() -> Iterator[str]:
-        with closing(iter_learnable(store.engine, reward_cfg, window.start, window.as_of, window.as_of)) as rows:
-            for i, (rec, outs) in enumerate(rows):
+        with closing(iter_learnable_features(store.engine, reward_cfg, window.start, window.as_of,
+                                             window.as_of)) as rows:
+            for i, (rec, outs, shared, actions) in enumerate(rows):
                 if i == cut:
                     return
                 columns.add(rec, judged(rec, outs, reward_cfg))
                 last[:] = [(rec.ts, rec.event_id)]
-                yield dsjson_line(rec, outs, reward_cfg)
+                yield dsjson_text(dsjson_fields(rec, outs, reward_cfg), context_text(shared, actions))
 
     try:
         if warm_from is None:
@@ -183,9 +186,11 @@ def evaluate_window(settings: Settings, cfg: Config, trained: Trained, champion:
     held = Columns(_policies(cfg, trained.model, champion), like=trained.columns)
     store = open_store(settings)
     try:
-        with closing(iter_learnable(store.engine, cfg.policy.reward, window.start, window.as_of, window.as_of,
-                                    after=trained.last)) as rows:
-            for rec, outs in rows:
+        with closing(iter_learnable_features(store.engine, cfg.policy.reward, window.start, window.as_of,
+                                             window.as_of, after=trained.last)) as rows:
+            for rec, outs, shared, actions in rows:
+                # the features the models score, parsed; the rest of the payload never is
+                rec.payload.update(shared=json.loads(shared), actions=json.loads(actions))
                 held.add(rec, judged(rec, outs, cfg.policy.reward))
     finally:
         store.close()
@@ -312,13 +317,20 @@ def _log_details(details: RunBreakdown, window: Window) -> None:
     """The input datasets, the offer-mix metrics and the plots of one run (inside it)."""
     import mlflow
     import mlflow.data
+    from mlflow.data.digest_utils import MAX_ROWS, compute_pandas_digest
     from mlflow.models import infer_signature
 
     from flows.plots import figures
 
     for split, context in (("train", "training"), ("holdout", "evaluation")):
         rows = details.decisions[details.decisions["split"] == split].reset_index(drop=True)
-        dataset = mlflow.data.from_pandas(rows, name=f"window {window.label} {split}", targets="reward")
+        # MLflow's own digest reads every value's type (``df.map(type)``: minutes and
+        # gigabytes for a window of millions); its digest of the first rows, with the count,
+        # says the same of a window that is in time order
+        head = compute_pandas_digest(rows.head(MAX_ROWS))
+        digest = hashlib.md5(f"{head}:{len(rows)}".encode()).hexdigest()[:8]
+        dataset = mlflow.data.from_pandas(rows, name=f"window {window.label} {split}", targets="reward",
+                                          digest=digest)
         # MLflow infers a frame's schema value by value (~7 s per 160,000 rows); every column
         # here has one type and no gaps, so the first rows give the same schema
         dataset.schema = infer_signature(rows.head(1000)).inputs

@@ -18,8 +18,9 @@ from pathlib import Path
 
 import vowpalwabbit
 
-from bandit.log.dsjson import dsjson_lines
-from bandit.log.vwjson import READER_ARGS
+from bandit.log.dsjson import dsjson_fields, dsjson_text
+from bandit.log.reader import iter_learnable_features
+from bandit.log.vwjson import READER_ARGS, context_text
 from bandit.config.policyfile import PolicyFile
 from bandit.log.store import DecisionStore
 from bandit.decide.vw import VWModel
@@ -122,5 +123,10 @@ def train_dsjson_stream(args: list[str], lines: Iterable[str], warm_start: Path 
 
 def train_from_log(store: DecisionStore, policy: PolicyFile, since: float | None = None,
                    until: float | None = None, warm_start: Path | None = None) -> tuple[VWModel, int]:
-    """Train a policy on the log with the policy file's learner and reward settings."""
-    return train_dsjson(policy.vw_args(), dsjson_lines(store, policy.reward, since, until), warm_start)
+    """Train a policy on the log's learnable decisions in ``[since, until)`` with the policy
+    file's learner and reward settings: the lines ``dsjson_lines`` exports, streamed from the
+    log (``bandit.log.reader.iter_learnable``) into VW's driver as they are made."""
+    cfg = policy.reward
+    lines = (dsjson_text(dsjson_fields(rec, outs, cfg), context_text(shared, actions))
+             for rec, outs, shared, actions in iter_learnable_features(store.engine, cfg, since, until))
+    return train_dsjson_stream(policy.vw_args(), lines, warm_start)

@@ -88,7 +88,10 @@ def first_ts(db: Path) -> float:
 
 
 def run_retrain(work: Path, as_of: float, out: Path) -> None:
-    """The child: one retrain of the 7-day window ending at ``as_of``, each step timed."""
+    """The child: one retrain of the 7-day window ending at ``as_of``, each step timed (MLflow
+    imported first, as a scheduled flow's worker has it: its import is not the retrain's)."""
+    import mlflow  # noqa: F401
+
     from flows.retrain import retrain
 
     settings = get_settings(home=work, catalog=REPO / "config/offers.yaml", policy=REPO / "config/policy.yaml",

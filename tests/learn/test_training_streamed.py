@@ -5,6 +5,7 @@ for byte), the same estimates and the same breakdowns, on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +19,7 @@ from bandit.decide.vw import VWModel
 from bandit.deploy.runtime import open_store
 from bandit.learn.training import TrainingFailed, train_dsjson, train_dsjson_stream
 from bandit.learn.window import split_window
+from bandit.log.dsjson import to_dsjson
 from bandit.log.reader import iter_joined
 from bandit.log.records import learnable
 from tests.simlog import REPO, simulated_log
@@ -57,7 +59,15 @@ def test_the_streamed_retrain_gives_the_held_windows_candidate_and_estimates(tmp
     assert 1000 < len(pairs) < len(everything)  # the filter has work to do
     train_part, test_part = window.split(pairs)
 
-    held_model, held_n = train_candidate(cfg.policy.vw_args(), reward_cfg, train_part)
+    # the reference: the lines as the held path made them (json.dumps of each record's
+    # object, context in the middle), through VW's driver reading a file
+    order = ["_label_cost", "_label_probability", "_labelIndex", "_label_Action", "Timestamp", "Version", "EventId",
+             "a", "c", "p", "VWState", "_ob"]
+    reference = [json.dumps({k: d[k] for k in order}, separators=(",", ":"))
+                 for d in (to_dsjson(rec, outs, reward_cfg) for rec, outs in train_part)]
+    held_model, held_n = train_dsjson(cfg.policy.vw_args(), reference)
+    assert _digest(train_candidate(cfg.policy.vw_args(), reward_cfg, train_part)[0], tmp_path / "c.vw") == \
+        _digest(held_model, tmp_path / "held.vw")
     n = count_window(settings, reward_cfg, window)
     assert n == len(pairs)
     trained = train_window(settings, cfg.policy.vw_args(), reward_cfg, window, window.cut(n))
