@@ -2,13 +2,15 @@
 
 One retrain over a window of the log that ends at ``as_of``:
 
-1. keep the learnable decisions (activated, reward window closed by ``as_of``) and
+1. count the learnable decisions (activated, reward window closed by ``as_of``) and
    split them by time: the older ``1 - holdout`` to train on, the newest ``holdout``
    to evaluate on (a candidate is never judged on what it learned from);
-2. train a candidate on the training part (fresh, or warm-started from the champion);
+2. train a candidate on the training part (fresh, or warm-started from the champion),
+   streamed from the log into VW's driver as DSJSON lines (``train_window``);
 3. evaluate candidate, champion and the baselines off-policy on the held-out part
-   (``bandit.learn.evaluation``), with the candidate's difference from the champion (or, for a
-   first model, from ``no_offer``) on the same decisions, and ask the gate (``bandit.deploy.gate``);
+   (``bandit.learn.evaluation``), scored as it streams from the log (``evaluate_window``),
+   with the candidate's difference from the champion (or, for a first model, from
+   ``no_offer``) on the same decisions, and ask the gate (``bandit.deploy.gate``);
 4. log everything to one MLflow run (parameters, metrics per policy, the evaluation
    report, the window's decisions as input datasets, the plots of ``flows.plots``, the
    pyfunc model), register the candidate, and promote it only if the gate
@@ -16,14 +18,23 @@ One retrain over a window of the log that ends at ``as_of``:
 
 Re-running the same window finds the run it made before (tagged with the window) and
 returns its result: same window, same result, no second registration.
+
+Why streamed: a window of a contact center's week is millions of decisions; held as
+records (``load_window``, which tuning still uses) a million took 11.5 GB. Streamed, the
+retrain keeps per decision only columns (``bandit.learn.evaluation.Columns``), and the
+log is read twice in SQL order (the training part, then the held-out part after the
+last key trained on), so the same log gives the same candidate and estimates.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,8 +43,9 @@ import numpy as np
 
 from bandit.config.loader import Config, load_config
 from bandit.config.policyfile import Exploration
-from bandit.log.dsjson import to_dsjson
-from bandit.learn.evaluation import Comparison, Policy, baselines, eval_set, evaluate, model_policy
+from bandit.log.dsjson import dsjson_fields, dsjson_line, dsjson_text
+from bandit.learn.evaluation import (Columns, Comparison, EvalSet, Policy, baselines, eval_set, evaluate, judged,
+                                     model_policy)
 from bandit.deploy.gate import Verdict, gate
 from bandit.deploy.runtime import open_store
 from bandit.domain.outcomes import RewardConfig
@@ -41,12 +53,13 @@ from bandit.learn.segments import RunBreakdown, breakdown, decision_frame, mix_m
 from bandit.config.settings import Settings
 from flows.steps import StepRunner, run_directly
 from tracking.runs import RETRAIN_EXPERIMENT, experiment
-from bandit.log.records import DecisionRecord, learnable
+from bandit.log.records import DecisionRecord
 from bandit.domain.outcomes import Outcome
-from bandit.learn.training import train_dsjson
+from bandit.learn.training import train_dsjson, train_dsjson_stream
 from bandit.learn.window import DEFAULT_HOLDOUT, DEFAULT_WINDOW_DAYS, Window, split_window
 from bandit.decide.vw import VWModel
-from bandit.log.reader import iter_joined
+from bandit.log.reader import Key, count_learnable, iter_learnable, iter_learnable_features
+from bandit.log.vwjson import context_text
 
 EXPERIMENT = RETRAIN_EXPERIMENT
 log = logging.getLogger(__name__)
@@ -106,10 +119,85 @@ def load_window(settings: Settings, reward_cfg: RewardConfig, window: Window) ->
     window closed by ``as_of``), oldest first, with their outcomes."""
     store = open_store(settings)
     try:
-        return [(rec, outs) for rec, outs in iter_joined(store.engine, window.start, window.as_of)
-                if learnable(rec, reward_cfg, window.as_of)]
+        return list(iter_learnable(store.engine, reward_cfg, window.start, window.as_of, window.as_of))
     finally:
         store.close()
+
+
+def count_window(settings: Settings, reward_cfg: RewardConfig, window: Window) -> int:
+    """How many learnable decisions the window holds (``load_window``'s length, counted by
+    the database): the split by count is known before the window is streamed."""
+    store = open_store(settings)
+    try:
+        return count_learnable(store.engine, reward_cfg, window.start, window.as_of, window.as_of)
+    finally:
+        store.close()
+
+
+@dataclass(frozen=True)
+class Trained:
+    """What the train step hands on: the candidate, how many decisions it learned from, the
+    log key of the last one (the held-out part starts after it) and the training part as
+    columns (for the run's breakdowns)."""
+
+    model: VWModel
+    trained_on: int
+    last: Key | None
+    columns: Columns
+
+
+def train_window(settings: Settings, vw_args: list[str], reward_cfg: RewardConfig, window: Window, cut: int,
+                 warm_from: VWModel | None = None) -> Trained:
+    """VW on the window's ``cut`` oldest learnable decisions, streamed from the log into VW's
+    driver as DSJSON lines (``bandit.learn.training.train_dsjson_stream``), fresh or from
+    ``warm_from``: the candidate ``train_candidate`` makes from ``load_window``'s first ``cut``."""
+    columns = Columns()
+    last: list[Key] = []
+    store = open_store(settings)
+
+    def lines() -> Iterator[str]:
+        with closing(iter_learnable_features(store.engine, reward_cfg, window.start, window.as_of,
+                                             window.as_of)) as rows:
+            for i, (rec, outs, shared, actions) in enumerate(rows):
+                if i == cut:
+                    return
+                columns.add(rec, judged(rec, outs, reward_cfg))
+                last[:] = [(rec.ts, rec.event_id)]
+                yield dsjson_text(dsjson_fields(rec, outs, reward_cfg), context_text(shared, actions))
+
+    try:
+        if warm_from is None:
+            model, n = train_dsjson_stream(vw_args, lines())
+        else:
+            with tempfile.TemporaryDirectory() as d:
+                warm = Path(d) / "champion.vw"
+                warm_from.save(warm)
+                model, n = train_dsjson_stream(vw_args, lines(), warm_start=warm)
+    finally:
+        store.close()
+    return Trained(model, n, last[0] if last else None, columns)
+
+
+def evaluate_window(settings: Settings, cfg: Config, trained: Trained, champion: VWModel | None, window: Window
+                    ) -> tuple[Comparison, Verdict, RunBreakdown | None]:
+    """``compare_in_detail`` on the window's held-out part (the learnable decisions after
+    ``trained.last``), each decision scored by every policy as it streams from the log and
+    kept as columns (``bandit.learn.evaluation.Columns``)."""
+    held = Columns(_policies(cfg, trained.model, champion), like=trained.columns)
+    store = open_store(settings)
+    try:
+        with closing(iter_learnable_features(store.engine, cfg.policy.reward, window.start, window.as_of,
+                                             window.as_of, after=trained.last)) as rows:
+            for rec, outs, shared, actions in rows:
+                # the features the models score, parsed; the rest of the payload never is
+                rec.payload.update(shared=json.loads(shared), actions=json.loads(actions))
+                held.add(rec, judged(rec, outs, cfg.policy.reward))
+    finally:
+        store.close()
+    evals = held.eval_set()
+    matrices = held.matrices()
+    held.policies.clear()
+    return _judge(cfg, evals, matrices, champion is not None, trained.columns.frame("train"))
 
 
 def fetch_champion(settings: Settings, exploration: Exploration) -> tuple[str | None, VWModel | None]:
@@ -128,7 +216,7 @@ def fetch_champion(settings: Settings, exploration: Exploration) -> tuple[str | 
 def train_candidate(vw_args: list[str], reward_cfg: RewardConfig, train_part: list[Pair],
                     warm_from: VWModel | None = None) -> tuple[VWModel, int]:
     """VW on the training part as DSJSON (``bandit.learn.training``), fresh or from ``warm_from``."""
-    lines = (json.dumps(to_dsjson(rec, outs, reward_cfg), separators=(",", ":")) for rec, outs in train_part)
+    lines = (dsjson_line(rec, outs, reward_cfg) for rec, outs in train_part)
     if warm_from is None:
         return train_dsjson(vw_args, lines)
     with tempfile.TemporaryDirectory() as d:
@@ -144,19 +232,31 @@ def compare_in_detail(cfg: Config, candidate: VWModel, champion: VWModel | None,
     verdict; with ``train_part`` also the run's breakdowns (``bandit.learn.segments``): the
     window as a frame, the offer mix per policy, the candidate's lift per segment. Each
     policy is scored once, for the estimates and the breakdowns alike."""
-    policies = {"candidate": model_policy(candidate)}
+    held_out = eval_set(test_part, cfg.policy.reward, as_of)
+    matrices = {name: policy(held_out) for name, policy in _policies(cfg, candidate, champion).items()}
+    train_rows = None if train_part is None else decision_frame(eval_set(train_part, cfg.policy.reward, as_of), "train")
+    return _judge(cfg, held_out, matrices, champion is not None, train_rows)
+
+
+def _policies(cfg: Config, candidate: VWModel, champion: VWModel | None) -> dict[str, Any]:
+    """The policies a candidate is compared with: itself, the champion (if any), the baselines."""
+    policies: dict[str, Any] = {"candidate": model_policy(candidate)}
     if champion is not None:
         policies["champion"] = model_policy(champion)
     policies.update(baselines(cfg.catalog, cfg.policy.control.rules_min_sentiment))
-    held_out = eval_set(test_part, cfg.policy.reward, as_of)
-    matrices = {name: policy(held_out) for name, policy in policies.items()}
-    base = "champion" if champion is not None else "no_offer"  # what the gate holds the candidate against
+    return policies
+
+
+def _judge(cfg: Config, held_out: EvalSet, matrices: dict[str, np.ndarray], has_champion: bool,
+           train_rows: Any | None) -> tuple[Comparison, Verdict, RunBreakdown | None]:
+    """The estimates from the policies' matrices on the held-out part, the gate's verdict and,
+    with ``train_rows`` (the training part's ``decision_frame``), the run's breakdowns."""
+    base = "champion" if has_champion else "no_offer"  # what the gate holds the candidate against
     comparison = evaluate(held_out, {name: _fixed(pi) for name, pi in matrices.items()}, cfg.policy.promotion.min_ess,
                           paired=[("candidate", base)])
-    verdict = gate(comparison, cfg.policy.promotion, champion="champion" if champion is not None else None)
-    if train_part is None or not len(held_out):
+    verdict = gate(comparison, cfg.policy.promotion, champion="champion" if has_champion else None)
+    if train_rows is None or not len(held_out):
         return comparison, verdict, None
-    train_rows = decision_frame(eval_set(train_part, cfg.policy.reward, as_of), "train")
     return comparison, verdict, breakdown(train_rows, held_out, matrices, min_ess=cfg.policy.promotion.min_ess)
 
 
@@ -217,13 +317,20 @@ def _log_details(details: RunBreakdown, window: Window) -> None:
     """The input datasets, the offer-mix metrics and the plots of one run (inside it)."""
     import mlflow
     import mlflow.data
+    from mlflow.data.digest_utils import MAX_ROWS, compute_pandas_digest
     from mlflow.models import infer_signature
 
     from flows.plots import figures
 
     for split, context in (("train", "training"), ("holdout", "evaluation")):
         rows = details.decisions[details.decisions["split"] == split].reset_index(drop=True)
-        dataset = mlflow.data.from_pandas(rows, name=f"window {window.label} {split}", targets="reward")
+        # MLflow's own digest reads every value's type (``df.map(type)``: minutes and
+        # gigabytes for a window of millions); its digest of the first rows, with the count,
+        # says the same of a window that is in time order
+        head = compute_pandas_digest(rows.head(MAX_ROWS))
+        digest = hashlib.md5(f"{head}:{len(rows)}".encode()).hexdigest()[:8]
+        dataset = mlflow.data.from_pandas(rows, name=f"window {window.label} {split}", targets="reward",
+                                          digest=digest)
         # MLflow infers a frame's schema value by value (~7 s per 160,000 rows); every column
         # here has one type and no gaps, so the first rows give the same schema
         dataset.schema = infer_signature(rows.head(1000)).inputs
@@ -255,17 +362,17 @@ def retrain(settings: Settings, as_of: float | None = None, window_days: float =
     if earlier is not None:
         return earlier
     cfg = load_config(settings)
-    pairs = step("load-window", load_window, settings, cfg.policy.reward, window)
-    train_part, test_part = window.split(pairs)
+    n = step("count-window", count_window, settings, cfg.policy.reward, window)
+    cut = window.cut(n)
     params = {"vw_args": " ".join(cfg.policy.vw_args()), "window_days": window_days, "as_of": window.as_of,
               "holdout": holdout, "warm_start": warm_start, "catalog_version": cfg.catalog.version,
-              "decisions": len(pairs), **{f"reward.{k}": v for k, v in cfg.policy.reward.model_dump().items()}}
-    if not train_part or not test_part:
-        verdict = Verdict(False, [f"not enough learnable decisions in the window ({len(pairs)})"])
-        return step("record", record, settings, window, params, None, len(train_part), None, verdict)
+              "decisions": n, **{f"reward.{k}": v for k, v in cfg.policy.reward.model_dump().items()}}
+    if cut == 0 or cut == n:
+        verdict = Verdict(False, [f"not enough learnable decisions in the window ({n})"])
+        return step("record", record, settings, window, params, None, cut, None, verdict)
     _, champion = step("fetch-champion", fetch_champion, settings, cfg.policy.exploration)
-    candidate, trained_on = step("train", train_candidate, cfg.policy.vw_args(), cfg.policy.reward, train_part,
-                                 champion if warm_start else None)
-    comparison, verdict, details = step("evaluate", compare_in_detail, cfg, candidate, champion, test_part,
-                                        window.as_of, train_part)
-    return step("record", record, settings, window, params, candidate, trained_on, comparison, verdict, details)
+    trained = step("train", train_window, settings, cfg.policy.vw_args(), cfg.policy.reward, window, cut,
+                   champion if warm_start else None)
+    comparison, verdict, details = step("evaluate", evaluate_window, settings, cfg, trained, champion, window)
+    return step("record", record, settings, window, params, trained.model, trained.trained_on, comparison, verdict,
+                details)

@@ -22,9 +22,10 @@ from flows.hooks import FAILURE_HOOKS
 from flows.retrain import retrain
 from flows.steps import task_runner
 
-# Steps that read or write stores retry; training and evaluation are pure computation
-# (a retry would fail the same way).
-RETRIES = {"find-earlier-run": 2, "load-window": 2, "fetch-champion": 2, "record": 2, "train": 0, "evaluate": 0}
+# Steps that read or write stores retry. Training and evaluation stream the window from the
+# log (``flows.retrain.train_window``, ``evaluate_window``): once more, for a lost connection
+# (VW refusing the stream, or a model that cannot score it, would fail the same way again).
+RETRIES = {"find-earlier-run": 2, "count-window": 2, "fetch-champion": 2, "record": 2, "train": 1, "evaluate": 1}
 
 
 run_as_task = task_runner(RETRIES)

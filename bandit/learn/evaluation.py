@@ -16,11 +16,13 @@ come from the raw outcomes through the policy file's reward function
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from array import array
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
+import pandas as pd
 
 from bandit.config.catalog import Catalog
 from bandit.config.policyfile import RULES_MIN_SENTIMENT
@@ -35,21 +37,36 @@ from bandit.decide.vw import Scorer
 from bandit.log.reader import iter_joined
 from bandit.log.vwjson import Features
 
+UNKNOWN = "unknown"  # a column value the record does not carry (older records), as ``bandit.learn.segments``
+
 
 @dataclass(frozen=True)
 class EvalSet:
-    """Logged decisions ready for off-policy evaluation."""
+    """Logged decisions ready for off-policy evaluation.
 
-    records: list[DecisionRecord]
+    Made from records (``eval_set``: ``records`` holds them), or streamed from the log
+    (``Columns.eval_set``: ``records`` is empty, and ``columns`` holds what the breakdowns
+    read of each decision, ``offers`` each decision's eligible actions)."""
+
+    records: Sequence[DecisionRecord]
     rewards: LoggedRounds
     complaints: LoggedRounds  # the same rounds with reward = 1 if a complaint arrived in the window
+    columns: pd.DataFrame | None = None
+    offers: Sequence[Sequence[str]] | None = None
 
     @property
-    def action_ids(self) -> list[list[str]]:
-        return [r.action_ids for r in self.records]
+    def action_ids(self) -> Sequence[Sequence[str]]:
+        return self.offers if self.offers is not None else [r.action_ids for r in self.records]
 
     def __len__(self) -> int:
-        return len(self.records)
+        return len(self.rewards)
+
+
+def judged(rec: DecisionRecord, outs: list[Outcome], cfg: RewardConfig) -> tuple[float, float]:
+    """A learnable decision's reward (the policy file's reward function) and complaint
+    indicator (1 if a complaint arrived in its reward window): what evaluation weighs."""
+    return (reward(outs, rec.ts, float(rec.payload.get("offer_value", 0.0)), cfg),
+            float(complained(in_window(outs, rec.ts, cfg))))
 
 
 def eval_set(pairs: list[tuple[DecisionRecord, list[Outcome]]], cfg: RewardConfig, as_of: float) -> EvalSet:
@@ -60,8 +77,9 @@ def eval_set(pairs: list[tuple[DecisionRecord, list[Outcome]]], cfg: RewardConfi
         if not learnable(rec, cfg, as_of):
             continue
         kept.append(rec)
-        rewards.append(reward(outs, rec.ts, float(rec.payload.get("offer_value", 0.0)), cfg))
-        complaints.append(float(complained(in_window(outs, rec.ts, cfg))))
+        r, c = judged(rec, outs, cfg)
+        rewards.append(r)
+        complaints.append(c)
     n_actions = np.array([len(r.action_ids) for r in kept], dtype=int)
     chosen = np.array([r.chosen_index for r in kept], dtype=int)
     propensity = np.array([r.probability for r in kept], dtype=float)
@@ -89,60 +107,227 @@ def eval_set_from_store(store: DecisionStore, cfg: RewardConfig, since: float | 
 # -- policies: each gives an (n, K) matrix of probabilities over the logged eligible actions ----
 
 Policy = Callable[[EvalSet], np.ndarray]
+Probabilities = Callable[[DecisionRecord], Sequence[float]]
+"""A policy's probabilities over one logged decision's eligible actions (``rec.action_ids``)."""
+
+
+@dataclass(frozen=True)
+class ByDecision:
+    """A policy that looks at one decision at a time: a ``Policy`` over an ``EvalSet`` of
+    records, and, as ``probabilities``, what a streamed evaluation (``Columns``) asks of
+    each decision as it is read, so the log's records need not be kept. One definition
+    serves both."""
+
+    probabilities: Probabilities
+    progress: Callable[[int, int], None] | None = None  # told (done, total) every 1,000 decisions and at the end
+
+    def __call__(self, evals: EvalSet) -> np.ndarray:
+        pi = _matrix(evals)
+        n = len(evals)
+        for i, rec in enumerate(evals.records):
+            p = self.probabilities(rec)
+            pi[i, : len(p)] = p
+            if self.progress is not None and ((i + 1) % 1000 == 0 or i + 1 == n):
+                self.progress(i + 1, n)
+        return pi
 
 
 def _matrix(evals: EvalSet) -> np.ndarray:
     return np.zeros((len(evals), max(evals.rewards.width, 1)))
 
 
-def no_offer_policy(evals: EvalSet) -> np.ndarray:
-    """``no_offer`` always (it is the first eligible action of every logged decision)."""
-    pi = _matrix(evals)
-    pi[:, 0] = 1.0
-    return pi
+def _no_offer(rec: DecisionRecord) -> list[float]:
+    return [1.0] + [0.0] * (len(rec.action_ids) - 1)
 
 
-def uniform_policy(evals: EvalSet) -> np.ndarray:
-    """Uniform random over each decision's eligible actions, ``no_offer`` included."""
-    pi = _matrix(evals)
-    for i, ids in enumerate(evals.action_ids):
-        pi[i, : len(ids)] = 1.0 / len(ids)
-    return pi
+def _uniform(rec: DecisionRecord) -> list[float]:
+    return [1.0 / len(rec.action_ids)] * len(rec.action_ids)
 
 
-def rules_policy(catalog: Catalog, min_sentiment: float = RULES_MIN_SENTIMENT) -> Policy:
+no_offer_policy = ByDecision(_no_offer)
+"""``no_offer`` always (it is the first eligible action of every logged decision)."""
+
+uniform_policy = ByDecision(_uniform)
+"""Uniform random over each decision's eligible actions, ``no_offer`` included."""
+
+
+def rules_policy(catalog: Catalog, min_sentiment: float = RULES_MIN_SENTIMENT) -> ByDecision:
     """The hand-written marketing heuristic (``bandit.decide.control.rules_choice``, also what the
     control group is served): when the issue is resolved and the customer's tone is at
     least ``min_sentiment``, the eligible offer with the highest value; otherwise no offer.
     It sees exactly what the guardrails let through."""
 
-    def policy(evals: EvalSet) -> np.ndarray:
-        pi = _matrix(evals)
-        for i, rec in enumerate(evals.records):
-            interaction = rec.payload.get("context", {}).get("interaction", {})
-            pi[i, rules_choice(rec.action_ids, catalog, interaction.get("resolved"),
-                               interaction.get("sentiment"), min_sentiment)] = 1.0
-        return pi
+    def probabilities(rec: DecisionRecord) -> list[float]:
+        interaction = rec.payload.get("context", {}).get("interaction", {})
+        p = [0.0] * len(rec.action_ids)
+        p[rules_choice(rec.action_ids, catalog, interaction.get("resolved"), interaction.get("sentiment"),
+                       min_sentiment)] = 1.0
+        return p
 
-    return policy
+    return ByDecision(probabilities)
 
 
-def model_policy(scorer: Scorer, progress: Callable[[int, int], None] | None = None) -> Policy:
+def model_policy(scorer: Scorer, progress: Callable[[int, int], None] | None = None) -> ByDecision:
     """A trained model's exploring policy, scored on the features that were logged (live
     or imported: any DSJSON context, read by VW as training read it, ``bandit.log.vwjson``).
     ``progress(done, total)`` is told every 1,000 decisions scored, and at the end."""
 
-    def policy(evals: EvalSet) -> np.ndarray:
-        pi = _matrix(evals)
-        for i, rec in enumerate(evals.records):
-            shared: Features = rec.payload["shared"]
-            actions: list[Features] = rec.payload["actions"]
-            pi[i, : len(actions)] = scorer.pmf(shared, actions) if len(actions) > 1 else [1.0]
-            if progress is not None and ((i + 1) % 1000 == 0 or i + 1 == len(evals)):
-                progress(i + 1, len(evals))
-        return pi
+    def probabilities(rec: DecisionRecord) -> Sequence[float]:
+        shared: Features = rec.payload["shared"]
+        actions: list[Features] = rec.payload["actions"]
+        return scorer.pmf(shared, actions) if len(actions) > 1 else [1.0]
 
-    return policy
+    return ByDecision(probabilities, progress)
+
+
+# -- a window's decisions as columns, streamed --------------------------------------------------
+
+class _Codes:
+    """Strings as small integer codes (a window's channels, offers, tiers: a handful of
+    values over millions of decisions)."""
+
+    def __init__(self) -> None:
+        self.values: list[str] = []
+        self._index: dict[str, int] = {}
+
+    def code(self, value: str) -> int:
+        c = self._index.get(value)
+        if c is None:
+            c = self._index[value] = len(self.values)
+            self.values.append(value)
+        return c
+
+
+class ActionIds(Sequence[list[str]]):
+    """Each decision's eligible action ids, stored as codes (``offsets[i]:offsets[i+1]`` of
+    ``codes``), read back as lists: ``EvalSet.action_ids`` of a streamed window."""
+
+    def __init__(self, codes: np.ndarray, offsets: np.ndarray, names: list[str]):
+        self._codes, self._offsets, self._names = codes, offsets, np.array(names, dtype=object)
+
+    def __len__(self) -> int:
+        return len(self._offsets) - 1
+
+    @overload
+    def __getitem__(self, i: int) -> list[str]: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[list[str]]: ...
+    def __getitem__(self, i: int | slice) -> list[str] | list[list[str]]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self)
+        return list(self._names[self._codes[self._offsets[i]:self._offsets[i + 1]]])
+
+    def __iter__(self) -> Iterator[list[str]]:
+        names = self._names
+        for a, b in zip(self._offsets[:-1], self._offsets[1:], strict=True):
+            yield list(names[self._codes[a:b]])
+
+
+class Columns:
+    """A stretch of the log kept as columns, as it streams (``bandit.log.reader.iter_learnable``):
+    per decision only what evaluation and the breakdowns read (its eligible actions, the
+    one taken, its probability, reward and complaint; event id, time, channel, request
+    type, tier), and, per policy given, its probabilities. A few dozen bytes a decision
+    instead of its record, so a window of ten million fits.
+
+    ``add`` a decision (its reward and complaint as ``judged`` gives them); ``eval_set`` and
+    ``frame`` read them back: the ``EvalSet`` and the ``bandit.learn.segments.decision_frame``
+    that ``eval_set`` and ``decision_frame`` make from the same records. ``policies`` are
+    asked decision by decision (``ByDecision.probabilities``); ``matrices`` gives their
+    (n, K) matrices as ``Policy`` would."""
+
+    def __init__(self, policies: Mapping[str, ByDecision] | None = None, like: "Columns | None" = None) -> None:
+        self.policies = dict(policies or {})
+        # one code book for every text column, shared with ``like`` (another part of the
+        # same window), so that the two parts' frames have the same categories
+        self._strings = like._strings if like is not None else _Codes()
+        self._event_ids: list[str] = []
+        self._ts, self._prob, self._reward, self._complaint = array("d"), array("d"), array("d"), array("d")
+        self._chosen, self._n = array("i"), array("i")
+        self._channel, self._request_type, self._tier, self._chosen_id = array("i"), array("i"), array("i"), array("i")
+        self._actions = array("i")
+        self._probs: dict[str, array] = {name: array("d") for name in self.policies}
+        self._ids_done: list[Any] = []  # event ids, packed a chunk at a time
+
+    def add(self, rec: DecisionRecord, judged_: tuple[float, float]) -> None:
+        code = self._strings.code
+        self._event_ids.append(rec.event_id)
+        if len(self._event_ids) >= 65536:
+            self._pack_ids()
+        self._ts.append(rec.ts)
+        self._prob.append(rec.probability)
+        self._reward.append(judged_[0])
+        self._complaint.append(judged_[1])
+        self._chosen.append(rec.chosen_index)
+        self._n.append(len(rec.action_ids))
+        self._channel.append(code(rec.channel or UNKNOWN))
+        self._request_type.append(code(rec.request_type or UNKNOWN))
+        tier = ((rec.payload.get("context") or {}).get("customer") or {}).get("tier")
+        self._tier.append(code(tier or UNKNOWN))
+        self._chosen_id.append(code(rec.chosen_id))
+        self._actions.extend(code(a) for a in rec.action_ids)
+        for name, policy in self.policies.items():
+            self._probs[name].extend(policy.probabilities(rec))
+
+    def _pack_ids(self) -> None:
+        import pyarrow as pa
+
+        self._ids_done.append(pa.array(self._event_ids, type=pa.string()))
+        self._event_ids = []
+
+    def __len__(self) -> int:
+        return len(self._ts)
+
+    def eval_set(self) -> EvalSet:
+        n_actions = np.frombuffer(self._n, dtype=np.int32).astype(int)
+        chosen = np.frombuffer(self._chosen, dtype=np.int32).astype(int)
+        propensity = np.frombuffer(self._prob, dtype=float).copy()
+        offsets = np.concatenate([[0], np.cumsum(n_actions)])
+        offers = ActionIds(np.frombuffer(self._actions, dtype=np.int32), offsets, self._strings.values)
+        return EvalSet((), LoggedRounds(n_actions, chosen, propensity, np.frombuffer(self._reward, dtype=float).copy()),
+                       LoggedRounds(n_actions, chosen, propensity, np.frombuffer(self._complaint, dtype=float).copy()),
+                       columns=self.frame(None), offers=offers)
+
+    def matrices(self) -> dict[str, np.ndarray]:
+        """Each policy's probabilities as the (n, K) matrix its ``Policy`` gives."""
+        n_actions = np.frombuffer(self._n, dtype=np.int32)
+        width = max(int(n_actions.max()) if len(n_actions) else 0, 1)
+        rows = np.repeat(np.arange(len(n_actions)), n_actions)
+        cols = np.arange(len(rows)) - np.repeat(np.cumsum(n_actions) - n_actions, n_actions)
+        out = {}
+        for name, flat in self._probs.items():
+            pi = np.zeros((len(n_actions), width))
+            pi[rows, cols] = np.frombuffer(flat, dtype=float)
+            out[name] = pi
+        return out
+
+    def frame(self, split: str | None) -> pd.DataFrame:
+        """``bandit.learn.segments.decision_frame``'s columns: the text columns as categories
+        over one code book (so the frames of two parts of a window concatenate as
+        categories), the event ids as Arrow strings; with ``split``, that column too."""
+        import pyarrow as pa
+
+        if self._event_ids or not self._ids_done:
+            self._pack_ids()
+        categories = pd.Index(self._strings.values, dtype=object)
+
+        def text(codes: array) -> pd.Categorical:
+            return pd.Categorical.from_codes(np.frombuffer(codes, dtype=np.int32), categories=categories)
+
+        out = pd.DataFrame({
+            "event_id": pd.Series(pd.arrays.ArrowStringArray(pa.chunked_array(self._ids_done, type=pa.string()))),
+            "ts": np.frombuffer(self._ts, dtype=float).copy(),
+            "channel": text(self._channel),
+            "request_type": text(self._request_type),
+            "tier": text(self._tier),
+            "chosen": text(self._chosen_id),
+            "probability": np.frombuffer(self._prob, dtype=float).copy(),
+            "reward": np.frombuffer(self._reward, dtype=float).copy(),
+            "complaint": np.frombuffer(self._complaint, dtype=float).astype(bool),
+        })
+        return out if split is None else out.assign(split=split)
 
 
 # -- comparing ----------------------------------------------------------------------------------

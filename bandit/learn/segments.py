@@ -42,7 +42,10 @@ UNKNOWN = "unknown"  # a segment value the record does not carry (older records)
 def decision_frame(evals: EvalSet, split: str) -> pd.DataFrame:
     """One row per decision: what identifies it, who it was for, what was done and what
     it earned. Compact on purpose (no features, no payload): it is the run's input
-    dataset, whose schema and digest MLflow keeps, and the input of every breakdown."""
+    dataset, whose schema and digest MLflow keeps, and the input of every breakdown.
+    A streamed window (``bandit.learn.evaluation.Columns``) has these columns already."""
+    if evals.columns is not None:
+        return evals.columns.assign(split=split)
     recs = evals.records
     tiers = [((r.payload.get("context") or {}).get("customer") or {}).get("tier") for r in recs]
     return pd.DataFrame({

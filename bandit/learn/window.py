@@ -93,8 +93,13 @@ class Window:
         judge on. So the held-out part has ``n * holdout`` items rounded up (up to float
         rounding); with few items one part can be empty, which the caller reports."""
         ordered = sorted(items, key=ts)
-        cut = int(len(ordered) * (1 - self.holdout))
+        cut = self.cut(len(ordered))
         return ordered[:cut], ordered[cut:]
+
+    def cut(self, n: int) -> int:
+        """How many of ``n`` decisions, the oldest, are trained on: ``int(n * (1 - holdout))``
+        (``split``'s rule, for a window streamed in time order rather than held in a list)."""
+        return int(n * (1 - self.holdout))
 
 
 def split_window(as_of: float, window_days: float = DEFAULT_WINDOW_DAYS,

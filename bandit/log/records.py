@@ -138,7 +138,13 @@ def learnable(rec: DecisionRecord, cfg: RewardConfig, as_of: float | None) -> bo
 
     Every mode counts, the control group's included: its decisions are logged with their
     probabilities (1 for the control's choice), so they stay usable for learning."""
-    return rec.activated and (as_of is None or window_closed(rec.ts, as_of, cfg))
+    return learnable_row(rec.activated, rec.ts, cfg, as_of)
+
+
+def learnable_row(activated: bool, ts: float, cfg: RewardConfig, as_of: float | None) -> bool:
+    """``learnable`` of a decision known by its ``activated`` flag and time (a row of the
+    log, before it is made a record)."""
+    return bool(activated) and (as_of is None or window_closed(ts, as_of, cfg))
 
 
 def shown_contact(rec: DecisionRecord) -> tuple[Any, ...] | None:

@@ -66,6 +66,13 @@ def context(shared: Features, actions: Sequence[Features]) -> dict[str, Any]:
     return {**shared, "_multi": list(actions)}
 
 
+def context_text(shared: str, actions: str) -> str:
+    """``context`` on JSON text: the shared namespaces' object and the actions' array as
+    the log holds them, joined without parsing them."""
+    inner = shared.strip()[1:-1].strip()
+    return "{" + (inner + "," if inner else "") + '"_multi":' + actions + "}"
+
+
 def label_fields(label: Label) -> dict[str, Any]:
     """The DSJSON label of an event (VW reads ``_labelIndex`` as the action taken)."""
     return {"_label_cost": label.cost, "_label_probability": label.probability, "_labelIndex": label.index}

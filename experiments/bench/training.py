@@ -9,10 +9,12 @@ then, in one run:
   arguments> -d <export>``, VW's own command-line trainer, timed as a subprocess, less its
   start-up (the same command on an empty file);
 - ours, the training step alone: ``bandit.learn.training.train_dsjson_file`` on the same file;
-- ours, end to end: ``bandit.learn.training.train_from_log`` (read and join the log, compute
-  rewards, train), which is what the nightly retrain does.
+- ours, end to end: ``bandit.learn.training.train_from_log`` (read the learnable decisions
+  with their outcomes in SQL order, compute rewards, stream the DSJSON lines into VW's
+  driver in a child process), which is what the nightly retrain's train step does.
 
-Prints events/s of each and the ratio of ours to raw VW.
+Prints events/s of each, the ratio of ours to raw VW, and the log's bytes per decision
+(the SQLite file after a checkpoint, and the mean ``payload`` length).
 
     python experiments/bench/training.py [--decisions 200000] [--json out.json]
 """
@@ -106,7 +108,12 @@ def main() -> int:
         t = time.perf_counter()
         _, n_e2e = train_from_log(store, policy)
         t_e2e = time.perf_counter() - t
+        with store.engine.connect() as conn:
+            payload_bytes = float(conn.exec_driver_sql("SELECT AVG(LENGTH(payload)) FROM decisions").scalar_one())
+            logged = int(conn.exec_driver_sql("SELECT COUNT(*) FROM decisions").scalar_one())
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
         store.close()
+        db_bytes = sum(f.stat().st_size for f in work.glob("decisions.db*"))
 
         rows = [("raw VW (python -m vowpalwabbit)", events, t_raw), ("ours: training step (train_dsjson_file)", n_ours, t_ours),
                 ("ours: from the log (train_from_log)", n_e2e, t_e2e)]
@@ -117,10 +124,14 @@ def main() -> int:
         print(f"\nratio to raw VW: training step {ratio_step:.2f}, from the log {ratio_e2e:.2f}")
         print(f"raw VW's time excludes its start-up ({t_start:.2f} s, timed on an empty file)")
         print(f"VW arguments: {' '.join(vw_args)}; machine: {os.cpu_count()} cores")
+        print(f"log: {db_bytes / logged:,.0f} bytes per decision (SQLite file, {logged:,} decisions, outcomes and "
+              f"contacts included), payload {payload_bytes:,.0f} bytes on average")
         if args.json:
             args.json.write_text(json.dumps({"events": events, "raw_seconds": t_raw, "step_seconds": t_ours,
                                              "e2e_seconds": t_e2e, "export_seconds": t_export,
-                                             "ratio_step": ratio_step, "ratio_e2e": ratio_e2e}, indent=2))
+                                             "ratio_step": ratio_step, "ratio_e2e": ratio_e2e,
+                                             "bytes_per_decision": db_bytes / logged,
+                                             "payload_bytes": payload_bytes}, indent=2))
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)

@@ -62,7 +62,7 @@ def test_retrain_and_monitor_run_on_the_prefect_and_mlflow_servers(
     retrain_run = next(r["id"] for r in runs if flows[r["flow_id"]] == "retrain")
     tasks = api.post("/task_runs/filter", json={"flow_runs": {"id": {"any_": [retrain_run]}}}).json()
     steps = {t["name"].rsplit("-", 1)[0]: t["state"]["type"] for t in tasks}
-    assert steps == dict.fromkeys(["find-earlier-run", "load-window", "fetch-champion", "train", "evaluate", "record"],
+    assert steps == dict.fromkeys(["find-earlier-run", "count-window", "fetch-champion", "train", "evaluate", "record"],
                                   "COMPLETED"), steps
 
     # the champion is in the tracking server's registry (not in a local store), its files in

@@ -5,6 +5,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as settings_
+from hypothesis import strategies as st
+
 from bandit.config.loader import load_config
 from bandit.config.settings import Settings
 from bandit.deploy.runtime import open_store
@@ -59,3 +64,38 @@ def test_every_reader_for_learning_keeps_exactly_the_learnable(settings: Setting
     finally:
         store.close()
     assert [r.event_id for r, _ in load_window(settings, cfg, Window(as_of, 30))] == expected
+
+
+@settings_(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.integers(0, 40), st.booleans()), min_size=0, max_size=25),
+       st.integers(0, 60), st.integers(1, 3), st.integers(0, 40), st.integers(1, 50))
+def test_the_streamed_reader_keeps_what_the_predicate_keeps_in_the_logs_order(
+        tmp_path_factory: pytest.TempPathFactory, log: list[tuple[int, bool]], as_of_h: int, window_h: int,
+        since_h: int, length_h: int) -> None:
+    """``iter_learnable`` (the filter in SQL) and ``count_learnable`` against ``learnable`` over
+    ``iter_joined``, on logs with ties in time, decisions never shown, windows open and
+    closed; and the same decisions after a key as after their position."""
+    from bandit.log.reader import count_learnable, iter_learnable
+    from bandit.log.store import DecisionStore
+
+    cfg = RewardConfig(window_hours=window_h)
+    as_of, since, until = T0 + as_of_h * HOUR, T0 + since_h * HOUR, T0 + (since_h + length_h) * HOUR
+    store = DecisionStore(f"sqlite:///{tmp_path_factory.mktemp('log') / 'log.db'}")
+    try:
+        store.log_decisions([rec(f"e{i:02d}", T0 + h * HOUR, activated=shown) for i, (h, shown) in enumerate(log)])
+        store.add_outcomes([Outcome(f"e{i:02d}", "accepted", T0 + h * HOUR + 60, value=float(i))
+                            for i, (h, _) in enumerate(log) if i % 2])
+        want = [(r.event_id, [o.value for o in outs]) for r, outs in iter_joined(store.engine, since, until)
+                if learnable(r, cfg, as_of)]
+        got = [(r.event_id, [o.value for o in outs])
+               for r, outs in iter_learnable(store.engine, cfg, since, until, as_of, yield_per=3)]
+        assert got == want
+        assert count_learnable(store.engine, cfg, since, until, as_of) == len(want)
+        if want:
+            k = len(want) // 2
+            key = next((r.ts, r.event_id) for r, _ in iter_learnable(store.engine, cfg, since, until, as_of)
+                       if r.event_id == want[k][0])
+            assert [r.event_id for r, _ in iter_learnable(store.engine, cfg, since, until, as_of, after=key)] == \
+                [e for e, _ in want[k + 1:]]
+    finally:
+        store.close()

@@ -289,7 +289,7 @@ def test_the_retrain_flow_runs_under_prefect(tmp_path: Path, migrated_db: Path, 
     with get_client(sync_client=True) as client:  # each step ran as its own task, and completed
         runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id])))
     done = {r.name.rsplit("-", 1)[0] for r in runs if r.state is not None and r.state.is_completed()}
-    assert {"find-earlier-run", "load-window", "fetch-champion", "train", "evaluate", "record"} <= done, done
+    assert {"find-earlier-run", "count-window", "fetch-champion", "train", "evaluate", "record"} <= done, done
 
 
 def test_one_retrain_run_reads_its_configuration_once(tmp_path: Path, migrated_db: Path,
@@ -308,7 +308,7 @@ def test_one_retrain_run_reads_its_configuration_once(tmp_path: Path, migrated_d
 
     def editing_mid_run(name: str, fn: Any, *args: Any) -> Any:
         out = run_directly(name, fn, *args)
-        if name == "load-window":
+        if name == "count-window":
             policy.write_text("promotion: {min_events: 1000000, min_ess: 10}\n")
         return out
 
