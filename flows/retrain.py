@@ -5,10 +5,15 @@ One retrain over a window of the log that ends at ``as_of``:
 1. keep the learnable decisions (activated, reward window closed by ``as_of``) and
    split them by time: the older ``1 - holdout`` to train on, the newest ``holdout``
    to evaluate on (a candidate is never judged on what it learned from);
-2. train a candidate on the training part (fresh, or warm-started from the champion);
+2. train a candidate on the training part (fresh, or warm-started from the champion) with the
+   learner's arguments plus the policy file's ``retrain`` ones (coin betting by default);
 3. evaluate candidate, champion and the baselines off-policy on the held-out part
    (``bandit.learn.evaluation``), with the candidate's difference from the champion (or, for a
-   first model, from ``no_offer``) on the same decisions, and ask the gate (``bandit.deploy.gate``);
+   first model, from ``no_offer``) on the same decisions, and ask the gate (``bandit.deploy.gate``).
+   A first model (no champion), with ``promotion.first_model: progressive`` (the default), is
+   trained on the whole window instead and judged by progressive validation over it
+   (``bandit.learn.progressive``): night 1's 2,000 decisions all count, where a held-out fifth
+   (400) was under any sensible ``min_events``;
 4. log everything to one MLflow run (parameters, metrics per policy, the evaluation
    report, the window's decisions as input datasets, the plots of ``flows.plots``, the
    pyfunc model), register the candidate, and promote it only if the gate
@@ -43,6 +48,7 @@ from flows.steps import StepRunner, run_directly
 from tracking.runs import RETRAIN_EXPERIMENT, experiment
 from bandit.log.records import DecisionRecord, learnable
 from bandit.domain.outcomes import Outcome
+from bandit.learn.progressive import progressive_policy
 from bandit.learn.training import train_dsjson
 from bandit.learn.window import DEFAULT_HOLDOUT, DEFAULT_WINDOW_DAYS, Window, split_window
 from bandit.decide.vw import VWModel
@@ -138,13 +144,19 @@ def train_candidate(vw_args: list[str], reward_cfg: RewardConfig, train_part: li
 
 
 def compare_in_detail(cfg: Config, candidate: VWModel, champion: VWModel | None, test_part: list[Pair],
-                      as_of: float, train_part: list[Pair] | None = None
+                      as_of: float, train_part: list[Pair] | None = None, progressive_args: list[str] | None = None
                       ) -> tuple[Comparison, Verdict, RunBreakdown | None]:
     """Candidate, champion and the baselines off-policy on the held-out part, and the gate's
     verdict; with ``train_part`` also the run's breakdowns (``bandit.learn.segments``): the
     window as a frame, the offer mix per policy, the candidate's lift per segment. Each
-    policy is scored once, for the estimates and the breakdowns alike."""
-    policies = {"candidate": model_policy(candidate)}
+    policy is scored once, for the estimates and the breakdowns alike.
+
+    With ``progressive_args`` (a first model, ``promotion.first_model: progressive``) the
+    "held-out part" is the whole window the candidate learned from, and the candidate is
+    scored by progressive validation (``bandit.learn.progressive``: each decision by the learner
+    with these arguments trained on the decisions before it), never by itself on what it saw."""
+    policies = {"candidate": model_policy(candidate) if progressive_args is None
+                else progressive_policy(progressive_args, cfg.policy.reward)}
     if champion is not None:
         policies["champion"] = model_policy(champion)
     policies.update(baselines(cfg.catalog, cfg.policy.control.rules_min_sentiment))
@@ -257,15 +269,22 @@ def retrain(settings: Settings, as_of: float | None = None, window_days: float =
     cfg = load_config(settings)
     pairs = step("load-window", load_window, settings, cfg.policy.reward, window)
     train_part, test_part = window.split(pairs)
-    params = {"vw_args": " ".join(cfg.policy.vw_args()), "window_days": window_days, "as_of": window.as_of,
+    vw_args = [*cfg.policy.vw_args(), *cfg.policy.retrain.vw_args()]  # the learner, trained as a batch allows
+    params = {"vw_args": " ".join(vw_args), "window_days": window_days, "as_of": window.as_of,
               "holdout": holdout, "warm_start": warm_start, "catalog_version": cfg.catalog.version,
               "decisions": len(pairs), **{f"reward.{k}": v for k, v in cfg.policy.reward.model_dump().items()}}
+    champion: VWModel | None = None
+    if pairs:
+        _, champion = step("fetch-champion", fetch_champion, settings, cfg.policy.exploration)
+    progressive = champion is None and cfg.policy.promotion.first_model == "progressive"
+    params["evaluation"] = "progressive" if progressive else "holdout"
+    if progressive:  # a first model: trained on the whole window, judged by progressive validation over it
+        train_part = test_part = train_part + test_part  # the window in time order
     if not train_part or not test_part:
         verdict = Verdict(False, [f"not enough learnable decisions in the window ({len(pairs)})"])
         return step("record", record, settings, window, params, None, len(train_part), None, verdict)
-    _, champion = step("fetch-champion", fetch_champion, settings, cfg.policy.exploration)
-    candidate, trained_on = step("train", train_candidate, cfg.policy.vw_args(), cfg.policy.reward, train_part,
+    candidate, trained_on = step("train", train_candidate, vw_args, cfg.policy.reward, train_part,
                                  champion if warm_start else None)
     comparison, verdict, details = step("evaluate", compare_in_detail, cfg, candidate, champion, test_part,
-                                        window.as_of, train_part)
+                                        window.as_of, train_part, vw_args if progressive else None)
     return step("record", record, settings, window, params, candidate, trained_on, comparison, verdict, details)
