@@ -21,10 +21,11 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
-from bandit.domain.errors import ConfigError, InvalidRequest, OfferBanditError
+from bandit.domain.errors import ConfigError, InvalidRequest, OfferBanditError, Unreachable
 from bandit.learn import window
 from bandit.config.settings import Settings, get_settings
 from bandit.domain.outcomes import OUTCOME_TYPES
+from bandit.log.store import STORE_ERRORS
 
 ENV_HELP = """
 environment (each overridable by the options above):
@@ -153,7 +154,8 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     """Upgrade the decision log's schema to this code's revision (``--check``: only say
-    whether the log can be opened as it is)."""
+    whether the log can be opened as it is: exit 0 it can, 1 an upgrade is due, 3 the
+    database does not answer, as for every command)."""
     from bandit.log.migrations import HEAD, current, display_url, refusal, upgrade
 
     s = settings_from(args)
@@ -264,6 +266,41 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_forget(args: argparse.Namespace) -> int:
+    """Erase one customer's decisions, outcomes and contact history (by the salted key)."""
+    from bandit.deploy.runtime import build_decider
+
+    removed = build_decider(settings_from(args)).forget(args.customer, requested_by=args.requested_by)
+    if not (removed.decisions or removed.contacts):
+        print("nothing to erase: the log holds no rows of this customer")
+    else:
+        print(f"erased {removed}; audited (without the customer's id)")
+    return 0
+
+
+def cmd_purge(args: argparse.Namespace) -> int:
+    """Delete what is older than the retention period (``--days``, else the policy file's)."""
+    import time
+
+    from bandit.config.loader import load_config
+    from bandit.deploy.runtime import open_store
+    from bandit.log.retention import purge
+
+    s = settings_from(args)
+    days = args.days if args.days is not None else load_config(s).policy.retention.days
+    if days is None:
+        print("error: no retention period: set retention.days in the policy file, or give --days", file=sys.stderr)
+        return 2
+    store = open_store(s)
+    try:
+        removed = purge(store.engine, time.time() - days * 86400, progress=lambda r: print(
+            f"  ... {r.decisions} decisions deleted so far", file=sys.stderr, flush=True))
+    finally:
+        store.close()
+    print(f"deleted what is older than {days:g} days: {removed}")
+    return 0
+
+
 SETTINGS_OPTIONS = (
     ("--home", Path, "state directory (env OFFER_BANDIT_HOME)"),
     ("--catalog", Path, "offer catalog YAML (env OFFER_BANDIT_CATALOG)"),
@@ -362,7 +399,7 @@ def core_commands(cli: CommandLine) -> None:
                  "revision by themselves. Back the log up first.")
     sp.add_argument("--check", action="store_true",
                     help="change nothing; exit 0 if the log can be opened as it is (current, or empty), "
-                    "1 if it needs migrating")
+                    "1 if it needs migrating, 3 if its database does not answer")
 
     sp = cli.add("decide", cmd_decide, "make one decision from a JSON request (file or - for stdin)",
                  "Make one guarded, exploring, logged decision and print it as JSON.")
@@ -394,11 +431,29 @@ def core_commands(cli: CommandLine) -> None:
                  "_skipLearn events are kept but never learned from.")
     sp.add_argument("file", type=Path)
 
+    sp = cli.add("forget", cmd_forget, "erase one customer's rows from the log (decisions, outcomes, contacts)",
+                 "Finds the customer's rows by the salted customer key the log stores, deletes them in one "
+                 "transaction and writes an audit row (when, how many rows, --requested-by) that does not say "
+                 "whose. Running it again is a no-op. The MLflow runs' datasets hold no customer key.")
+    sp.add_argument("--customer", required=True, help="the customer's id, as the channels send it")
+    sp.add_argument("--requested-by", help="who asked (a ticket or a name), kept in the audit row")
+
+    sp = cli.add("purge", cmd_purge, "delete what is older than the retention period",
+                 "Deletes decisions (with their outcomes), contacts and capacity uses older than --days "
+                 "(default: the policy file's retention.days), in batches of short transactions. The purge flow "
+                 "does this on a schedule (offer-bandit flows serve).")
+    sp.add_argument("--days", type=positive("days"), help="retention in days (default: the policy file's)")
+
     sp = cli.add("train", cmd_train, "train a VW policy on the log and save it")
     sp.add_argument("--out", type=Path, required=True, help="model file to write")
     sp.add_argument("--since", type=parse_time, help="first decision time, ISO 8601")
     sp.add_argument("--until", type=parse_time, help="end of the window (exclusive), ISO 8601")
     sp.add_argument("--warm-start", type=Path, help="continue from this model file")
+
+
+EXIT_UNREACHABLE = 3
+"""The exit status of a command whose database does not answer (``migrate --check``: 0
+current, 1 an upgrade due, 3 unreachable), told apart from bad input (2)."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -410,12 +465,20 @@ def main(argv: list[str] | None = None) -> int:
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
         return 2
+    except Unreachable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
     except OfferBanditError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except STORE_ERRORS as exc:
+        cause = getattr(exc, "orig", None) or exc
+        first = next((line for line in str(cause).splitlines() if line.strip()), type(cause).__name__)
+        print(f"error: the decision log's database does not answer: {first.strip()}", file=sys.stderr)
+        return EXIT_UNREACHABLE
 
 
 if __name__ == "__main__":

@@ -11,14 +11,17 @@ cheap (no Prefect, no MLflow): ``offer-bandit --help`` stays instant."""
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
 from bandit.cli import ENV_HELP, CommandLine, CommandSet, parse_time, positive, settings_from, share, timestamp
 from bandit.config.settings import TELEMETRY_OFF, Settings
 from bandit.learn.window import DEFAULT_HOLDOUT, DEFAULT_WINDOW_DAYS
+from tracking.runs import unavailable
 
 FLOWS_ENV_HELP = """
 flows:
@@ -47,6 +50,22 @@ def configure_prefect(s: Settings, announce: bool = True) -> None:
     if announce:
         where = os.environ.get("PREFECT_API_URL") or "Prefect's ephemeral server (starting; ~20 s)"
         print(f"running the flow under {where} ...", file=sys.stderr, flush=True)
+
+
+def tracked(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """``command`` with MLflow's store not answering said in one line (``TrackingUnavailable``,
+    exit 3) instead of a traceback; any other error goes on as it is."""
+    @functools.wraps(command)
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return command(args)
+        except Exception as exc:  # noqa: BLE001 - re-raised unless it is MLflow's store not answering
+            found = unavailable(exc, settings_from(args))
+            if found is None:
+                raise
+            raise found from exc
+
+    return run
 
 
 def cmd_retrain(args: argparse.Namespace) -> int:
@@ -80,13 +99,16 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 def cmd_flows_serve(args: argparse.Namespace) -> int:
     """Register retrain, monitor and tune as scheduled Prefect deployments and run them."""
     s = settings_from(args, retrain_cron=args.retrain_cron, monitor_cron=args.monitor_cron,
-                      tune_cron=args.tune_cron, schedule_timezone=args.timezone)
+                      tune_cron=args.tune_cron, purge_cron=args.purge_cron, schedule_timezone=args.timezone)
+    from bandit.config.loader import load_config
+
+    load_config(s)  # a catalog or policy file the runs cannot load fails here, not in every run
     configure_prefect(s, announce=False)
     from flows.deployments import deployments, serve_flows
 
     deployments(s)  # a bad schedule fails here, before anything starts
     print(f"schedules ({s.schedule_timezone}): retrain '{s.retrain_cron}', monitor '{s.monitor_cron}', "
-          f"tune '{s.tune_cron}'; Prefect API: {os.environ.get('PREFECT_API_URL') or 'ephemeral (in this process)'}",
+          f"tune '{s.tune_cron}', purge '{s.purge_cron}'; Prefect API: {os.environ.get('PREFECT_API_URL') or 'ephemeral (in this process)'}",
           flush=True)
     # each scheduled run is a child process (`python -m prefect.engine`) that loads its
     # settings at its start: from this process's environment, which it inherits
@@ -171,7 +193,7 @@ def window_options(sp: argparse.ArgumentParser) -> None:
 
 
 def register(cli: CommandLine) -> None:
-    sp = cli.add("retrain", cmd_retrain,
+    sp = cli.add("retrain", tracked(cmd_retrain),
                  "retrain once: train, evaluate off-policy, log to MLflow, promote through the gate",
                  "Train a candidate on the window of the log that ends at --as-of (the newest --holdout share "
                  "held out), compare it off-policy with the champion and the baselines, log the run to MLflow, "
@@ -180,9 +202,9 @@ def register(cli: CommandLine) -> None:
     window_options(sp)
     sp.add_argument("--warm-start", action="store_true", help="continue from the champion instead of a fresh learner")
 
-    cli.add("rollback", cmd_rollback, "move the registry's champion alias back to the previous version")
+    cli.add("rollback", tracked(cmd_rollback), "move the registry's champion alias back to the previous version")
 
-    sp = cli.add("monitor", cmd_monitor, "judge offers over a sliding window; suspend those drawing complaints",
+    sp = cli.add("monitor", tracked(cmd_monitor), "judge offers over a sliding window; suspend those drawing complaints",
                  "Per offer and channel over the window of the log that ends at --as-of: acceptance rate, "
                  "complaint rate and revenue. An offer made at least monitoring.min_offers times whose complaint "
                  "rate exceeds its limit (the catalog's max_complaint_rate, else the policy file's) is suspended "
@@ -197,16 +219,17 @@ def register(cli: CommandLine) -> None:
                       "Prefect deployments of the flows.")
     sp = flows.add("serve", cmd_flows_serve,
                    "register the deployments with their schedules and run them as they come due",
-                   "Register retrain (nightly), monitor (hourly) and tune (weekly) as Prefect deployments with "
+                   "Register retrain (nightly), monitor (hourly), tune (weekly) and purge (daily) as Prefect deployments with "
                    "cron schedules, and run each scheduled run in a subprocess until interrupted (Ctrl-C). Uses the "
                    "Prefect server at PREFECT_API_URL when set (watch the runs in its UI), else Prefect's "
                    "ephemeral server.", epilog=ENV_HELP + FLOWS_ENV_HELP)
     sp.add_argument("--retrain-cron", help="cron schedule of retrain (env OFFER_BANDIT_RETRAIN_CRON, default '0 2 * * *')")
     sp.add_argument("--monitor-cron", help="cron schedule of monitor (env OFFER_BANDIT_MONITOR_CRON, default '0 * * * *')")
     sp.add_argument("--tune-cron", help="cron schedule of tune (env OFFER_BANDIT_TUNE_CRON, default '0 3 * * 0')")
+    sp.add_argument("--purge-cron", help="cron schedule of purge (env OFFER_BANDIT_PURGE_CRON, default '30 4 * * *')")
     sp.add_argument("--timezone", help="time zone of the schedules (env OFFER_BANDIT_SCHEDULE_TIMEZONE, default UTC)")
 
-    sp = cli.add("tune", cmd_tune, "evaluate a grid of VW settings off-policy and recommend the best",
+    sp = cli.add("tune", tracked(cmd_tune), "evaluate a grid of VW settings off-policy and recommend the best",
                  "Train one model per grid point (explorer, cb_type, interactions, learning rate) on the older "
                  "part of the window of the log that ends at --as-of, evaluate each one's exploring policy "
                  "off-policy on the newest --holdout share, log every point as a child run to MLflow (experiment "

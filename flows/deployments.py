@@ -1,4 +1,4 @@
-"""Scheduled flows: ``offer-bandit flows serve`` registers retrain, monitor and tune as
+"""Scheduled flows: ``offer-bandit flows serve`` registers retrain, monitor, tune and purge as
 Prefect deployments with their schedules and runs them as they come due.
 
 ``prefect.serve`` keeps one long-lived process that polls the Prefect API for scheduled
@@ -28,6 +28,7 @@ def deployments(settings: Settings, paused: bool = False) -> list[Any]:
     from prefect.deployments.runner import EntrypointType
 
     from flows.monitor_flow import monitor_flow
+    from flows.purge_flow import purge_flow
     from flows.retrain_flow import retrain_flow
     from flows.tune_flow import tune_flow
 
@@ -36,6 +37,7 @@ def deployments(settings: Settings, paused: bool = False) -> list[Any]:
         (retrain_flow, "retrain_cron", "Nightly: train on the last window of the log, evaluate, promote through the gate."),
         (monitor_flow, "monitor_cron", "Hourly: complaint rates per offer and channel; suspend offers over their limit."),
         (tune_flow, "tune_cron", "Weekly: evaluate a grid of VW settings off-policy; recommend the best."),
+        (purge_flow, "purge_cron", "Daily: delete what is older than the policy file's retention.days."),
     ):
         cron = getattr(settings, setting)
         try:

@@ -11,7 +11,10 @@ One run over the window ``[as_of - window_hours, as_of)`` of the log:
 3. suspend each breaching offer through the kill switch (``DecisionStore.set_suspended``:
    the table every replica's decisions read, the same one the admin route writes), with a
    reason naming the numbers;
-4. log one MLflow run (experiment ``offer-bandit-monitor``): metrics per offer and
+4. tell the owners at once (``bandit.deploy.notify``): each suspended offer's owner and the
+   operators, and the operators of a lift over the control group that is significantly
+   harmful; a channel that fails fails the step (retried), never silently;
+5. log one MLflow run (experiment ``offer-bandit-monitor``): metrics per offer and
    channel, lift metrics, the report (``report.md``) and, when an offer was suspended,
    the exception report (``exceptions.md``); tag ``suspended`` lists the offers.
 
@@ -38,6 +41,7 @@ from bandit.deploy.monitoring import (
     observe,
     report,
 )
+from bandit.deploy.notify import Delivery, lift_notice, send, suspension_notices
 from bandit.deploy.runtime import open_store
 from bandit.config.settings import Settings
 from bandit.log.reader import iter_joined
@@ -64,6 +68,7 @@ class MonitorResult:
     lift_note: str | None
     report: str
     exception_report: str | None
+    notified: list[str]
 
 
 # -- the steps (each one a Prefect task in the flow) ---------------------------------------------
@@ -99,6 +104,21 @@ def suspend(settings: Settings, found: list[Breach], window: MonitorWindow) -> l
     finally:
         store.close()
     return [b.offer_id for b in found]
+
+
+def notify(settings: Settings, cfg: Config, a: Assessment, suspended_now: list[str]) -> list[str]:
+    """Send this run's notices (suspensions, a harmful lift) to every configured channel;
+    returns each delivery as ``channel target``. Raises ``NotificationError`` when a channel
+    fails, after trying them all."""
+    n = cfg.policy.notifications
+    where = f"MLflow experiment {EXPERIMENT}, run 'monitor {a.window.label}'"
+    notices = suspension_notices(a, suspended_now, cfg.catalog, n.report_url, where)
+    harm = lift_notice(a, n.report_url, where)
+    notices += [harm] if harm is not None else []
+    done: list[Delivery] = []
+    for notice in notices:
+        done += send(notice, n, settings.smtp_login())
+    return [f"{d.channel} {d.target}" for d in done]
 
 
 def metrics(a: Assessment) -> dict[str, float]:
@@ -152,6 +172,7 @@ def monitor(settings: Settings, as_of: float | None = None, window_hours: float 
     observations, suspended = step("load-window", load_window, settings, cfg.policy, window)
     a = step("assess", judge, cfg, observations, window, suspended)
     suspended_now = step("suspend", suspend, settings, a.breaches, window)
+    notified = step("notify", notify, settings, cfg, a, suspended_now)
     m = cfg.policy.monitoring
     params = {"as_of": window.as_of, "window_hours": window.hours, "min_offers": m.min_offers,
               "max_complaint_rate": m.max_complaint_rate, "catalog_version": cfg.catalog.version}
@@ -164,5 +185,5 @@ def monitor(settings: Settings, as_of: float | None = None, window_hours: float 
         offers=a.offers, suspended=suspended_now, breaches=breaches,
         lift={m_: d.as_metrics() for m_, d in a.lift.metrics.items()}, lift_note=a.lift.note,
         report=report(a, suspended_now),
-        exception_report=exception_report(a, suspended_now) if suspended_now else None,
+        exception_report=exception_report(a, suspended_now) if suspended_now else None, notified=notified,
     )

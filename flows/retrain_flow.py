@@ -18,6 +18,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from bandit.config.settings import Settings, get_settings
 from bandit.learn.window import DEFAULT_HOLDOUT, DEFAULT_WINDOW_DAYS
+from flows.hooks import FAILURE_HOOKS
 from flows.retrain import retrain
 from flows.steps import task_runner
 
@@ -29,7 +30,7 @@ RETRIES = {"find-earlier-run": 2, "load-window": 2, "fetch-champion": 2, "record
 run_as_task = task_runner(RETRIES)
 
 
-@flow(name="retrain", log_prints=True)
+@flow(name="retrain", log_prints=True, **FAILURE_HOOKS)
 def retrain_flow(as_of: float | None = None, window_days: float = DEFAULT_WINDOW_DAYS, holdout: float = DEFAULT_HOLDOUT,
                  warm_start: bool = False, settings: Settings | None = None) -> dict[str, Any]:
     """Retrain on the log's last ``window_days`` up to ``as_of`` (default: now); promote

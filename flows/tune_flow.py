@@ -22,11 +22,12 @@ from prefect.artifacts import create_markdown_artifact
 from bandit.config.settings import Settings, get_settings
 from bandit.learn.window import DEFAULT_HOLDOUT, DEFAULT_WINDOW_DAYS
 from bandit.learn.tuning import Grid
+from flows.hooks import FAILURE_HOOKS
 from flows.retrain_flow import run_as_task
 from flows.tune import tune
 
 
-@flow(name="tune", log_prints=True)
+@flow(name="tune", log_prints=True, **FAILURE_HOOKS)
 def tune_flow(as_of: float | None = None, window_days: float = DEFAULT_WINDOW_DAYS, holdout: float = DEFAULT_HOLDOUT,
               grid: Grid | None = None, settings: Settings | None = None) -> dict[str, Any]:
     """Evaluate a grid of VW settings (default ``bandit.learn.tuning.Grid()``) on the log's last

@@ -63,6 +63,8 @@ NATIVE: dict[tuple[str, str], dict[str, Any]] = {
                                                      "200": {"action_id": "ice cream", "status": "suspended"}},
     ("post", "/admin/actions/{action_id}/resume"): {"200": {"action_id": "ice cream", "status": "resumed"}},
     ("post", "/admin/model/reload"): {"200": {"model": _MODEL}},
+    ("post", "/admin/customers/forget"): {"request": {"customer_id": "c-1042", "requested_by": "ticket DPO-318"},
+                                          "200": {"decisions": 14, "outcomes": 5, "contacts": 6}},
 }
 PERSONALIZER: dict[tuple[str, str], dict[str, Any]] = {
     ("post", "/rank"): {"request": _RANK_REQUEST, "201": {

@@ -91,7 +91,9 @@ ERROR_SCHEMAS: dict[str, Any] = {
         "ready": {"type": "boolean"}, "detail": {"type": "string", "description": "Which model serves, or why not"},
         "catalog_version": {"type": "string"}, "offers": {"type": "integer"},
         "policy_mode": {"type": "string", "enum": ["online", "apprentice"]},
-        "model": {"$ref": REF.format("ModelState")}}},
+        "model": {"$ref": REF.format("ModelState")},
+        "log": {"type": "object", "description": "Whether the decision log takes writes (unready while it fails)",
+                "properties": {"writable": {"type": "boolean"}, "error": {"type": ["string", "null"]}}}}},
 }
 
 PUBLIC_PATHS: dict[str, Any] = {
@@ -105,7 +107,8 @@ PUBLIC_PATHS: dict[str, Any] = {
                                                                                 "example": "\n"}}}}}},
     "/readyz": {"get": {"tags": ["health"], "summary": "Readiness", "operationId": "readyz", "security": [],
                         "description": "200 once the catalog and the policy file are loaded, with which model "
-                        "serves; 503 while starting. A load balancer's health check.",
+                        "serves; 503 while starting, and while the decision log cannot be written (every "
+                        "decision would be no_offer, logged: false). A load balancer's health check.",
                         "responses": {
                             "200": {"description": "Serving", "content": {"application/json": {
                                 "schema": {"$ref": REF.format("Readiness")}, "example": {
@@ -113,8 +116,9 @@ PUBLIC_PATHS: dict[str, Any] = {
                                     "policy_mode": "online", "detail": "cold start: no model, exploring around "
                                     "no_offer", "model": {"source": "cold_start", "version": "cold-start",
                                                           "loaded_at": 1795435200.0, "last_error": None,
-                                                          "exploration": None}}}}},
-                            "503": {"description": "Starting", "content": {"application/json": {
+                                                          "exploration": None},
+                                    "log": {"writable": True, "error": None}}}}},
+                            "503": {"description": "Starting, or the decision log fails", "content": {"application/json": {
                                 "schema": {"$ref": REF.format("Readiness")},
                                 "example": {"ready": False, "detail": "starting: catalog and policy not loaded yet"}}}}}}},
     "/metrics": {"get": {"tags": ["health"], "summary": "Prometheus metrics", "operationId": "metrics",

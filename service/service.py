@@ -18,7 +18,8 @@ import functools
 import gc
 import inspect
 import logging
-import os
+import threading
+import time
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -34,12 +35,21 @@ from bandit.config.catalog import NO_OFFER
 from bandit.decide.actions import check_features
 from bandit.domain.context import ActionId, DecisionRequest, Identifier, Strict
 from bandit.decide.decider import Decision
-from bandit.domain.errors import ConfigError, EventConflict, InvalidRequest, OutcomeConflict, UnknownEvent
+from bandit.domain.errors import (
+    ConfigError,
+    EventConflict,
+    InvalidRequest,
+    LogUnavailable,
+    OutcomeConflict,
+    UnknownEvent,
+)
 from bandit.domain.outcomes import OUTCOME_FACTS, REPORTED_OUTCOME_TYPES, OutcomeType, ValueRule
+from bandit.log.store import STORE_ERRORS
 from bandit.log.writer import GroupCommitWriter
 from bandit.deploy.runtime import Runtime, build_runtime
 from bandit.deploy.models import ModelSource, ModelStatus
 from bandit.config.settings import Settings, get_settings
+from tracking.runs import fail_fast
 from service import answers, instance, metrics, openapi
 from service.examples import examples
 from service.openapi import Document
@@ -178,6 +188,20 @@ class ConfigProblems(BaseModel):
     problems: list[str] = Field(description="Each problem with its file, offer and field")
 
 
+class ForgetRequest(Strict):
+    """The customer's id in the body, never in the path: paths end up in access logs."""
+
+    customer_id: str = Field(min_length=1, max_length=256, pattern=r"^[^\x00]*$")
+    requested_by: str | None = Field(None, max_length=128, pattern=r"^[^\x00]*$",
+                                     description="Who asked (a ticket or a name), kept in the audit row")
+
+
+class ForgetAnswer(BaseModel):
+    decisions: int
+    outcomes: int
+    contacts: int
+
+
 class SuspendRequest(Strict):
     # No NUL: PostgreSQL cannot store it in a text column (the insert failed with a 500).
     reason: str = Field("", max_length=500, pattern=r"^[^\x00]*$")
@@ -193,15 +217,22 @@ DECIDE_ERRORS: dict[int | str, dict[str, Any]] = {
 OUTCOME_ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"description": "A value or score this outcome type cannot carry, or an offer outcome for no_offer"},
     404: {"description": "No decision with this event_id"},
-    409: {"description": "Contradicts the outcome already recorded (the first stands)"}}
-EVENT_ERRORS: dict[int | str, dict[str, Any]] = {404: {"description": "No decision with this event_id"}}
+    409: {"description": "Contradicts the outcome already recorded (the first stands)"},
+    503: {"description": "The decision log is unavailable: nothing recorded, retry (Retry-After)"}}
+EVENT_ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"description": "No decision with this event_id"},
+    503: {"description": "The decision log is unavailable: nothing recorded, retry (Retry-After)"}}
 OFFER_ERRORS: dict[int | str, dict[str, Any]] = {404: {"description": "No such offer in the catalog"}}
+LOG_ERRORS: dict[int | str, dict[str, Any]] = {
+    503: {"description": "The decision log is unavailable: nothing erased, retry (Retry-After)"}}
 RELOAD_ERRORS: dict[int | str, dict[str, Any]] = {
     422: {"model": ConfigProblems, "description": "Catalog or policy file invalid; the previous ones still serve"}}
 P_RANK_ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"description": "Invalid request (the message names the field), or no action can answer no offer"},
     409: {"description": "eventId reused for another request"}}
-P_EVENT_ERRORS: dict[int | str, dict[str, Any]] = {404: {"description": "No decision with this event id"}}
+P_EVENT_ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"description": "No decision with this event id"},
+    503: {"description": "The decision log is unavailable: nothing recorded, retry (Retry-After)"}}
 P_SLOT_ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"description": "A slotId the rank did not have"}, 404: {"description": "No multi-slot rank with this event id"}}
 
@@ -210,15 +241,6 @@ app = FastAPI(title="offer-bandit", version="0.1.0", openapi_url=None, docs_url=
 
 
 _SETTINGS = get_settings()
-
-# MLflow retries a failed HTTP request 7 times with exponential backoff (about 4 minutes
-# before it gives up), with a 120 s timeout each. Measured with the registry unreachable:
-# the service took 250 s to start, and every poll after that would hold the model lock as
-# long. The poller tries again every OFFER_BANDIT_MODEL_POLL_SECONDS anyway, so the service's
-# process asks MLflow to fail fast; an operator's own MLFLOW_HTTP_REQUEST_* settings win.
-REGISTRY_HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-                          "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
-
 
 def _answer(answer: tuple[int, bytes]) -> Response:
     status, body = answer
@@ -248,6 +270,20 @@ async def _conflict(request: Request, exc: EventConflict) -> Response:
 @app.exception_handler(OutcomeConflict)
 async def _outcome_conflict(request: Request, exc: OutcomeConflict) -> Response:
     return _answer(answers.outcome_conflict(request.url.path, exc))
+
+
+@app.exception_handler(LogUnavailable)
+async def _log_unavailable(request: Request, exc: LogUnavailable) -> Response:
+    """The log's database down: 503 (retry later; this replica says unready meanwhile)."""
+    status, body = answers.personalizer_or_native(request.url.path, 503, "ServiceUnavailable", str(exc))
+    return Response(body, status_code=status, media_type="application/json", headers={"Retry-After": "1"})
+
+
+@app.exception_handler(Exception)
+async def _internal(request: Request, exc: Exception) -> Response:
+    """Anything else: logged with its traceback, answered as JSON (never plain text)."""
+    log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+    return _answer(answers.internal(request.url.path))
 
 
 @app.exception_handler(NotSupported)
@@ -305,7 +341,8 @@ def front(app: ASGIApp) -> ASGIApp:
                               [(b"content-security-policy", openapi.DOCS_POLICY.encode())])
     ready = ReadinessMiddleware(docs, status=_readiness)
     origins = _SETTINGS.cors_allowed()
-    return CorsMiddleware(ready, origins) if origins else ready
+    outer = CorsMiddleware(ready, origins) if origins else ready
+    return metrics.TimingMiddleware(outer, observer=_observer)
 
 
 class FrontedService(bentoml.Service):  # type: ignore[type-arg]
@@ -358,10 +395,12 @@ class OfferBandit:
                 "no API keys configured: set OFFER_BANDIT_API_KEYS (channel keys, comma separated) and "
                 "OFFER_BANDIT_ADMIN_KEY, or the *_FILE variants; see README 'Running the service'"
             )
-        for name, value in REGISTRY_HTTP_DEFAULTS.items():  # this process only: see there
-            os.environ.setdefault(name, value)
-        self.rt: Runtime = build_runtime(settings, source=_model_source(settings), observer=metrics.observer())
-        self.writer = GroupCommitWriter(self.rt.store)
+        fail_fast()  # MLflow's HTTP retries bounded in this process (tracking.runs)
+        self.observer = metrics.observer()
+        self.rt: Runtime = build_runtime(settings, source=_model_source(settings), observer=self.observer)
+        self.writer = GroupCommitWriter(self.rt.store, timed=self.observer.committed)
+        metrics.report_state(self.metrics_state)
+        self._probing, self._probed = threading.Lock(), 0.0
         self.rt.models.start_polling(settings.model_poll_seconds)
         cfg = self.rt.config.current
         log.info("ready: %d offers (catalog %s), model %s", len(cfg.catalog.offers), cfg.catalog.version,
@@ -373,11 +412,49 @@ class OfferBandit:
         gc.freeze()
 
     def readiness(self) -> dict:
+        """Ready unless the decision log fails: every decision would be ``no_offer``,
+        ``logged: false``, so a load balancer should send the traffic to another replica.
+        While it fails, the log is probed (in the background, at most once a second) so
+        that the replica comes back once the log does, without traffic to prove it."""
         cfg = self.rt.config.current
         status = self.rt.models.status
-        return {"ready": True, "catalog_version": cfg.catalog.version, "offers": len(cfg.catalog.offers),
+        health = self.rt.decider.log_health
+        if health.failing:
+            self._probe_log()
+        trouble = health.describe()
+        return {"ready": trouble is None, "catalog_version": cfg.catalog.version, "offers": len(cfg.catalog.offers),
                 "policy_mode": cfg.policy.mode, "model": status.as_dict(),
-                "detail": readiness_detail(status)}
+                "log": {"writable": trouble is None, "error": health.last_error},
+                "detail": trouble or readiness_detail(status)}
+
+    def metrics_state(self) -> dict:
+        """What the gauges show at a scrape (``service.metrics.report_state``)."""
+        cfg = self.rt.config.current
+        try:
+            suspended = float(len(self.rt.store.suspended() | set(cfg.policy.guardrails.suspended_offers)))
+        except STORE_ERRORS:
+            suspended = float("nan")  # the log does not answer: unknown (offer_bandit_log_writable says why)
+        return {"model": self.rt.models.status.as_dict(), "load_failures": self.rt.models.load_failures,
+                "catalog_version": cfg.catalog.version, "policy_mode": cfg.policy.mode, "suspended": suspended,
+                "log_writable": not self.rt.decider.log_health.failing}
+
+    def _probe_log(self) -> None:
+        now = time.monotonic()
+        if self._probing.locked() or now - self._probed < 1.0:
+            return
+        self._probed = now
+
+        def probe() -> None:
+            with self._probing:
+                try:
+                    self.rt.store.probe()
+                except STORE_ERRORS as exc:
+                    log.warning("decision log probe failed: %s", exc)
+                    return
+                log.info("decision log answers again: ready")
+                self.rt.decider.log_health.succeeded()
+
+        threading.Thread(target=probe, name="log-probe", daemon=True).start()
 
     @bentoml.on_shutdown
     def shutdown(self) -> None:
@@ -485,6 +562,13 @@ class OfferBandit:
         self._known_offer(offer_id)
         self.rt.store.set_suspended(offer_id, False)
         return {"offer_id": offer_id, "status": "resumed"}
+
+    @app.post("/admin/customers/forget", tags=["admin"], response_model=ForgetAnswer, responses=LOG_ERRORS)
+    def forget(self, body: ForgetRequest) -> dict:
+        """Erase one customer's decisions, outcomes and contact history (by the salted key)
+        and audit it without saying whose; a second call erases nothing (all zeros)."""
+        removed = self.rt.decider.forget(body.customer_id, body.requested_by)
+        return {"decisions": removed.decisions, "outcomes": removed.outcomes, "contacts": removed.contacts}
 
     @app.post("/admin/actions/{action_id}/suspend", tags=["admin"], response_model=ActionSwitch)
     def suspend_action(self, action_id: ActionId, body: Annotated[SuspendRequest | None, Body()] = None) -> dict:
@@ -611,6 +695,11 @@ def _model_source(settings: Settings) -> ModelSource | None:
 
     return RegistryModelSource(settings.tracking_uri, settings.registered_model,
                                settings.home / "models" / "registry", settings.model_alias)
+
+
+def _observer() -> "metrics.PrometheusObserver | None":
+    svc = instance.current()
+    return svc.observer if svc is not None else None
 
 
 def _readiness() -> dict | None:

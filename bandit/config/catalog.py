@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from functools import cached_property
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -45,6 +46,29 @@ class Eligibility(Strict):
     )
 
 
+CAPACITY_PERIODS = {"hour": 3600.0, "day": 86400.0}
+
+
+class Capacity(Strict):
+    """How often an offer may be made: at most ``max_offers`` in any ``per`` (a rolling hour
+    or 24 hours), counted across every replica in the shared log; on ``channels`` only when
+    set (a callback team that serves phone and chat), else on all. Why: an offer that
+    promises a person's time (a callback from a sales specialist) must not be made more
+    often than those people can keep it; once reached, it is ineligible (reason
+    ``capacity``) and the learner never sees it."""
+
+    max_offers: int = Field(ge=1)
+    per: Literal["hour", "day"]
+    channels: tuple[Channel, ...] | None = None
+
+    @property
+    def seconds(self) -> float:
+        return CAPACITY_PERIODS[self.per]
+
+    def counts_on(self, channel: str | None) -> bool:
+        return self.channels is None or any(c.value == channel for c in self.channels)
+
+
 class Offer(Strict):
     id: Identifier
     title: Annotated[str, Field(min_length=1, max_length=200)]
@@ -56,6 +80,10 @@ class Offer(Strict):
     valid_until: date | None = None
     max_complaint_rate: float | None = Field(None, gt=0, le=1, description="Overrides the policy's limit.")
     computed: dict[Identifier, str] = Field(default_factory=dict)
+    capacity: Capacity | None = Field(None, description="At most this many offers made per hour or day.")
+    owner: Annotated[str, Field(min_length=1, max_length=200)] | None = Field(
+        None, description="Who is told when the offer is suspended (an email address gets an email); "
+                          "unset: the catalog's owner.")
     templates: dict[Channel, str | list[TemplatePart]]
 
     @field_validator("id")
@@ -95,9 +123,15 @@ class Catalog:
     templates: dict[str, CompiledOfferTemplates]
     version: str  # content hash: which catalog a decision or model saw
     source: str
+    owner: str | None = None  # the catalog's owner: told of an offer's suspension when the offer names none
 
     def get(self, offer_id: str) -> Offer | None:
         return self.offers.get(offer_id)
+
+    @cached_property
+    def capacities(self) -> dict[str, Capacity]:
+        """The offers that carry a capacity (asked on every decision: computed once)."""
+        return {oid: o.capacity for oid, o in self.offers.items() if o.capacity is not None}
 
     def render(self, offer_id: str, channel: str, variables: dict[str, Any]) -> str | None:
         if offer_id == NO_OFFER:
@@ -117,6 +151,9 @@ def parse_catalog(text: str, source: str = "<catalog>") -> Catalog:
     unknown_top = set(raw) - {"offers", "version", "owner", "description"}
     if unknown_top:
         problems.append(f"{source}: unknown top-level field(s) {sorted(unknown_top)}")
+    owner = raw.get("owner")
+    if owner is not None and (not isinstance(owner, str) or not owner.strip()):
+        problems.append(f"{source}: field 'owner': a name or an email address")
 
     offers: dict[str, Offer] = {}
     compiled: dict[str, CompiledOfferTemplates] = {}
@@ -143,7 +180,8 @@ def parse_catalog(text: str, source: str = "<catalog>") -> Catalog:
     if problems:
         raise ConfigError(problems)
     version = hashlib.sha256(text.encode()).hexdigest()[:12]
-    return Catalog(offers=offers, templates=compiled, version=version, source=source)
+    return Catalog(offers=offers, templates=compiled, version=version, source=source,
+                   owner=owner.strip() if isinstance(owner, str) else None)
 
 
 def load_catalog(path: Path) -> Catalog:

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from bandit.config.notifications import Notifications
 from bandit.domain.context import ActionId, Channel, Identifier, RequestType, Strict
 from bandit.domain.errors import ConfigError, read_config_file, yaml_mapping
 from bandit.domain.outcomes import RewardConfig
@@ -308,6 +309,15 @@ class PersonalizerCallers(Strict):
         "a multi-slot rank's slots. Omitted: each rank's baseline action stands in for no offer.")
 
 
+class Retention(Strict):
+    """How long the log keeps what it logs (``bandit.log.retention.purge``, the ``purge``
+    flow and command). ``None``: for ever. Keep it longer than the retrain's window and the
+    reward window, or the retrain has nothing to learn from."""
+
+    days: float | None = Field(None, gt=0, le=36500, allow_inf_nan=False,
+                               description="Decisions, outcomes and contacts older than this are deleted.")
+
+
 class PolicyFile(Strict):
     version: int = 1
     mode: Literal["online", "apprentice"] = Field(
@@ -322,6 +332,8 @@ class PolicyFile(Strict):
     retrain: Retrain = Retrain()
     control: ControlGroup = ControlGroup()
     personalizer: PersonalizerCallers = PersonalizerCallers()
+    notifications: Notifications = Notifications()
+    retention: Retention = Retention()
 
     @model_validator(mode="after")
     def _vw_accepts(self) -> "PolicyFile":

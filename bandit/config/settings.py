@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     api_keys_file: Path | None = Field(None, description="File with channel keys, one per line.")
     admin_key: str | None = Field(None, exclude=True, description="Admin key: everything a channel key may, plus admin routes.")
     admin_key_file: Path | None = Field(None, description="File holding the admin key.")
+    smtp_username: str | None = Field(None, description="SMTP login for notification email (the policy file's "
+                                                       "notifications.smtp); with smtp_password.")
+    smtp_password: str | None = Field(None, exclude=True, description="SMTP password (a secret: not in the policy file).")
     max_body_bytes: int = Field(65536, ge=1024, description="Requests with larger bodies get 413.")
     max_model_bytes: int = Field(256 * 2**20, ge=1024, description="A model upload (Personalizer's import "
                                  "model, PUT .../model) may be this large.")
@@ -92,6 +95,7 @@ class Settings(BaseSettings):
     retrain_cron: str = Field("0 2 * * *", description="When `flows serve` runs retrain (cron, in schedule_timezone).")
     monitor_cron: str = Field("0 * * * *", description="When `flows serve` runs monitor (cron).")
     tune_cron: str = Field("0 3 * * 0", description="When `flows serve` runs tune (cron).")
+    purge_cron: str = Field("30 4 * * *", description="When `flows serve` runs purge (cron; retention.days).")
     schedule_timezone: str = Field("UTC", description="Time zone of the flow schedules (IANA name).")
 
     _config_sources: dict[str, str] = PrivateAttr(default_factory=dict)
@@ -170,6 +174,12 @@ class Settings(BaseSettings):
     def cors_allowed(self) -> frozenset[str]:
         """The origins of ``cors_origins`` (``*`` stays ``*``: any origin)."""
         return frozenset(o.strip().rstrip("/") for o in (self.cors_origins or "").split(",") if o.strip())
+
+    def smtp_login(self) -> tuple[str, str] | None:
+        """The SMTP credentials for notification email, when both are set."""
+        if self.smtp_username and self.smtp_password:
+            return self.smtp_username, self.smtp_password
+        return None
 
     def ensure_home(self) -> Path:
         self.home.mkdir(parents=True, exist_ok=True)

@@ -27,8 +27,9 @@ import math
 import threading
 import os
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -39,7 +40,7 @@ from bandit.config.loader import LiveConfig
 from bandit.domain.context import DecisionRequest, History
 from bandit.domain.modes import Mode
 from bandit.decide.control import control_pmf, in_control
-from bandit.domain.errors import EventConflict, InvalidRequest, OutcomeConflict, UnknownEvent
+from bandit.domain.errors import EventConflict, InvalidRequest, LogUnavailable, OutcomeConflict, UnknownEvent
 from bandit.decide.actions import action_features, check_features, shared
 from bandit.decide.features import Namespaces
 from bandit.decide.guardrails import (
@@ -50,6 +51,7 @@ from bandit.decide.guardrails import (
     cap_window_start,
     considered,
     eligible_offers,
+    offers_at_capacity,
     offers_in_cap_window,
 )
 from bandit.config.policyfile import PolicyFile
@@ -57,8 +59,18 @@ from bandit.domain.outcomes import OUTCOME_FACTS, OUTCOME_TYPES, OutcomeType, Va
 from bandit.decide.sampling import baseline_pmf, sample_index, uniform_from
 from bandit.log.writer import GroupCommitWriter
 from bandit.domain.context import EMPTY_HISTORY
-from bandit.log.records import Appended, DecisionRecord, OfferLimit, Written, shown_contact, to_ts
-from bandit.log.store import DecisionStore
+from bandit.log.records import (
+    Appended,
+    CapacityLimit,
+    DecisionRecord,
+    OfferLimit,
+    Written,
+    shown_contact,
+    to_ts,
+)
+from bandit.log.health import LogHealth
+from bandit.log.retention import Removed, forget
+from bandit.log.store import STORE_ERRORS, DecisionStore
 from bandit.domain.outcomes import Outcome
 from bandit.decide.vw import COLD_START, Scorer
 
@@ -115,7 +127,7 @@ class Observer(Protocol):
 
     def decided(self, decision: Decision, channel: str, eligibility: Eligibility, explored: bool) -> None: ...
     def log_failed(self, error: Exception) -> None: ...
-    def outcome(self, type_: str) -> None: ...
+    def outcome(self, type_: str, offer_id: str, channel: str | None) -> None: ...
 
 
 class NullObserver:
@@ -125,7 +137,7 @@ class NullObserver:
     def log_failed(self, error: Exception) -> None:
         pass
 
-    def outcome(self, type_: str) -> None:
+    def outcome(self, type_: str, offer_id: str, channel: str | None) -> None:
         pass
 
 
@@ -162,6 +174,7 @@ class _Prepared:
     eligibility: Eligibility
     channel: str
     limit: OfferLimit | None = None
+    capacity: CapacityLimit | None = None
 
 
 @dataclass
@@ -172,6 +185,7 @@ class Decider:
     secret: str
     observer: Observer = NullObserver()
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    log_health: LogHealth = field(default_factory=LogHealth)
 
     # -- deciding ------------------------------------------------------------
     def decide(self, request: DecisionRequest, now: datetime | None = None) -> Decision:
@@ -180,7 +194,7 @@ class Decider:
         if isinstance(p, Decision):
             return p
         try:
-            written = self.store.write_decision(p.record, p.limit)
+            written = self.store.write_decision(p.record, p.limit, p.capacity)
         except Exception as exc:  # noqa: BLE001 - any storage failure means: no offer
             return self._log_failed(p, exc)
         return self._finish(p, written)
@@ -193,7 +207,7 @@ class Decider:
         if isinstance(p, Decision):
             return p
         try:
-            written = await writer.write(p.record, p.limit)
+            written = await writer.write(p.record, p.limit, p.capacity)
         except Exception as exc:  # noqa: BLE001
             return self._log_failed(p, exc)
         return self._finish(p, written)
@@ -222,14 +236,16 @@ class Decider:
             if request.history != EMPTY_HISTORY:
                 history = history.merged(request.history)
             suspended = self.store.suspended()
+            uses = self.store.capacity_uses(to_ts(now)) if catalog.capacities else []
         except Exception as exc:  # noqa: BLE001 - without the log, caps cannot be checked: no offer
             log.error("decision %s: log unreadable: %s", event_id, exc)
             self.observer.log_failed(exc)
             return self._unlogged(event_id, self.models.current.version, Eligibility((NO_OFFER,), ()))
         if existing is not None:
             return replay(existing, ckey, context)
+        full = offers_at_capacity(catalog, uses, request.channel.value, to_ts(now))
         elig, shared, actions, model_pmf, version = score_request(
-            request, catalog, policy, self.models.current, history, now, suspended)
+            request, catalog, policy, self.models.current, history, now, suspended, full)
         mode = Mode.cold_start if version == COLD_START else Mode.online
         shadow = None
         u = uniform_from(event_id, self.secret)
@@ -282,10 +298,19 @@ class Decider:
             limit = OfferLimit(customer_key=ckey, since=to_ts(cap_window_start(g, now)),
                                allowed=g.frequency_cap.max_offers - 1 - told_only,
                                fallback=capped(record, considered(request, catalog)))
-        return _Prepared(record, elig, request.channel.value, limit)
+        capacity = None
+        cap = offer.capacity if offer is not None else None
+        if cap is not None and cap.counts_on(request.channel.value):
+            # The capacity, again inside the commit (``CapacityLimit``): other decisions made it
+            # after the guardrails' count, on this replica or another.
+            capacity = CapacityLimit(offer_id, tuple(c.value for c in cap.channels) if cap.channels else None,
+                                     since=to_ts(now) - cap.seconds, allowed=cap.max_offers - 1,
+                                     fallback=at_capacity(record, offer_id))
+        return _Prepared(record, elig, request.channel.value, limit, capacity)
 
     def _log_failed(self, p: "_Prepared", exc: Exception) -> Decision:
         log.error("decision %s not logged: %s", p.record.event_id, exc)
+        self.log_health.failed(exc)
         self.observer.log_failed(exc)
         return self._unlogged(p.record.event_id, p.record.model_version, p.eligibility)
 
@@ -294,12 +319,16 @@ class Decider:
             existing = self.store.get_decision(p.record.event_id)
             if existing is not None:
                 return replay(existing, p.record.customer_key, p.record.payload["context"])
+        self.log_health.succeeded()
         record, eligibility = p.record, p.eligibility
-        if written is Written.LIMITED:  # another offer to this customer was committed first
-            assert p.limit is not None
-            record = p.limit.fallback
-            eligibility = Eligibility((NO_OFFER,), tuple(Exclusion(o, r) for o, r in record.payload["excluded"]))
-            log.info("decision %s: frequency cap reached at commit, no offer", record.event_id)
+        if written in (Written.LIMITED, Written.AT_CAPACITY):  # others were committed first
+            limit = p.limit if written is Written.LIMITED else p.capacity
+            assert limit is not None
+            record = limit.fallback
+            eligibility = Eligibility(tuple(record.action_ids),
+                                      tuple(Exclusion(o, r) for o, r in record.payload["excluded"]))
+            log.info("decision %s: %s reached at commit, no offer", record.event_id,
+                     "frequency cap" if written is Written.LIMITED else "the offer's capacity")
         decision = decision_from_record(record)
         pmf = record.pmf
         self.observer.decided(decision, p.channel, eligibility, explored=pmf[record.chosen_index] < max(pmf))
@@ -334,26 +363,46 @@ class Decider:
         ``bandit.domain.outcomes.OUTCOME_FACTS``; ``type_`` is its string (or the member)."""
         kind = outcome_type(type_)
         check_outcome_values(kind, value, score)
-        rec = self.store.get_decision(event_id)
-        if rec is None:
-            raise UnknownEvent(event_id)
-        facts = OUTCOME_FACTS[kind]
-        if facts.needs_offer and rec.chosen_id == NO_OFFER:
-            raise InvalidRequest("type", f"event '{event_id}' made no offer, so it cannot be {kind}")
-        appended, clash = self.store.add_outcome(Outcome(event_id, kind.value, to_ts(now or self.clock()), value, score),
-                                                 conflicting(facts, kind.value))
+        with self._log_used(f"the {kind.value} outcome"):
+            rec = self.store.get_decision(event_id)
+            if rec is None:
+                raise UnknownEvent(event_id)
+            facts = OUTCOME_FACTS[kind]
+            if facts.needs_offer and rec.chosen_id == NO_OFFER:
+                raise InvalidRequest("type", f"event '{event_id}' made no offer, so it cannot be {kind}")
+            appended, clash = self.store.add_outcome(
+                Outcome(event_id, kind.value, to_ts(now or self.clock()), value, score), conflicting(facts, kind.value))
         if appended is Appended.CONFLICT:
             raise OutcomeConflict(event_id, kind.value, str(clash))
         if appended is Appended.NEW:
-            self.observer.outcome(kind.value)
+            self.observer.outcome(kind.value, rec.chosen_id, rec.channel)
         return OutcomeReceipt(recorded=appended is Appended.NEW, counts=rec.activated)
 
     def activate(self, event_id: str, now: datetime | None = None) -> bool:
         """Mark a deferred decision as shown; only activated decisions are learned from."""
-        res = self.store.activate(event_id, to_ts(now or self.clock()))
+        with self._log_used("the activation"):
+            res = self.store.activate(event_id, to_ts(now or self.clock()))
         if res is None:
             raise UnknownEvent(event_id)
         return res
+
+    @contextmanager
+    def _log_used(self, what: str) -> Iterator[None]:
+        """The log's database failing (``STORE_ERRORS``, nothing broader) becomes
+        ``LogUnavailable`` (503) and counts against the log's health; success clears it."""
+        try:
+            yield
+        except STORE_ERRORS as exc:
+            log.error("%s not recorded: the log failed: %s", what, exc)
+            self.log_health.failed(exc)
+            raise LogUnavailable(what, exc) from exc
+        self.log_health.succeeded()
+
+    def forget(self, customer_id: str, requested_by: str | None = None) -> Removed:
+        """Erase the customer's rows from the log (``bandit.log.retention.forget``, by the
+        salted key); a second call finds nothing and writes nothing."""
+        with self._log_used("the erasure"):
+            return forget(self.store.engine, customer_key(self.secret, customer_id), requested_by)
 
     def history_of(self, customer_id: str, now: datetime | None = None) -> History:
         return self.store.history(customer_key(self.secret, customer_id), now or self.clock(), 365)
@@ -361,7 +410,7 @@ class Decider:
 
 def score_request(
     request: DecisionRequest, catalog: Catalog, policy: PolicyFile, scorer: Scorer, history: History,
-    now: datetime, suspended: frozenset[str] | set[str] = frozenset(),
+    now: datetime, suspended: frozenset[str] | set[str] = frozenset(), at_capacity: frozenset[str] = frozenset(),
 ) -> tuple[Eligibility, Namespaces, list[Namespaces], list[float], str]:
     """Guardrails, features and the model's probabilities over the eligible offers: the
     part of a decision that needs no log. Also what the MLflow model's ``predict`` runs.
@@ -369,7 +418,7 @@ def score_request(
     Returns the eligibility, the shared and per-action features, the pmf and the version
     of the model that gave it (``cold-start`` if the model failed to score: a broken model
     must not take decisions down)."""
-    elig = eligible_offers(request, catalog, history, policy.guardrails, now, suspended)
+    elig = eligible_offers(request, catalog, history, policy.guardrails, now, suspended, at_capacity)
     common = shared(request, history, now)
     actions = [action_features(request, catalog, oid) for oid in elig.eligible]
     if len(actions) == 1:
@@ -436,6 +485,19 @@ def capped(rec: DecisionRecord, offers: Iterable[str]) -> DecisionRecord:
     payload = dict(rec.payload, actions=rec.payload["actions"][:1], content=None, offer_value=0.0, shadow=None,
                    excluded=[[oid, FREQUENCY_CAP] for oid in offers])
     return replace(rec, action_ids=[NO_OFFER], pmf=[1.0], chosen_index=0, payload=payload)
+
+
+def at_capacity(rec: DecisionRecord, offer_id: str) -> DecisionRecord:
+    """``rec`` as it is logged when the chosen offer's capacity is found used up at commit:
+    ``no_offer`` with probability 1, the offer excluded for ``capacity``, the other eligible
+    offers kept in the action set with probability 0 (they were eligible; the decision,
+    taken before the count, cannot be scored again inside the commit), no content."""
+    keep = [i for i, a in enumerate(rec.action_ids) if a != offer_id]
+    payload = dict(rec.payload, actions=[rec.payload["actions"][i] for i in keep], content=None, offer_value=0.0,
+                   shadow=None, excluded=[*rec.payload["excluded"], [offer_id, Reason.capacity.value]])
+    ids = [rec.action_ids[i] for i in keep]
+    return replace(rec, action_ids=ids, pmf=[1.0 if a == NO_OFFER else 0.0 for a in ids],
+                   chosen_index=ids.index(NO_OFFER), payload=payload)
 
 
 def replay(existing: DecisionRecord, ckey: str | None, context: dict[str, Any]) -> Decision:

@@ -47,7 +47,7 @@ skipped for a catalog offer, whoever names it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -63,7 +63,7 @@ class Reason(StrEnum):
     frequency_cap; for one offer: suspended (kill switch), not_in_candidates, outside_window,
     channel, request_type_family, the catalog's targeting (request_type, intent, tier, region,
     product_held, product_required, tenure, not_authenticated, missing_attribute), and the
-    contact history's declined_recently and impression_cap."""
+    contact history's declined_recently and impression_cap, and the offer's capacity."""
 
     # Every reason the guardrails (and the frequency cap counted again at commit,
     # ``bandit.decide.decider.capped``) give, defined once: the decision's ``excluded``
@@ -95,6 +95,7 @@ class Reason(StrEnum):
     missing_attribute = "missing_attribute"
     declined_recently = "declined_recently"
     impression_cap = "impression_cap"
+    capacity = "capacity"
 
 
 @dataclass(frozen=True)
@@ -228,9 +229,11 @@ def eligible_offers(
     guardrails: Guardrails,
     now: datetime,
     suspended: Iterable[str] = (),
+    at_capacity: Collection[str] = (),
 ) -> Eligibility:
     """Split the offers considered (``considered``: the catalog's, or the request's own
-    actions) into the eligible ones and the excluded ones with reasons."""
+    actions) into the eligible ones and the excluded ones with reasons. ``at_capacity``:
+    the offers whose capacity is used up on this channel (``offers_at_capacity``)."""
     suspended = set(suspended) | set(guardrails.suspended_offers)
     candidates = set(request.candidates) if request.candidates is not None else None
     blocked = interaction_block(request, history, guardrails, now)
@@ -242,6 +245,8 @@ def eligible_offers(
             reason: Reason | None = blocked
         elif oid in suspended:
             reason = Reason.suspended
+        elif oid in at_capacity:
+            reason = Reason.capacity
         elif candidates is not None and oid not in candidates:
             reason = Reason.not_in_candidates
         elif offer is not None:
@@ -253,3 +258,20 @@ def eligible_offers(
         else:
             excluded.append(Exclusion(oid, reason))
     return Eligibility(tuple(eligible), tuple(excluded))
+
+
+def offers_at_capacity(catalog: Catalog, uses: Iterable[tuple[str, str | None, float]], channel: str,
+                       now: float) -> frozenset[str]:
+    """The offers whose capacity (``Capacity``) is used up for a decision on ``channel`` at
+    ``now``: at least ``max_offers`` uses (``(offer_id, channel, ts)``, from the log) in the
+    rolling period, counting only the capacity's channels. Pure."""
+    caps = catalog.capacities
+    if not caps:
+        return frozenset()
+    counts: dict[str, int] = {}
+    for oid, used_on, ts in uses:
+        cap = caps.get(oid)
+        if cap is not None and ts >= now - cap.seconds and cap.counts_on(used_on):
+            counts[oid] = counts.get(oid, 0) + 1
+    return frozenset(oid for oid, cap in caps.items()
+                     if cap.counts_on(channel) and counts.get(oid, 0) >= cap.max_offers)

@@ -100,6 +100,7 @@ class ModelManager:
         self.exploration = exploration
         self._explored_with: Exploration | None = None  # what the serving scorer was built with
         self.status = ModelStatus("cold_start", COLD_START)
+        self.load_failures = 0  # versions (or explorations) that failed to load: a metric
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -187,6 +188,7 @@ class ModelManager:
             except Exception as exc:  # noqa: BLE001 - keep serving what serves
                 which = f"{self.source.name} version {version}" if version else self.source.name
                 self.status.last_error = f"{which}: {type(exc).__name__}: {exc}"
+                self.load_failures += 1
                 log.error("model refresh failed, keeping %s: %s", self.status.version, self.status.last_error)
                 return False
             self.status = ModelStatus(self.source.name, version, exploration=model.exploration_note)
@@ -214,6 +216,7 @@ class ModelManager:
                 except Exception as exc:  # noqa: BLE001 - the serving scorer stays; the next poll retries
                     log.error("could not apply the policy file's exploration to %s: %s", self.status.version, exc)
                     self.status.last_error = f"exploration not applied: {type(exc).__name__}: {exc}"
+                    self.load_failures += 1
 
         self._thread = threading.Thread(target=loop, name="model-poller", daemon=True)
         self._thread.start()

@@ -433,7 +433,9 @@ STATS_HEADER = ("| {first} | offers | acceptance | complaints | complaint rate |
                 "{extra}")
 
 
-def _breach_section(b: Breach, window: MonitorWindow, acted: bool) -> list[str]:
+def breach_lines(b: Breach, window: MonitorWindow, acted: bool) -> list[str]:
+    """An offer over its limit: its figures, by channel, and the contexts of its complaints
+    (the exception report's section, and a suspension notice's body)."""
     s = b.stats
     lines = [f"## `{b.offer_id}`: {'suspended' if acted else 'over its complaint limit'}", "",
              f"Complaint rate **{_pct(s.complaint_rate)}** ({s.complaints} complaints in {s.offers} offers) over "
@@ -448,7 +450,23 @@ def _breach_section(b: Breach, window: MonitorWindow, acted: bool) -> list[str]:
     return lines + [""]
 
 
-def _lift_section(lift_: Lift) -> list[str]:
+def harmful_lift(lift_: Lift) -> list[str]:
+    """What is significantly worse under the bandit than in the control group: revenue per
+    decision whose 95% interval lies below 0, or a complaint rate whose interval lies above
+    0. Empty when nothing is (or nothing was measured)."""
+    out = []
+    rev, comp = lift_.metrics.get("revenue_per_decision"), lift_.metrics.get("complaint_rate")
+    if rev is not None and rev.high < 0:
+        out.append(f"revenue per decision {rev.diff:+.3f} against the control group, 95% interval "
+                   f"[{rev.low:+.3f}, {rev.high:+.3f}]")
+    if comp is not None and comp.low > 0:
+        out.append(f"complaint rate {100 * comp.diff:+.2f} pp against the control group, 95% interval "
+                   f"[{100 * comp.low:+.2f}, {100 * comp.high:+.2f}] pp")
+    return out
+
+
+def lift_lines(lift_: Lift) -> list[str]:
+    """The lift over the control group as a Markdown section, flagged when harmful."""
     lines = ["## Lift over the control group", ""]
     if lift_.note and not lift_.available:
         return lines + [f"{lift_.note.capitalize()} ({lift_.n_bandit} bandit, {lift_.n_control} control "
@@ -469,6 +487,9 @@ def _lift_section(lift_: Lift) -> list[str]:
                      f"[{delta(d.low)}, {delta(d.high)}] |")
     if lift_.note:
         lines += ["", lift_.note]
+    harm = harmful_lift(lift_)
+    if harm:
+        lines += ["", "**The bandit does significantly worse than the control group: " + "; ".join(harm) + "**"]
     return lines + [""]
 
 
@@ -478,8 +499,8 @@ def exception_report(a: Assessment, suspended_now: Collection[str]) -> str:
     lines = [f"# Exception: {len(a.breaches)} offer(s) over their complaint limit", "",
              f"Window {a.window.label}: {a.decisions} decisions, {a.offers} offers made.", ""]
     for b in a.breaches:
-        lines += _breach_section(b, a.window, b.offer_id in suspended_now)
-    lines += _lift_section(a.lift)
+        lines += breach_lines(b, a.window, b.offer_id in suspended_now)
+    lines += lift_lines(a.lift)
     return "\n".join(lines)
 
 
@@ -496,7 +517,7 @@ def report(a: Assessment, suspended_now: Collection[str]) -> str:
         lines += ["", "**Over their complaint limit, not suspended: " + ", ".join(not_acted) + "**"]
     lines += [""]
     for b in a.breaches:
-        lines += _breach_section(b, a.window, b.offer_id in suspended_now)
+        lines += breach_lines(b, a.window, b.offer_id in suspended_now)
     lines += ["## Offers", "", STATS_HEADER.format(first="offer", extra=" limit | status |"),
               "|---|---|---|---|---|---|---|---|---|"]
     for oid, s in a.by_offer.items():
@@ -508,7 +529,7 @@ def report(a: Assessment, suspended_now: Collection[str]) -> str:
     lines += ["", "## Offers by channel", "", STATS_HEADER.format(first="offer | channel", extra=""),
               "|---|---|---|---|---|---|---|---|"]
     lines += [_stats_row(s, f"`{oid}` | {ch}") for (oid, ch), s in a.by_channel.items()]
-    lines += [""] + _lift_section(a.lift)
+    lines += [""] + lift_lines(a.lift)
     return "\n".join(lines)
 
 

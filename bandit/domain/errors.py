@@ -49,6 +49,20 @@ class OutcomeConflict(OfferBanditError):
                          f"recorded; the first outcome stands")
 
 
+class Unreachable(OfferBanditError):
+    """A store the command needs does not answer (the command line exits 3 for it, told
+    apart from bad input's 2)."""
+
+
+class LogUnavailable(Unreachable):
+    """The decision log cannot be read or written now (its database is down or refuses):
+    nothing was recorded; the caller may retry. Answered 503, never as a server bug."""
+
+    def __init__(self, what: str, error: BaseException):
+        super().__init__(f"the decision log is unavailable, {what} was not recorded; retry later "
+                         f"({type(error).__name__})")
+
+
 class InvalidRequest(OfferBanditError):
     """A request is well-formed but refers to something that does not exist (e.g. an offer id)."""
 

@@ -75,12 +75,29 @@ class OfferLimit:
     fallback: "DecisionRecord"
 
 
+@dataclass(frozen=True)
+class CapacityLimit:
+    """An offer's capacity (``bandit.config.catalog.Capacity``), checked inside the commit
+    that logs a decision choosing it: the guardrails read the uses a second stale
+    (``DecisionStore.capacity_uses``), and decisions on other replicas are still in flight,
+    so the store counts the offer's uses at or after ``since`` (on ``channels`` when set)
+    under a per-offer lock, and logs ``fallback`` instead when there are more than
+    ``allowed``."""
+
+    offer_id: str
+    channels: tuple[str, ...] | None
+    since: float
+    allowed: int
+    fallback: "DecisionRecord"
+
+
 class Written(StrEnum):
     """What became of a decision handed to the log."""
 
     NEW = "new"  # logged as made
     DUPLICATE = "duplicate"  # its event id was logged already: nothing written
     LIMITED = "limited"  # its ``OfferLimit`` was reached: its fallback was logged instead
+    AT_CAPACITY = "at_capacity"  # its ``CapacityLimit`` was reached: its fallback was logged instead
 
 
 class Appended(StrEnum):
@@ -94,12 +111,16 @@ class Appended(StrEnum):
 class DecisionRow(NamedTuple):
     """A decision as the request path inserts it: its ``decisions`` row and, when it is a
     contact, its ``contacts`` row (both in column order); with an ``OfferLimit``, the
-    fallback's row to insert instead when the limit is reached."""
+    fallback's row to insert instead when the limit is reached; with a ``CapacityLimit``,
+    its ``offer_uses`` row and the fallback's row for a capacity reached."""
 
     decision: tuple[Any, ...]
     contact: tuple[Any, ...] | None
     limit: OfferLimit | None = None
     fallback: tuple[Any, ...] | None = None
+    capacity: CapacityLimit | None = None
+    capacity_fallback: tuple[Any, ...] | None = None
+    use: tuple[Any, ...] | None = None  # its ``offer_uses`` row, with a capacity
 
 
 def learnable(rec: DecisionRecord, cfg: RewardConfig, as_of: float | None) -> bool:

@@ -64,6 +64,35 @@ contacts = Table(
     Index("ix_contacts_customer_ts", "customer_key", "ts"),
 )
 
+# Offers made that count against a capacity (``bandit.config.catalog.Capacity``): one row
+# per decision that chose an offer carrying one, written in the decision's transaction.
+# A table of its own, indexed by offer and time, so that counting an offer's uses in the
+# last hour or day reads those rows only, and decisions without a capacity write nothing.
+offer_uses = Table(
+    "offer_uses",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("offer_id", String(128), nullable=False),
+    Column("channel", String(16)),
+    Column("ts", Float, nullable=False),
+    Column("event_id", String(128), nullable=False),
+    Index("ix_offer_uses_offer_ts", "offer_id", "ts"),
+)
+
+# Erasures of one customer's data (``offer-bandit forget``): when, and how many rows went.
+# Nothing that identifies the customer (not the id, not its salted key): the audit says
+# that an erasure happened, not whose.
+erasures = Table(
+    "erasures",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("ts", Float, nullable=False),
+    Column("decisions", Integer, nullable=False),
+    Column("outcomes", Integer, nullable=False),
+    Column("contacts", Integer, nullable=False),
+    Column("requested_by", String(128)),
+)
+
 suspensions = Table(
     "suspensions",
     metadata,
@@ -75,3 +104,4 @@ suspensions = Table(
 
 DECISION_COLUMNS = [c.name for c in decisions.columns]
 CONTACT_COLUMNS = [c.name for c in contacts.columns if c.name != "id"]  # id: the database's
+USE_COLUMNS = [c.name for c in offer_uses.columns if c.name != "id"]

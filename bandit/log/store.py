@@ -21,24 +21,28 @@ Customer ids never reach this module: callers pass the salted hash.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
+import psycopg
 from sqlalchemy import create_engine, event, func, select, text, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.sql.elements import TextClause
 
-from bandit.config.catalog import NO_OFFER
+from bandit.config.catalog import CAPACITY_PERIODS, NO_OFFER
 from bandit.domain.context import EMPTY_HISTORY, History, OfferEvent
 from bandit.domain.outcomes import CONTACT_KIND, Outcome
 from bandit.log.records import (
     DecisionRecord,
     DecisionRow,
     Appended,
+    CapacityLimit,
     OfferLimit,
     Written,
     from_ts,
@@ -47,7 +51,7 @@ from bandit.log.records import (
     shown_contact,
     to_ts,
 )
-from bandit.log.schema import CONTACT_COLUMNS, DECISION_COLUMNS, contacts, decisions, metadata, outcomes
+from bandit.log.schema import CONTACT_COLUMNS, DECISION_COLUMNS, USE_COLUMNS, contacts, decisions, metadata, outcomes
 
 # At most this many rows per insert statement: SQLite allows 32,766 parameters, and every
 # distinct row count is one more statement in the driver's cache.
@@ -61,6 +65,10 @@ _SHOWN_SINCE_SQL = text("SELECT COUNT(*) FROM contacts WHERE customer_key = :k A
 # (the schema lock of ``bandit.log.migrations`` uses the one-bigint form).
 _CUSTOMER_LOCK_CLASS = 0x0FFE
 _CUSTOMER_LOCK_SQL = text("SELECT pg_advisory_xact_lock(:c, hashtext(:k))")
+# The same per offer, held by a commit that checks a ``CapacityLimit``.
+_OFFER_LOCK_CLASS = 0x0FFF
+_USED_SINCE_SQL = text("SELECT channel, ts FROM offer_uses WHERE offer_id = :o AND ts >= :since")
+_USES_SINCE_SQL = text("SELECT offer_id, channel, ts FROM offer_uses WHERE ts >= :since")
 # A contact of kind ``:kind`` at ``:ts`` for the decision ``:e``, its customer and offer
 # copied from the logged row (outcomes); the same for an activation, where a no_offer
 # decision shows nothing.
@@ -75,6 +83,12 @@ _UPSERT_SUSPENSION_SQL = text(
     "INSERT INTO suspensions (offer_id, suspended, reason, ts) VALUES (:offer_id, :suspended, :reason, :ts) "
     "ON CONFLICT (offer_id) DO UPDATE SET suspended = excluded.suspended, reason = excluded.reason, ts = excluded.ts"
 )
+STORE_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, psycopg.Error, SQLAlchemyError)
+"""What the log's database raises when it is down or refuses (the request path's raw
+connections raise the driver's errors, SQLAlchemy's paths its own): the errors a caller
+turns into ``LogUnavailable``, and nothing broader."""
+
+
 class _Compiled:
     """A prebuilt statement compiled once for the driver's parameter style."""
 
@@ -85,6 +99,15 @@ class _Compiled:
 
     def params(self, values: dict[str, Any]) -> Sequence[Any] | dict[str, Any]:
         return values if self._order is None else tuple(values[k] for k in self._order)
+
+
+class _Insert(NamedTuple):
+    """What one decision inserts: its row (or a fallback's), its contact and use, if any."""
+
+    decision: tuple[Any, ...]
+    contact: tuple[Any, ...] | None
+    use: tuple[Any, ...] | None
+    status: Written
 
 
 class DecisionStore:
@@ -124,6 +147,9 @@ class DecisionStore:
             "VALUES (:e, :type, :value, :score, :ts, :dedupe)"), d)
         self._sql_contact_from_decision = _Compiled(_CONTACT_FROM_DECISION, d)
         self._sql_customer_lock = _Compiled(_CUSTOMER_LOCK_SQL, d) if d.name == "postgresql" else None
+        self._sql_used_since = _Compiled(_USED_SINCE_SQL, d)
+        self._sql_uses_since = _Compiled(_USES_SINCE_SQL, d)
+        self._uses_cache: tuple[float, list[tuple[str, str | None, float]]] | None = None
         # SQLite: take the write lock at BEGIN, so that a limit's count and the inserts after it
         # see one state of the log (a deferred transaction that read first could not write).
         self._begin = "BEGIN IMMEDIATE" if d.name == "sqlite" else "BEGIN"
@@ -180,6 +206,13 @@ class DecisionStore:
             except Exception:  # noqa: BLE001
                 pass
 
+    def probe(self) -> None:
+        """Raise (``STORE_ERRORS``) if the log does not answer now: a connection from the
+        pool touches the decisions table. For a health check while writes fail: any thread
+        may call it, and it holds no connection of the request path's."""
+        with self.engine.connect() as conn:
+            conn.exec_driver_sql("SELECT count(*) FROM decisions WHERE event_id = ''").all()
+
     # -- decisions -----------------------------------------------------------
     def log_decision(self, rec: DecisionRecord) -> bool:
         """Insert durably; ``False`` if the event id was already logged (nothing written)."""
@@ -193,17 +226,22 @@ class DecisionStore:
         """
         return [w is Written.NEW for w in self.insert_decision_rows([self.decision_row(r) for r in recs])]
 
-    def write_decision(self, rec: DecisionRecord, limit: OfferLimit | None = None) -> Written:
-        """Insert one decision durably, checking its ``limit`` inside the commit."""
-        return self.insert_decision_rows([self.decision_row(rec, limit)])[0]
+    def write_decision(self, rec: DecisionRecord, limit: OfferLimit | None = None,
+                       capacity: CapacityLimit | None = None) -> Written:
+        """Insert one decision durably, checking its ``limit`` and ``capacity`` inside the commit."""
+        return self.insert_decision_rows([self.decision_row(rec, limit, capacity)])[0]
 
-    def decision_row(self, rec: DecisionRecord, limit: OfferLimit | None = None) -> DecisionRow:
-        """``rec`` as the inserts' parameters, in column order: its ``decisions`` row and,
+    def decision_row(self, rec: DecisionRecord, limit: OfferLimit | None = None,
+                     capacity: CapacityLimit | None = None) -> DecisionRow:
+        """What ``insert_decision_rows`` takes: the decision's row in column order and,
         when it is a contact (an offer shown), its ``contacts`` row; with a ``limit``, its
-        fallback's row too. The group-commit writer makes them when a decision is queued, so
-        the commit only hands rows to the driver."""
+        fallback's row; with a ``capacity``, its ``offer_uses`` row and that fallback's row."""
         fallback = None if limit is None else self._row_values(limit.fallback)
-        return DecisionRow(self._row_values(rec), shown_contact(rec), limit, fallback)
+        if capacity is None:
+            return DecisionRow(self._row_values(rec), shown_contact(rec), limit, fallback)
+        use = (capacity.offer_id, rec.channel, rec.ts, rec.event_id)
+        return DecisionRow(self._row_values(rec), shown_contact(rec), limit, fallback, capacity,
+                           self._row_values(capacity.fallback), use)
 
     @staticmethod
     def _row_values(rec: DecisionRecord) -> tuple[Any, ...]:
@@ -213,7 +251,7 @@ class DecisionStore:
     def insert_decision_rows(self, rows: list[DecisionRow]) -> list[Written]:
         """Insert rows made by ``decision_row`` in one transaction; for each, whether it was
         logged as made, was a repeated event id (nothing written), or met its
-        ``OfferLimit`` (its fallback logged instead).
+        ``OfferLimit`` or ``CapacityLimit`` (its fallback logged instead).
 
         The rows go to the driver as multi-row ``INSERT`` statements (up to
         ``_ROWS_PER_STATEMENT`` rows each): one call into the driver per chunk rather than
@@ -225,20 +263,23 @@ class DecisionStore:
             cur.execute(self._begin)
             try:
                 chosen = self._within_limits(cur, rows)
-                if self._insert_all(cur, "decisions", [c[0] for c in chosen]) == len(rows):
-                    written = [c[2] for c in chosen]
-                    self._insert_all(cur, "contacts", [c[1] for c in chosen if c[1] is not None])
+                if self._insert_all(cur, "decisions", [c.decision for c in chosen]) == len(rows):
+                    written = [c.status for c in chosen]
+                    self._insert_all(cur, "contacts", [c.contact for c in chosen if c.contact is not None])
+                    self._insert_all(cur, "offer_uses", [c.use for c in chosen if c.use is not None])
                 else:
                     cur.execute("ROLLBACK")
                     cur.execute(self._begin)
-                    self._lock_customers(cur, rows)
+                    self._lock_limits(cur, rows)
                     written = []
                     for r in rows:  # each limit's count sees the rows inserted before it
-                        decision, contact, status = self._within_limits(cur, [r], locked=True)[0]
-                        new = self._insert_all(cur, "decisions", [decision]) == 1
-                        if new and contact is not None:
-                            self._insert_all(cur, "contacts", [contact])
-                        written.append(status if new else Written.DUPLICATE)
+                        c = self._within_limits(cur, [r], locked=True)[0]
+                        new = self._insert_all(cur, "decisions", [c.decision]) == 1
+                        if new and c.contact is not None:
+                            self._insert_all(cur, "contacts", [c.contact])
+                        if new and c.use is not None:
+                            self._insert_all(cur, "offer_uses", [c.use])
+                        written.append(c.status if new else Written.DUPLICATE)
                 cur.execute("COMMIT")
             except BaseException:
                 try:
@@ -248,43 +289,75 @@ class DecisionStore:
                 raise
         return written
 
-    def _lock_customers(self, cur: Any, rows: list[DecisionRow]) -> None:
-        """PostgreSQL: the per-customer locks of the rows' limits, in key order (two
-        transactions taking the same keys cannot deadlock). SQLite's BEGIN IMMEDIATE has
-        already serialized every writer."""
+    def _lock_limits(self, cur: Any, rows: list[DecisionRow]) -> None:
+        """PostgreSQL: the per-customer locks of the rows' limits, then the per-offer locks of
+        their capacities, each in key order (every transaction takes them in this one order,
+        so none can deadlock another). SQLite's BEGIN IMMEDIATE has already serialized every
+        writer."""
         if self._sql_customer_lock is None:
             return
+        q = self._sql_customer_lock
         for key in sorted({r.limit.customer_key for r in rows if r.limit is not None}):
-            q = self._sql_customer_lock
             cur.execute(q.sql, q.params({"c": _CUSTOMER_LOCK_CLASS, "k": key}))
             cur.fetchall()
+        for key in sorted({r.capacity.offer_id for r in rows if r.capacity is not None}):
+            cur.execute(q.sql, q.params({"c": _OFFER_LOCK_CLASS, "k": key}))
+            cur.fetchall()
 
-    def _within_limits(
-        self, cur: Any, rows: list[DecisionRow], locked: bool = False,
-    ) -> list[tuple[tuple[Any, ...], tuple[Any, ...] | None, Written]]:
-        """For each row, what to insert: its own rows, or its fallback's where its limit is
-        reached, counting the offers the log holds and those shown earlier in ``rows``."""
-        if all(r.limit is None for r in rows):
-            return [(r.decision, r.contact, Written.NEW) for r in rows]
+    def _within_limits(self, cur: Any, rows: list[DecisionRow], locked: bool = False) -> list["_Insert"]:
+        """For each row, what to insert: its own rows, or a fallback's where its limit (the
+        customer's cap, checked first) or its offer's capacity is reached, counting what the
+        log holds and what ``rows`` inserts before it."""
+        if all(r.limit is None and r.capacity is None for r in rows):
+            return [_Insert(r.decision, r.contact, None, Written.NEW) for r in rows]
         if not locked:
-            self._lock_customers(cur, rows)
-        q = self._sql_shown_since
-        in_batch: dict[str, list[float]] = {}
-        out: list[tuple[tuple[Any, ...], tuple[Any, ...] | None, Written]] = []
+            self._lock_limits(cur, rows)
+        shown_in_batch: dict[str, list[float]] = {}
+        used_in_batch: list[tuple[Any, ...]] = []
+        out: list[_Insert] = []
         for r in rows:
-            lim = r.limit
-            choice = (r.decision, r.contact, Written.NEW)
-            if lim is not None:
-                cur.execute(q.sql, q.params({"k": lim.customer_key, "since": lim.since}))
-                shown = int(cur.fetchone()[0])
-                shown += sum(1 for ts in in_batch.get(lim.customer_key, ()) if ts >= lim.since)
-                if shown > lim.allowed:
-                    assert r.fallback is not None
-                    choice = (r.fallback, None, Written.LIMITED)
-            if choice[1] is not None:
-                in_batch.setdefault(choice[1][0], []).append(choice[1][1])
+            choice = _Insert(r.decision, r.contact, r.use, Written.NEW)
+            if r.limit is not None and self._shown(cur, r.limit, shown_in_batch) > r.limit.allowed:
+                assert r.fallback is not None
+                choice = _Insert(r.fallback, None, None, Written.LIMITED)
+            elif r.capacity is not None and self._used(cur, r.capacity, used_in_batch) > r.capacity.allowed:
+                assert r.capacity_fallback is not None
+                choice = _Insert(r.capacity_fallback, None, None, Written.AT_CAPACITY)
+            if choice.contact is not None:
+                shown_in_batch.setdefault(choice.contact[0], []).append(choice.contact[1])
+            if choice.use is not None:
+                used_in_batch.append(choice.use)
             out.append(choice)
         return out
+
+    def _shown(self, cur: Any, lim: OfferLimit, in_batch: dict[str, list[float]]) -> int:
+        q = self._sql_shown_since
+        cur.execute(q.sql, q.params({"k": lim.customer_key, "since": lim.since}))
+        return int(cur.fetchone()[0]) + sum(1 for ts in in_batch.get(lim.customer_key, ()) if ts >= lim.since)
+
+    def _used(self, cur: Any, cap: CapacityLimit, in_batch: list[tuple[Any, ...]]) -> int:
+        """The offer's uses since ``cap.since`` (on its channels), in the log and in the batch."""
+        q = self._sql_used_since
+        cur.execute(q.sql, q.params({"o": cap.offer_id, "since": cap.since}))
+        counted = cur.fetchall() + [(u[1], u[2]) for u in in_batch if u[0] == cap.offer_id]
+        return sum(1 for channel, ts in counted
+                   if ts >= cap.since and (cap.channels is None or channel in cap.channels))
+
+    def capacity_uses(self, now: float | None = None, fresh: bool = False) -> list[tuple[str, str | None, float]]:
+        """Uses of offers with a capacity in the 24 hours (the longest period) before ``now``
+        (default: the clock's), as ``(offer_id, channel, ts)``: what the guardrails count.
+        Cached like ``suspended`` (a second stale at most; the commit counts again, exactly)."""
+        now = time.monotonic()
+        cached = self._uses_cache
+        if not fresh and cached is not None and now - cached[0] < self.suspension_refresh:
+            return cached[1]
+        with self._cursor() as cur:
+            q = self._sql_uses_since
+            since = (time.time() if now is None else now) - CAPACITY_PERIODS["day"]
+            cur.execute(q.sql, q.params({"since": since}))
+            value = [(str(o), c, float(ts)) for o, c, ts in cur.fetchall()]
+        self._uses_cache = (now, value)
+        return value
 
     def _insert_all(self, cur: Any, table: str, rows: list[tuple[Any, ...]]) -> int:
         """Insert ``rows`` into ``table`` (``decisions``: skipping event ids already logged)
@@ -302,7 +375,7 @@ class DecisionStore:
         sql = self._insert_by_rows.get((table, n))
         if sql is None:
             mark = "?" if self.engine.dialect.name == "sqlite" else "%s"
-            columns = DECISION_COLUMNS if table == "decisions" else CONTACT_COLUMNS
+            columns = {"decisions": DECISION_COLUMNS, "contacts": CONTACT_COLUMNS, "offer_uses": USE_COLUMNS}[table]
             one = "(" + ", ".join([mark] * len(columns)) + ")"
             sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join([one] * n)}"
             if table == "decisions":

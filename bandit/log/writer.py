@@ -32,25 +32,32 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from bandit.log.records import DecisionRecord, DecisionRow, OfferLimit, Written
+import time
+from collections.abc import Callable
+
+from bandit.log.records import CapacityLimit, DecisionRecord, DecisionRow, OfferLimit, Written
 from bandit.log.store import DecisionStore
 
 log = logging.getLogger(__name__)
 
 
 class GroupCommitWriter:
-    def __init__(self, store: DecisionStore, max_batch: int = 512):
+    def __init__(self, store: DecisionStore, max_batch: int = 512,
+                 timed: Callable[[float, int], None] | None = None):
+        """``timed(seconds, rows)`` is told how long each commit took (the log's latency, a metric)."""
         self.store = store
         self.max_batch = max_batch
+        self.timed = timed
         self._pending: list[tuple[DecisionRow, asyncio.Future[Written]]] = []
         self._scheduled = False
 
-    async def write(self, rec: DecisionRecord, limit: OfferLimit | None = None) -> Written:
-        """Commit ``rec`` (checking its ``limit`` inside the commit) and say what was
-        written once it is durable; raises the storage error if the commit failed."""
+    async def write(self, rec: DecisionRecord, limit: OfferLimit | None = None,
+                    capacity: CapacityLimit | None = None) -> Written:
+        """Commit ``rec`` (checking its ``limit`` and ``capacity`` inside the commit) and say
+        what was written once it is durable; raises the storage error if the commit failed."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Written] = loop.create_future()
-        self._pending.append((self.store.decision_row(rec, limit), fut))
+        self._pending.append((self.store.decision_row(rec, limit, capacity), fut))
         if not self._scheduled:
             self._scheduled = True
             loop.call_soon(self._flush)
@@ -62,6 +69,7 @@ class GroupCommitWriter:
             asyncio.get_running_loop().call_soon(self._flush)
         else:
             self._scheduled = False
+        started = time.perf_counter()
         try:
             results = self.store.insert_decision_rows([row for row, _ in batch])
         except Exception as exc:  # noqa: BLE001 - every waiter learns its row is not logged
@@ -70,6 +78,8 @@ class GroupCommitWriter:
                 if not fut.done():
                     fut.set_exception(exc)
             return
+        if self.timed is not None:
+            self.timed(time.perf_counter() - started, len(batch))
         for (_, fut), written in zip(batch, results, strict=True):
             if not fut.done():
                 fut.set_result(written)

@@ -11,7 +11,7 @@ import pytest
 from bandit.cli import build_parser, main
 from conftest import REPO
 
-COMMANDS = ["init", "validate", "info", "migrate", "decide", "outcome", "activate", "export-dsjson", "import-dsjson", "train", "retrain", "rollback", "monitor", "tune", "serve", "demo", "flows"]
+COMMANDS = ["init", "validate", "info", "migrate", "decide", "outcome", "activate", "export-dsjson", "import-dsjson", "forget", "purge", "train", "retrain", "rollback", "monitor", "tune", "serve", "demo", "flows"]
 
 
 def test_help_lists_every_command(capsys) -> None:
@@ -77,6 +77,40 @@ def test_invalid_catalog_lists_problems_and_exits_2(tmp_path: Path) -> None:
     p = run("validate", "--catalog", str(cat), home=tmp_path)
     assert p.returncode == 2
     assert f"{cat}: offer 'x': field 'family'" in p.stderr and f"{cat}: offer 'x': field 'channels'" in p.stderr
+
+
+def test_flows_serve_refuses_a_policy_file_the_runs_could_not_load(tmp_path: Path) -> None:
+    """Checked once at start, before any schedule is registered (else every run would fail)."""
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("monitoring: {min_offers: -1}\n")
+    p = run("flows", "serve", "--policy", str(policy), home=tmp_path)
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    assert f"{policy}: field 'monitoring.min_offers'" in p.stderr
+
+
+def test_migrate_check_tells_an_unreachable_database_from_an_upgrade_due(tmp_path: Path) -> None:
+    import sqlite3
+
+    down = run("migrate", "--check", "--database-url", "postgresql+psycopg://nobody@127.0.0.1:1/x", home=tmp_path)
+    assert down.returncode == 3 and "Traceback" not in down.stderr
+    assert down.stderr.startswith("error: the decision log's database does not answer: connection failed")
+    assert len(down.stderr.strip().splitlines()) == 1
+    old = tmp_path / "old.db"  # a log at an older revision
+    assert run("migrate", "--database-url", f"sqlite:///{old}", home=tmp_path).returncode == 0
+    with sqlite3.connect(old) as db:
+        db.execute("UPDATE alembic_version SET version_num = '0002'")
+    due = run("migrate", "--check", "--database-url", f"sqlite:///{old}", home=tmp_path)
+    assert due.returncode == 1, due.stderr
+    assert run("migrate", "--check", home=tmp_path).returncode == 0  # empty: created when first opened
+
+
+def test_a_flow_command_whose_tracking_store_does_not_answer_says_so_in_one_line(tmp_path: Path) -> None:
+    p = subprocess.run([sys.executable, "-m", "bandit.cli", "retrain", "--no-prefect", "--home", str(tmp_path)],
+                       capture_output=True, text=True, cwd=REPO, timeout=300,
+                       env={**os.environ, "OFFER_BANDIT_MLFLOW_TRACKING_URI": "http://127.0.0.1:1"})
+    assert p.returncode == 3 and "Traceback" not in p.stderr, p.stderr
+    assert p.stderr.strip() == ("error: the MLflow tracking store http://127.0.0.1:1 does not answer "
+                                "(ConnectionError); nothing was recorded")
 
 
 def test_each_served_instance_gets_bentoml_home_under_its_own_home(tmp_path: Path) -> None:

@@ -221,6 +221,27 @@ def test_lift_without_control_decisions_says_so() -> None:
     assert "no bandit decisions" in (lift([obs(mode="control")]).note or "")
 
 
+def test_a_bandit_significantly_worse_than_control_is_flagged_and_told() -> None:
+    from bandit.deploy.monitoring import harmful_lift
+    from bandit.deploy.notify import lift_notice
+
+    worse = [obs("no_offer")] * 40 + [obs(complaint=True)] * 10
+    control = [obs(revenue=5, accepted=True, mode="control")] * 20 + [obs("no_offer", mode="control")] * 20
+    harmed = lift(worse + control)
+    said = harmful_lift(harmed)
+    assert len(said) == 2 and said[0].startswith("revenue per decision -2.500")
+    assert "complaint rate +20.00 pp" in said[1]
+    a = assess(worse + control, WINDOW, load_catalog(REPO / "config/offers.yaml"), Monitoring(), set())
+    assert "**The bandit does significantly worse than the control group" in report(a, [])
+    notice = lift_notice(a)
+    assert notice is not None and notice.kind == "negative_lift" and said[0] in notice.text
+    better = lift([obs(revenue=5, accepted=True)] * 40 + [obs("no_offer", mode="control")] * 40)
+    assert harmful_lift(better) == [] and harmful_lift(lift([obs()])) == []  # no control group: nothing to flag
+    a = assess([obs(revenue=5, accepted=True)] * 40, WINDOW, load_catalog(REPO / "config/offers.yaml"),
+               Monitoring(), set())
+    assert lift_notice(a) is None
+
+
 def test_welch_with_a_group_of_one_is_unbounded() -> None:
     d = welch_difference("x", [1.0], [0.0, 1.0])
     assert d.diff == 0.5 and d.se == math.inf and d.low == -math.inf and d.high == math.inf
@@ -375,10 +396,16 @@ def test_the_monitor_flow_suspends_an_offer_with_injected_complaints_and_the_ser
     from bandit.deploy.runtime import open_store
     from bandit.config.settings import get_settings
     from bandit.decide.vw import ColdStart
-    from flows.monitor_flow import ARTIFACT_KEY, monitor_flow
+    from flows.monitor_flow import ARTIFACT_KEY, EXCEPTION_KEY, monitor_flow
 
+    from receivers import smtp_server, webhook_receiver
+
+    mail, hook = smtp_server(), webhook_receiver()
+    box, received = mail.__enter__(), hook.__enter__()
     policy = tmp_path / "policy.yaml"
-    policy.write_text("control: {share: 0.2}\n")  # enough control customers for a lift
+    policy.write_text("control: {share: 0.2}\n"  # enough control customers for a lift
+                      f"notifications: {{webhook_url: '{received.url}', operators: [ops@example.com],\n"
+                      f"  smtp: {{host: {box.host}, port: {box.port}}}}}\n")
     home = tmp_path / "home"
     env = {"OFFER_BANDIT_HOME": home, "OFFER_BANDIT_POLICY": policy,
            "OFFER_BANDIT_CATALOG": REPO / "config/offers.yaml", "OFFER_BANDIT_SALT": "x",
@@ -401,25 +428,45 @@ def test_the_monitor_flow_suspends_an_offer_with_injected_complaints_and_the_ser
     for k, d in enumerate(x for x in before if x.offer_id not in (TARGET, "no_offer")):
         decider.record_outcome(d.event_id, "accepted" if k % 3 == 0 else "declined", now=NOW - timedelta(minutes=5))
 
-    state = monitor_flow(as_of=NOW.timestamp(), return_state=True)
+    try:
+        state = monitor_flow(as_of=NOW.timestamp(), return_state=True)
+    finally:
+        hook.__exit__(None, None, None)
+        mail.__exit__(None, None, None)
     assert state.is_completed(), state
     result = state.result()
     assert result["suspended"] == [TARGET] and [b["offer_id"] for b in result["breaches"]] == [TARGET]
     assert result["decisions"] == 400
+
+    # the owners told at once: the offer's owner (the catalog's, as the offer names none) and
+    # the operators by email, and the webhook, with the figures and the complaints' contexts
+    mails = {msg["Subject"].split(":")[0]: (rcpt, msg) for rcpt, msg in box.messages}
+    rcpt, msg = mails[f"[offer-bandit] {TARGET} suspended"]
+    assert rcpt == ["marketing@example.com", "ops@example.com"]
+    assert "Where the complaints came from" in msg.get_payload()
+    assert "Owner: marketing@example.com" in msg.get_payload()
+    assert any(f"{TARGET} suspended" in b["text"] for b in received.bodies)
+    # the injected complaints also make the bandit's complaint rate significantly worse than the
+    # control group's: the operators hear of that too
+    harm = result["lift"]["complaint_rate"]
+    flagged = harm["low"] > 0
+    assert set(mails) == {f"[offer-bandit] {TARGET} suspended"} | (
+        {"[offer-bandit] the bandit does worse than the control group"} if flagged else set())
+    assert len(result["notified"]) == 2 * len(mails) == 2 * len(received.bodies)
 
     # the kill switch: in the table every replica reads
     fresh = open_store(settings)
     assert fresh.suspended(fresh=True) == {TARGET}
     fresh.close()
 
-    # the Prefect artifact is the exception report, naming the offer
+    # the exception report is its own Prefect artifact, naming the offer; the routine report has another key
     with get_client(sync_client=True) as client:
-        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(
-            key=ArtifactFilterKey(any_=[ARTIFACT_KEY]),
-            flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])))
-    assert len(artifacts) == 1
-    md = artifacts[0].data
+        artifacts = {a.key: a.data for a in client.read_artifacts(artifact_filter=ArtifactFilter(
+            key=ArtifactFilterKey(any_=[ARTIFACT_KEY, EXCEPTION_KEY]),
+            flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])))}
+    md = artifacts[EXCEPTION_KEY]
     assert md.startswith("# Exception") and f"`{TARGET}`: suspended" in md and "Where the complaints came from" in md
+    assert artifacts[ARTIFACT_KEY].startswith("# Offer monitoring")
 
     # MLflow: the run, its report and its tag
     mlflow.set_tracking_uri(settings.tracking_uri)

@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import create_engine, make_url, text
 
 from bandit.decide.decider import customer_key
-from conftest import ADMIN_KEY, CHANNEL_KEY, Served, body, pg_schema, start_replicas, stop_service
+from conftest import ADMIN_KEY, CHANNEL_KEY, REPO, Served, body, pg_schema, start_replicas, stop_service
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -27,6 +27,16 @@ APP = "offer-bandit-replica-test"
 SALT = "served-salt"  # start_service's, the same for every replica
 REFRESH = 1.0  # OFFER_BANDIT_SUSPENSION_REFRESH_SECONDS
 CUSTOMERS, CONTACTS, THREADS, DUPLICATES = 160, 4, 8, 40
+CAPACITY_OFFER = """
+  - id: callback_with_capacity
+    title: Callback from the one sales specialist on duty
+    family: sales_contact
+    value: 90
+    channels: [messaging]
+    capacity: {max_offers: 3, per: day}
+    templates:
+      messaging: "A specialist can call you back today. Want that?"
+"""
 KILLED = "fiber_upgrade"  # eligible for body()'s advisory phone request
 
 
@@ -74,10 +84,12 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     tmp = tmp_path_factory.mktemp("replicas")
     policy = tmp / "policy.yaml"  # cold start exploring widely, so that most first contacts get an offer
     policy.write_text("exploration: {cold_start_epsilon: 0.9}\n")
+    catalog = tmp / "offers.yaml"  # the example's, and an offer with a capacity that only messaging sees
+    catalog.write_text((REPO / "config/offers.yaml").read_text() + CAPACITY_OFFER)
     with pg_schema() as url:
         # tagged, so that the replicas' connections can be told from other clients of the server
         url = make_url(url).update_query_dict({"application_name": APP}).render_as_string(hide_password=False)
-        replicas = start_replicas(tmp, 2, url, {"OFFER_BANDIT_POLICY": str(policy),
+        replicas = start_replicas(tmp, 2, url, {"OFFER_BANDIT_POLICY": str(policy), "OFFER_BANDIT_CATALOG": str(catalog),
                                                 "OFFER_BANDIT_SUSPENSION_REFRESH_SECONDS": str(REFRESH)})
         try:
             yield Cluster(replicas, url)
@@ -243,6 +255,23 @@ def test_simultaneous_decisions_for_one_customer_across_replicas_make_at_most_on
     assert cluster.query(f"select count(*) from contacts where customer_key = '{key}' "
                          "and kind = 'shown'")[0][0] == len(offers)
     print(f"\nfrequency cap: {n} simultaneous decisions for one customer on 2 replicas, {len(offers)} offer")
+
+
+def test_a_capacity_of_3_a_day_yields_exactly_3_offers_in_50_simultaneous_decisions_on_2_replicas(
+        cluster: Cluster) -> None:
+    """Distinct customers (no frequency cap in play), the offer the only candidate: each
+    replica counts the offer's uses again inside its commit under a per-offer lock."""
+    offer = "callback_with_capacity"
+    answers = simultaneous_posts([(cluster.replicas[k % 2].url + "/decide",
+                                   body(customer__id=f"cap-{k}", channel="messaging", candidates=[offer]))
+                                  for k in range(50)])
+    assert all(d["logged"] for d in answers)
+    made = [d for d in answers if d["offer_id"] == offer]
+    assert len(made) == 3, [d["offer_id"] for d in answers]
+    assert cluster.query(f"select count(*) from decisions where chosen_id = '{offer}'")[0][0] == 3
+    assert cluster.query(f"select count(*) from offer_uses where offer_id = '{offer}'")[0][0] == 3
+    refused = sum(any(e["reason"] == "capacity" for e in d["excluded"]) for d in answers)
+    print(f"\ncapacity: 50 simultaneous decisions on 2 replicas, 3 offers made, {refused} refused for capacity")
 
 
 def test_a_kill_switch_set_through_one_replica_is_obeyed_by_all_within_the_refresh_interval(

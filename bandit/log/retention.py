@@ -1,0 +1,96 @@
+"""Data kept only as long as allowed: the retention purge, and one customer's erasure.
+
+``purge`` deletes what is older than the policy file's ``retention.days`` (decisions with
+their outcomes, contacts, capacity uses) in batches of ``batch`` decisions, one short
+transaction each, so that the request path's commits are never held up for long and a run
+interrupted half-way has deleted whole decisions only (a decision never loses some of its
+outcomes). An outcome is deleted with its decision, whatever its own time: without the
+decision it could not be learned from or judged.
+
+``forget`` erases one customer's rows, found by the salted customer key the log stores
+(``bandit.decide.decider.customer_key``): decisions, their outcomes and the contact history,
+in one transaction, and writes an audit row that does not say whose. A second call finds
+nothing and writes nothing. What the log never held it cannot erase: the context logged with
+a decision holds no customer id (``bandit.domain.context.logged_context``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import delete, func, insert, select
+from sqlalchemy.engine import Connection, Engine
+
+from bandit.log.schema import contacts, decisions, erasures, offer_uses, outcomes
+
+
+@dataclass(frozen=True)
+class Removed:
+    decisions: int = 0
+    outcomes: int = 0
+    contacts: int = 0
+    uses: int = 0
+
+    def __add__(self, other: "Removed") -> "Removed":
+        return Removed(self.decisions + other.decisions, self.outcomes + other.outcomes,
+                       self.contacts + other.contacts, self.uses + other.uses)
+
+    def __str__(self) -> str:
+        return (f"{self.decisions} decisions, {self.outcomes} outcomes, {self.contacts} contacts, "
+                f"{self.uses} capacity uses")
+
+
+def _decisions_with_outcomes(conn: Connection, ids: list[str]) -> tuple[int, int]:
+    gone_outcomes = conn.execute(delete(outcomes).where(outcomes.c.event_id.in_(ids))).rowcount
+    gone = conn.execute(delete(decisions).where(decisions.c.event_id.in_(ids))).rowcount
+    return gone, gone_outcomes
+
+
+def purge(engine: Engine, before: float, batch: int = 5000,
+          progress: Callable[[Removed], None] | None = None) -> Removed:
+    """Delete every decision logged before ``before`` (with its outcomes), and the contacts
+    and capacity uses older than that, ``batch`` decisions per transaction."""
+    total = Removed()
+    while True:
+        with engine.begin() as conn:
+            ids = [r[0] for r in conn.execute(select(decisions.c.event_id).where(decisions.c.ts < before)
+                                              .order_by(decisions.c.ts).limit(batch))]
+            if not ids:
+                break
+            gone, gone_outcomes = _decisions_with_outcomes(conn, ids)
+        total = total + Removed(gone, gone_outcomes)
+        if progress is not None:
+            progress(total)
+    for table, field in ((contacts, "contacts"), (offer_uses, "uses")):
+        while True:
+            with engine.begin() as conn:
+                ids = [r[0] for r in conn.execute(select(table.c.id).where(table.c.ts < before).limit(batch))]
+                if not ids:
+                    break
+                n = conn.execute(delete(table).where(table.c.id.in_(ids))).rowcount
+            total = total + Removed(**{field: n})
+    return total
+
+
+def forget(engine: Engine, key: str, requested_by: str | None = None, batch: int = 500) -> Removed:
+    """Erase every row of the customer whose salted key is ``key``; audit it (without the key)
+    when anything was erased. One transaction: all of it, or none."""
+    with engine.begin() as conn:
+        ids = [r[0] for r in conn.execute(select(decisions.c.event_id).where(decisions.c.customer_key == key))]
+        gone = gone_outcomes = 0
+        for i in range(0, len(ids), batch):
+            d, o = _decisions_with_outcomes(conn, ids[i : i + batch])
+            gone, gone_outcomes = gone + d, gone_outcomes + o
+        gone_contacts = conn.execute(delete(contacts).where(contacts.c.customer_key == key)).rowcount
+        removed = Removed(gone, gone_outcomes, gone_contacts)
+        if gone or gone_contacts:
+            conn.execute(insert(erasures).values(ts=time.time(), decisions=gone, outcomes=gone_outcomes,
+                                                 contacts=gone_contacts, requested_by=requested_by))
+    return removed
+
+
+def erasure_count(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(erasures)).scalar_one())
