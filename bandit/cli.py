@@ -3,7 +3,7 @@
 The core knows its own commands (configuration, the log, one decision, training). The
 packages above it contribute theirs through the entry-point group
 ``offer_bandit.commands`` (``serve`` from the service, ``retrain``, ``monitor``, ``tune``,
-``rollback`` and ``flows`` from the flows, ``demo`` from the experiments), the way pytest
+``rollback``, ``evaluate`` and ``flows`` from the flows, ``demo`` from the experiments), the way pytest
 and flask find their plugins: the core never imports what sits above it. Every command
 that makes a decision goes through ``bandit.deploy.runtime.build_decider`` and so through
 the one decision path. Heavy imports happen inside commands, so ``--help`` is instant.
@@ -93,6 +93,33 @@ share = _option(lambda v: window.share("share", v))
 def positive(unit: str) -> Callable[[str], float]:
     """argparse type: a positive, finite number of ``unit``."""
     return _option(lambda v: window.positive("value", v, unit))
+
+
+class ProgressBar:
+    """A progress bar on stderr for long commands: ``bar(stage, done, total)`` redraws the
+    stage's line (a count while ``total`` is unknown) and ends it when the stage is done.
+    stdout stays the command's result alone."""
+
+    WIDTH = 30
+
+    def __init__(self, stream: Any = None) -> None:
+        self.stream = stream if stream is not None else sys.stderr
+        self._stage: str | None = None
+
+    def __call__(self, stage: str, done: int, total: int | None) -> None:
+        if self._stage is not None and stage != self._stage:
+            self.stream.write("\n")
+        self._stage = stage
+        if total:
+            filled = int(self.WIDTH * min(done, total) / total)
+            line = f"{stage:<32} [{'#' * filled}{'.' * (self.WIDTH - filled)}] {done}/{total}"
+        else:
+            line = f"{stage:<32} {done}"
+        self.stream.write("\r" + line)
+        if total is not None and done >= total:
+            self.stream.write("\n")
+            self._stage = None
+        self.stream.flush()
 
 
 def print_json(obj: Any) -> None:

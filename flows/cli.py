@@ -1,4 +1,4 @@
-"""The flows' commands (``retrain``, ``rollback``, ``monitor``, ``flows serve``, ``tune``),
+"""The flows' commands (``retrain``, ``rollback``, ``monitor``, ``flows serve``, ``tune``, ``evaluate``),
 contributed to the core's command line through the entry point ``offer_bandit.commands``
 (the core does not import the flows).
 
@@ -20,6 +20,7 @@ from pathlib import Path
 
 from bandit.cli import ENV_HELP, CommandLine, CommandSet, parse_time, positive, settings_from, share, timestamp
 from bandit.config.settings import TELEMETRY_OFF, Settings
+from bandit.learn.specs import PolicySpec
 from bandit.learn.window import DEFAULT_HOLDOUT, DEFAULT_WINDOW_DAYS
 from tracking.runs import unavailable
 
@@ -182,6 +183,56 @@ def cmd_tune(args: argparse.Namespace) -> int:
     return 0
 
 
+def policy_spec(text: str) -> PolicySpec:
+    """argparse type: a policy spec (``bandit.learn.offline.parse_spec``); an unknown one is
+    argparse's one-line error listing the valid forms (exit 2)."""
+    from bandit.domain.errors import InvalidRequest
+    from bandit.learn.specs import parse_spec
+
+    try:
+        return parse_spec(text)
+    except InvalidRequest as exc:
+        raise argparse.ArgumentTypeError(str(exc).split(": ", 1)[1]) from None
+
+
+def _is_spec(text: str) -> bool:
+    try:
+        policy_spec(text)
+    except argparse.ArgumentTypeError:
+        return False
+    return True
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Offline evaluation of the named policies on a stretch of the log (``flows.evaluate``)."""
+    import time
+
+    from bandit.cli import ProgressBar
+    from flows.evaluate import run_evaluation
+
+    if args.policy is not None and not args.policy.exists() and _is_spec(str(args.policy)):
+        print(f"error: --policy names the policy file (YAML), not a policy to evaluate; name those without an "
+              f"option: offer-bandit evaluate {args.policy} ...", file=sys.stderr)
+        return 2
+    s = settings_from(args)
+    now = time.time()
+    until = timestamp(args.until) if args.until is not None else now
+    since = timestamp(args.since) if args.since is not None else until - args.days * 86400
+    if since >= until:
+        print(f"error: --since ({args.since or since}) must be before --until ({args.until or 'now'})", file=sys.stderr)
+        return 2
+    result, run_id = run_evaluation(s, args.policies, since, until, as_of=timestamp(args.as_of) or now,
+                                    holdout=args.holdout, folds=args.folds, interval=args.interval,
+                                    progress=None if args.quiet else ProgressBar(), json_path=args.json,
+                                    mlflow=not args.no_mlflow, importance=args.importance)
+    print(result.table())
+    if args.json is not None:
+        print(f"\nwrote {args.json}")
+    if run_id is not None:
+        print(f"MLflow run {run_id} (experiment offer-bandit-evaluate, {s.tracking_uri})")
+    return 0
+
+
 def window_options(sp: argparse.ArgumentParser) -> None:
     """The options of the flows that read a window of the log and hold part of it out."""
     sp.add_argument("--as-of", type=parse_time, help="end of the window, ISO 8601 (default: now)")
@@ -236,6 +287,40 @@ def register(cli: CommandLine) -> None:
                  "offer-bandit-tune), and print the ranking and the best setting, with its 95% interval, as "
                  "policy-file YAML. Nothing is registered or promoted: adopt it by editing the policy file.")
     window_options(sp)
+
+
+    from bandit.learn.specs import DEFAULT_FOLDS, DEFAULT_INTERVAL, INTERVALS, POLICY_FORMS
+
+    sp = cli.add("evaluate", cmd_evaluate, "evaluate any policies off-policy on a stretch of the log",
+                 "Estimate, on the learnable decisions logged between --since and --until (default: the last 7 "
+                 "days), what each POLICY would have earned per decision: IPS, SNIPS and DR with 95% intervals "
+                 "(by default empirical likelihood allowing for the policy's largest weight, which holds with rare "
+                 "rewards), the effective sample size, the "
+                 "complaint rate and the offer rate; and each policy minus the first, paired on the same decisions. "
+                 "A policyfile: is trained on the older part of the stretch and every policy is then judged on the "
+                 "newest --holdout share. Prints a table, writes --json, and logs an MLflow run (experiment "
+                 "offer-bandit-evaluate). POLICY forms: " + ", ".join(POLICY_FORMS) + ".")
+    sp.add_argument("policies", nargs="+", type=policy_spec, metavar="POLICY",
+                    help="a policy to evaluate (the first is the one the others are compared with): "
+                    + ", ".join(POLICY_FORMS))
+    sp.add_argument("--since", type=parse_time, help="start of the stretch, ISO 8601 (default: --days before --until)")
+    sp.add_argument("--until", type=parse_time, help="end of the stretch, ISO 8601 (default: now)")
+    sp.add_argument("--days", type=positive("days"), default=DEFAULT_WINDOW_DAYS,
+                    help=f"length of the stretch when --since is not given (default {DEFAULT_WINDOW_DAYS:g})")
+    sp.add_argument("--as-of", type=parse_time, help="decisions whose reward window closed by then count "
+                    "(default: now)")
+    sp.add_argument("--holdout", type=share, default=DEFAULT_HOLDOUT,
+                    help=f"with a policyfile: the newest share judged on (default {DEFAULT_HOLDOUT:g})")
+    sp.add_argument("--folds", type=int, choices=range(2, 6), default=DEFAULT_FOLDS, metavar="{2..5}",
+                    help=f"cross-fitting folds of DR's reward model (default {DEFAULT_FOLDS})")
+    sp.add_argument("--interval", choices=INTERVALS, default=DEFAULT_INTERVAL,
+                    help=f"construction of the 95%% intervals (default {DEFAULT_INTERVAL})")
+    sp.add_argument("--json", type=Path, help="also write the figures here as JSON")
+    sp.add_argument("--importance", action="store_true",
+                    help="also, per namespace, how much the first policyfile's value drops when it is retrained "
+                    "without it (paired, with intervals); warns of features that look like ids or timestamps")
+    sp.add_argument("--no-mlflow", action="store_true", help="do not log an MLflow run")
+    sp.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
 
 
 COMMANDS = CommandSet(order=20, register=register)

@@ -75,11 +75,14 @@ class MonitorResult:
 
 def load_window(settings: Settings, policy: PolicyFile, window: MonitorWindow
                 ) -> tuple[list[Observation], frozenset[str]]:
-    """The window's decisions as observations (outcomes recorded by ``as_of``), and the
-    offers suspended now: the kill switch's table (read fresh) and the policy file's list."""
+    """The window's decisions as observations (outcomes recorded by ``as_of``; an offer's
+    decisions before its last resume are not judged again), and the offers suspended now:
+    the kill switch's table (read fresh) and the policy file's list."""
     store = open_store(settings)
     try:
-        observations = [observe(rec, outs, window.as_of) for rec, outs in iter_joined(store.engine, window.start, window.as_of)]
+        resumed = store.resumed_at()  # a resume holds until new evidence: only later offers are judged
+        observations = [observe(rec, outs, window.as_of, resumed)
+                        for rec, outs in iter_joined(store.engine, window.start, window.as_of)]
         suspended = store.suspended(fresh=True) | frozenset(policy.guardrails.suspended_offers)
     finally:
         store.close()
@@ -100,7 +103,7 @@ def suspend(settings: Settings, found: list[Breach], window: MonitorWindow) -> l
     store = open_store(settings)
     try:
         for b in found:
-            store.set_suspended(b.offer_id, True, b.reason(window))
+            store.set_suspended(b.offer_id, True, b.reason(window), actor="monitor")
     finally:
         store.close()
     return [b.offer_id for b in found]

@@ -214,8 +214,8 @@ def record(settings: Settings, window: Window, params: dict[str, Any], candidate
         info = log_policy_model(model_file, settings.catalog, settings.policy)
         registry = Registry(settings.tracking_uri, settings.registered_model)
         # a retry after a failure between registering and tagging the run must not register twice
-        version = registry.version_tagged("window", window.label) or registry.register(
-            info.model_uri, {"window": window.label, "promoted": str(verdict.promote).lower()})
+        version = registry.register_once(info.model_uri, "window", window.label,
+                                         {"promoted": str(verdict.promote).lower()})
         if verdict.promote:
             registry.promote(version)
         # the window tag last: a run that failed half-way is not taken for a finished one

@@ -35,6 +35,10 @@ EXCLUSIONS = Counter("offer_bandit_guardrail_exclusions", "Offers excluded by gu
 OUTCOMES = Counter("offer_bandit_outcomes", "Outcomes recorded, by type and the decision's offer and channel",
                    ["type", "offer", "channel"])
 LOG_FAILURES = Counter("offer_bandit_log_failures", "Decisions answered no_offer because the log failed")
+SCORER_FAILURES = Counter("offer_bandit_scorer_failures", "Decisions the model failed to score (served as cold "
+                          "start), by the error's type", ["error"])
+TEMPLATE_FAILURES = Counter("offer_bandit_template_failures", "Offers not made because their content rendered "
+                            "empty (reason template_error)", ["offer"])
 # Latency buckets for a service whose decisions take about a millisecond and whose health
 # checks and admin routes may take a second.
 SECONDS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -50,7 +54,7 @@ MODEL_AGE = Gauge("offer_bandit_model_age_seconds", "Seconds since the serving m
 MODEL_FAILURES = Gauge("offer_bandit_model_load_failures", "Model versions that failed to load since start",
                        multiprocess_mode="mostrecent")
 CONFIG = Gauge("offer_bandit_config_info", "The catalog and policy serving (1), by version",
-               ["catalog_version", "policy_mode"], multiprocess_mode="mostrecent")
+               ["catalog_version", "policy_version", "policy_mode"], multiprocess_mode="mostrecent")
 SUSPENDED = Gauge("offer_bandit_suspended_offers", "Offers suspended (the kill switch and the policy file)",
                   multiprocess_mode="mostrecent")
 LOG_WRITABLE = Gauge("offer_bandit_log_writable", "1 while the decision log takes writes, 0 while it fails",
@@ -123,6 +127,12 @@ class PrometheusObserver:
     def outcome(self, type_: str, offer_id: str, channel: str | None) -> None:
         self._count(OUTCOMES, type_, offer_id, channel or "unknown")
 
+    def scorer_failed(self, version: str, error: Exception) -> None:
+        self._count(SCORER_FAILURES, type(error).__name__)
+
+    def template_failed(self, offer_id: str) -> None:
+        self._count(TEMPLATE_FAILURES, offer_id)
+
     def answered(self, route: str, status: int, seconds: float) -> None:
         """One HTTP answer (``TimingMiddleware``): counted now, its time observed at the flush."""
         with self._lock:
@@ -186,7 +196,7 @@ def _set_gauges(s: dict[str, Any]) -> None:
     _set_info(MODEL, model["version"], model["source"])
     MODEL_AGE.set(max(0.0, time.time() - model["loaded_at"]))
     MODEL_FAILURES.set(s["load_failures"])
-    _set_info(CONFIG, s["catalog_version"], s["policy_mode"])
+    _set_info(CONFIG, s["catalog_version"], s["policy_version"], s["policy_mode"])
     SUSPENDED.set(s["suspended"])
     LOG_WRITABLE.set(1 if s["log_writable"] else 0)
 

@@ -91,6 +91,11 @@ ERROR_SCHEMAS: dict[str, Any] = {
         "ready": {"type": "boolean"}, "detail": {"type": "string", "description": "Which model serves, or why not"},
         "catalog_version": {"type": "string"}, "offers": {"type": "integer"},
         "policy_mode": {"type": "string", "enum": ["online", "apprentice"]},
+        "policy_version": {"type": "string", "description": "The policy file's content hash"},
+        "published": {"type": "integer", "description": "The reload published configuration serving (0: the files "
+                                                        "read at start)"},
+        "config_error": {"type": ["string", "null"], "description": "A published configuration this replica "
+                                                                     "could not load"},
         "model": {"$ref": REF.format("ModelState")},
         "log": {"type": "object", "description": "Whether the decision log takes writes (unready while it fails)",
                 "properties": {"writable": {"type": "boolean"}, "error": {"type": ["string", "null"]}}}}},
@@ -208,8 +213,33 @@ def document(app: FastAPI, examples: Callable[[str, str], dict[str, Any]]) -> di
     for path, ops in doc["paths"].items():
         for method, op in ops.items():
             fix_operation(path, method, op, examples)
+    add_links(doc["paths"])
     doc["paths"] = {**copy.deepcopy(PUBLIC_PATHS), **doc["paths"]}
     return doc
+
+
+# How a decision's answer feeds the calls that follow it (OpenAPI links): its event id is the
+# outcome's and the activation's. Clients generated from the document show them; stateful
+# fuzzing (experiments/bench/fuzz.py --stateful) follows them.
+LINKS: dict[tuple[str, str], dict[str, tuple[str, dict[str, Any]]]] = {
+    ("/decide", "200"): {
+        "RecordOutcome": ("/outcome", {"requestBody": {"event_id": "$response.body#/event_id", "type": "accepted"}}),
+        "Activate": ("/activate", {"requestBody": {"event_id": "$response.body#/event_id"}}),
+    },
+    **{(f"{prefix}/rank", "201"): {
+        "Reward": (f"{prefix}/events/{{eventId}}/reward", {"parameters": {"path.eventId": "$response.body#/eventId"}}),
+        "Activate": (f"{prefix}/events/{{eventId}}/activate",
+                     {"parameters": {"path.eventId": "$response.body#/eventId"}}),
+    } for prefix in ("/personalizer", "/personalizer/v1.0")},
+}
+
+
+def add_links(paths: dict[str, Any]) -> None:
+    """``LINKS`` into the operations' responses, by the target's ``operationId``."""
+    for (path, status), links in LINKS.items():
+        response = paths[path]["post"]["responses"][status]
+        response["links"] = {name: {"operationId": paths[target]["post"]["operationId"], **how}
+                             for name, (target, how) in links.items()}
 
 
 class Document(dict):  # type: ignore[type-arg]

@@ -46,6 +46,7 @@ from bandit.domain.errors import (
 from bandit.domain.outcomes import OUTCOME_FACTS, REPORTED_OUTCOME_TYPES, OutcomeType, ValueRule
 from bandit.log.store import STORE_ERRORS
 from bandit.log.writer import GroupCommitWriter
+from bandit.deploy.fleet import ConfigFollower, publish
 from bandit.deploy.runtime import Runtime, build_runtime
 from bandit.deploy.models import ModelSource, ModelStatus
 from bandit.config.settings import Settings, get_settings
@@ -159,11 +160,21 @@ class ReloadAnswer(BaseModel):
     catalog_version: str
     offers: int
     mode: str = Field(description="The policy file's mode: online or apprentice")
+    policy_version: str = Field("", description="The policy file's content hash")
+    published: int = Field(0, description="The number it was published under: every replica serves it within "
+                                          "OFFER_BANDIT_CONFIG_REFRESH_SECONDS")
 
 
 class OfferSwitch(BaseModel):
     offer_id: str
     status: Literal["suspended", "resumed"]
+
+
+class SwitchEvent(BaseModel):
+    suspended: bool
+    reason: str
+    by: str | None = Field(description="monitor, admin, or admin: <the request's by>")
+    at: float = Field(description="Unix time")
 
 
 class ActionSwitch(BaseModel):
@@ -205,6 +216,8 @@ class ForgetAnswer(BaseModel):
 class SuspendRequest(Strict):
     # No NUL: PostgreSQL cannot store it in a text column (the insert failed with a 500).
     reason: str = Field("", max_length=500, pattern=r"^[^\x00]*$")
+    by: str | None = Field(None, max_length=128, pattern=r"^[^\x00]*$",
+                           description="Who (a name, a ticket): kept with the suspension's history")
 
 
 # What each route can refuse for its own reasons. Every route's key (401, 403), size (413) and
@@ -402,6 +415,8 @@ class OfferBandit:
         metrics.report_state(self.metrics_state)
         self._probing, self._probed = threading.Lock(), 0.0
         self.rt.models.start_polling(settings.model_poll_seconds)
+        self.fleet = ConfigFollower(self.rt.config, self.rt.store, on_change=self._config_changed)
+        self.fleet.start(settings.config_refresh_seconds)
         cfg = self.rt.config.current
         log.info("ready: %d offers (catalog %s), model %s", len(cfg.catalog.offers), cfg.catalog.version,
                  self.rt.models.status.version)
@@ -423,9 +438,14 @@ class OfferBandit:
             self._probe_log()
         trouble = health.describe()
         return {"ready": trouble is None, "catalog_version": cfg.catalog.version, "offers": len(cfg.catalog.offers),
-                "policy_mode": cfg.policy.mode, "model": status.as_dict(),
+                "policy_mode": cfg.policy.mode, "policy_version": cfg.policy_version, "published": cfg.published,
+                "config_error": self.fleet.last_error, "model": status.as_dict(),
                 "log": {"writable": trouble is None, "error": health.last_error},
                 "detail": trouble or readiness_detail(status)}
+
+    def _config_changed(self, cfg: Any) -> None:
+        """A configuration published by another replica now serves here: explore as it says."""
+        self.rt.models.follow_exploration()
 
     def metrics_state(self) -> dict:
         """What the gauges show at a scrape (``service.metrics.report_state``)."""
@@ -435,7 +455,8 @@ class OfferBandit:
         except STORE_ERRORS:
             suspended = float("nan")  # the log does not answer: unknown (offer_bandit_log_writable says why)
         return {"model": self.rt.models.status.as_dict(), "load_failures": self.rt.models.load_failures,
-                "catalog_version": cfg.catalog.version, "policy_mode": cfg.policy.mode, "suspended": suspended,
+                "catalog_version": cfg.catalog.version, "policy_version": cfg.policy_version,
+                "policy_mode": cfg.policy.mode, "suspended": suspended,
                 "log_writable": not self.rt.decider.log_health.failing}
 
     def _probe_log(self) -> None:
@@ -458,6 +479,7 @@ class OfferBandit:
 
     @bentoml.on_shutdown
     def shutdown(self) -> None:
+        self.fleet.stop()
         self.rt.models.stop()
         self.rt.store.close()
 
@@ -539,28 +561,34 @@ class OfferBandit:
     # -- admin -----------------------------------------------------------------
     @app.post("/admin/reload", tags=["admin"], response_model=ReloadAnswer, responses=RELOAD_ERRORS)
     def reload_config(self) -> dict:
-        """Reload catalog and policy from disk; on any problem keep serving the old ones (422 lists them)."""
+        """Reload catalog and policy from disk; on any problem keep serving the old ones (422 lists them).
+        What loaded is published through the log: every replica serves it within
+        OFFER_BANDIT_CONFIG_REFRESH_SECONDS (``published`` is its number)."""
         try:
-            cfg = self.rt.config.reload()
+            self.rt.config.reload()
         except ConfigError as exc:
             return JSONResponse({"error": "configuration not reloaded; still serving the previous one",
                                  "problems": exc.problems}, status_code=422)  # type: ignore[return-value]
-        self.rt.models.follow_exploration()  # at once on this replica; the others at their next poll
-        return {"catalog_version": cfg.catalog.version, "offers": len(cfg.catalog.offers), "mode": cfg.policy.mode}
+        cfg = publish(self.rt.config, self.rt.store, published_by="POST /admin/reload")
+        self.rt.models.follow_exploration()  # at once on this replica; the others when they adopt it
+        return {"catalog_version": cfg.catalog.version, "offers": len(cfg.catalog.offers), "mode": cfg.policy.mode,
+                "policy_version": cfg.policy_version, "published": cfg.published}
 
     @app.post("/admin/offers/{offer_id}/suspend", tags=["admin"], response_model=OfferSwitch,
               responses=OFFER_ERRORS)
     def suspend(self, offer_id: Identifier, body: Annotated[SuspendRequest | None, Body()] = None) -> dict:
         """Kill switch: the offer is not made from the next request on."""
         self._known_offer(offer_id)
-        self.rt.store.set_suspended(offer_id, True, body.reason if body else "")
+        self.rt.store.set_suspended(offer_id, True, body.reason if body else "", _actor(body))
         return {"offer_id": offer_id, "status": "suspended"}
 
     @app.post("/admin/offers/{offer_id}/resume", tags=["admin"], response_model=OfferSwitch,
               responses=OFFER_ERRORS)
-    def resume(self, offer_id: Identifier) -> dict:
+    def resume(self, offer_id: Identifier, body: Annotated[SuspendRequest | None, Body()] = None) -> dict:
+        """Lift the kill switch. The monitor judges the offer again on offers made from now
+        on: the complaints that suspended it do not suspend it again."""
         self._known_offer(offer_id)
-        self.rt.store.set_suspended(offer_id, False)
+        self.rt.store.set_suspended(offer_id, False, body.reason if body else "", _actor(body))
         return {"offer_id": offer_id, "status": "resumed"}
 
     @app.post("/admin/customers/forget", tags=["admin"], response_model=ForgetAnswer, responses=LOG_ERRORS)
@@ -570,16 +598,22 @@ class OfferBandit:
         removed = self.rt.decider.forget(body.customer_id, body.requested_by)
         return {"decisions": removed.decisions, "outcomes": removed.outcomes, "contacts": removed.contacts}
 
+    @app.get("/admin/offers/{offer_id}/history", tags=["admin"], response_model=list[SwitchEvent])
+    def switch_history(self, offer_id: ActionId) -> list[dict]:
+        """Every suspension and resume of an offer (or a caller's action): who, when, why; oldest first."""
+        return [{"suspended": e["suspended"], "reason": e["reason"] or "", "by": e["actor"], "at": e["ts"]}
+                for e in self.rt.store.suspension_history(offer_id)]
+
     @app.post("/admin/actions/{action_id}/suspend", tags=["admin"], response_model=ActionSwitch)
     def suspend_action(self, action_id: ActionId, body: Annotated[SuspendRequest | None, Body()] = None) -> dict:
         """Kill switch for a caller's own action (a Personalizer application's, which the
         catalog does not list, so any id is taken): not chosen from the next request on."""
-        self.rt.store.set_suspended(action_id, True, body.reason if body else "")
+        self.rt.store.set_suspended(action_id, True, body.reason if body else "", _actor(body))
         return {"action_id": action_id, "status": "suspended"}
 
     @app.post("/admin/actions/{action_id}/resume", tags=["admin"], response_model=ActionSwitch)
-    def resume_action(self, action_id: ActionId) -> dict:
-        self.rt.store.set_suspended(action_id, False)
+    def resume_action(self, action_id: ActionId, body: Annotated[SuspendRequest | None, Body()] = None) -> dict:
+        self.rt.store.set_suspended(action_id, False, body.reason if body else "", _actor(body))
         return {"action_id": action_id, "status": "resumed"}
 
     @app.post("/admin/model/reload", tags=["admin"], response_model=ModelAnswer)
@@ -695,6 +729,11 @@ def _model_source(settings: Settings) -> ModelSource | None:
 
     return RegistryModelSource(settings.tracking_uri, settings.registered_model,
                                settings.home / "models" / "registry", settings.model_alias)
+
+
+def _actor(body: SuspendRequest | None) -> str:
+    """Who set a kill switch, for its history: the caller's ``by``, else the admin key's holder."""
+    return f"admin: {body.by}" if body is not None and body.by else "admin"
 
 
 def _observer() -> "metrics.PrometheusObserver | None":

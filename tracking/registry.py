@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bandit.domain.errors import OfferBanditError
+from tracking.runs import fail_fast
 
 # MLflow is imported where it is used: importing it takes seconds, and the service
 # imports this module at start-up whether or not a registry exists yet.
@@ -34,6 +35,7 @@ class Registry:
     def __init__(self, tracking_uri: str, name: str = DEFAULT_NAME):
         from mlflow import MlflowClient
 
+        fail_fast()  # MLflow's HTTP retries bounded in every process that talks to a registry
         self.name = name
         self.tracking_uri = tracking_uri
         self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
@@ -54,14 +56,19 @@ class Registry:
             raise
 
     def version_tagged(self, key: str, value: str) -> str | None:
-        """The newest version carrying tag ``key = value``, if any."""
-        from mlflow.exceptions import MlflowException
-
-        try:
-            found = self.client.search_model_versions(f"name = '{self.name}' and tags.{key} = '{value}'")
-        except MlflowException:
-            return None
+        """The newest version carrying tag ``key = value``, if any. A search that fails is
+        raised, never taken for "none": a retry would register the same model twice."""
+        found = self.client.search_model_versions(f"name = '{self.name}' and tags.{key} = '{value}'")
         return str(max(int(v.version) for v in found)) if found else None
+
+    def register_once(self, model_uri: str, key: str, value: str, tags: dict[str, str] | None = None) -> str:
+        """The version tagged ``key = value`` (a retrain's window): the one registered already
+        (a retried step), else a new one carrying the tag. Idempotent by construction: the
+        check is inside the registration step, and a failed check fails the step."""
+        found = self.version_tagged(key, value)
+        if found is not None:
+            return found
+        return self.register(model_uri, {**(tags or {}), key: value})
 
     def register(self, model_uri: str, tags: dict[str, str] | None = None) -> str:
         """Register a logged model as a new version; returns the version."""

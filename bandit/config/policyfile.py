@@ -99,15 +99,55 @@ _STRICT = UnknownRule()
 
 
 class Exploration(Strict):
-    """How the policy explores; maps onto VW's ``--cb_explore_adf`` explorers."""
+    """How the policy explores; maps onto VW's ``--cb_explore_adf`` explorers.
 
-    algorithm: Literal["epsilon", "softmax", "bag", "cover", "squarecb", "regcb"] = "epsilon"
+    The default is RegCB-optimistic (``regcbopt``, Foster et al. 2018, "Practical
+    contextual bandits with regression oracles"): for each eligible action it bounds the
+    cost the regressor could still predict, given what it has seen, and plays the action
+    whose *lower* bound is least, deterministically (probability 1). Why it and not
+    epsilon-greedy: epsilon spends its share (10%) on uniformly random eligible offers
+    whatever they are known to risk, and here a complaint costs 300 where a typical offer
+    earns about 15; RegCB explores only actions that could still be best. Measured in
+    ``experiments/README.md`` ("Learners compared"): regret to the oracle under half
+    the former epsilon-greedy default's on the simulator.
+
+    ``mellowness`` (C0 in the paper) widens the bounds: more of it, more exploration.
+    ``min_cost`` and ``max_cost`` are the range of VW's cost, ``-reward / scale``: the
+    bounds are clipped to it, so it must hold every cost the reward can give. VW's own
+    default range, [0, 1], holds none of a successful offer's (negative) costs nor a
+    complaint's (300 / 100 = 3): with it RegCB-optimistic had 3.1 times the regret
+    (``experiments/README.md``). The default [-3, 3] is the complaint's cost at the top
+    and the same magnitude below (no offer's margin, 150 at most in the example catalog,
+    comes near 300); raise ``max_cost`` with ``reward.complaint_penalty / reward.scale``.
+    They apply to ``regcb``, ``regcbopt`` and ``squarecb`` with ``elim`` (SquareCB's
+    action elimination, which uses the same bounds)."""
+
+    algorithm: Literal["epsilon", "softmax", "bag", "cover", "squarecb", "regcb", "regcbopt"] = "regcbopt"
     epsilon: float = Field(0.1, ge=0, le=1)
     softmax_lambda: float = Field(10.0, gt=0)
     bag_size: int = Field(5, ge=2)
     cover_size: int = Field(3, ge=1)
     gamma_scale: float = Field(10.0, gt=0)
+    elim: bool = Field(False, description="squarecb: eliminate actions that cannot be best (uses mellowness and "
+                       "the cost range).")
+    mellowness: float = Field(1.0, gt=0, description="regcb, regcbopt, squarecb with elim: width of the "
+                              "confidence bounds (more: more exploration).")
+    min_cost: float = Field(-3.0, allow_inf_nan=False, description="The lowest VW cost (-reward / scale) "
+                            "regcb, regcbopt and squarecb with elim expect.")
+    max_cost: float = Field(3.0, allow_inf_nan=False, description="The highest VW cost: at least "
+                            "reward.complaint_penalty / reward.scale.")
     cold_start_epsilon: float = Field(0.1, ge=0, le=1, description="Without a model: exploration around no_offer.")
+
+    @model_validator(mode="after")
+    def _cost_range(self) -> "Exploration":
+        if self.min_cost >= self.max_cost:
+            raise ValueError(f"exploration.min_cost {self.min_cost:g} must be below exploration.max_cost "
+                             f"{self.max_cost:g}")
+        return self
+
+    def _bounds_args(self) -> list[str]:
+        return ["--mellowness", str(self.mellowness), "--cb_min_cost", str(self.min_cost),
+                "--cb_max_cost", str(self.max_cost)]
 
     def vw_args(self) -> list[str]:
         a = self.algorithm
@@ -120,21 +160,25 @@ class Exploration(Strict):
         if a == "cover":
             return ["--cover", str(self.cover_size), "--epsilon", str(self.epsilon)]
         if a == "squarecb":
-            return ["--squarecb", "--gamma_scale", str(self.gamma_scale)]
-        return ["--regcb"]
+            square = ["--squarecb", "--gamma_scale", str(self.gamma_scale)]
+            return [*square, "--elim", *self._bounds_args()] if self.elim else square
+        return [f"--{a}", *self._bounds_args()]
 
     def tunable_args(self) -> list[str]:
         """The explorer's parameters that a trained model takes at load time (``-i`` with
         them), so that a served model explores as the policy file says now, not as it said
         when the model was trained. The explorer itself and its ensemble sizes (``bag_size``,
-        ``cover_size``) shape the weights and change only with a retrain."""
+        ``cover_size``) shape the weights and change only with a retrain.
+
+        Only ``epsilon`` and ``softmax_lambda`` qualify: VW stores ``gamma_scale``,
+        ``elim``, ``mellowness`` and the cost range in the model and refuses to load it
+        with another value ("Disagreeing option values", tested in
+        ``tests/deploy/test_served_exploration.py``), so those apply from the next retrain."""
         a = self.algorithm
         if a in ("epsilon", "bag", "cover"):
             return ["--epsilon", str(self.epsilon)]
         if a == "softmax":
             return ["--lambda", str(self.softmax_lambda)]
-        if a == "squarecb":
-            return ["--gamma_scale", str(self.gamma_scale)]
         return []
 
     def structure(self) -> tuple[str, int | None]:
@@ -150,7 +194,8 @@ class Exploration(Strict):
 NAMESPACE_LETTERS = frozenset("ceuhxo")
 
 # ``cb_type`` values VW (9.x) accepts with each explorer of ``--cb_explore_adf`` (others:
-# all four). SquareCB and RegCB regress (``mtr`` only); cover has no direct method.
+# all four). SquareCB and RegCB regress (``mtr`` only); cover has no direct method. VW 9.11
+# checks the restriction for ``--regcb`` only, so ``regcbopt`` takes any (only ``mtr`` measured).
 # ``tests/learn/test_tuning.py`` checks this table against VW itself.
 CB_TYPES_FOR: dict[str, frozenset[str]] = {
     "squarecb": frozenset({"mtr"}),
@@ -168,11 +213,17 @@ def vw_accepts(algorithm: str, cb_type: str) -> bool:
 class Learner(Strict):
     """VW learner settings; namespaces are documented in ``bandit.decide.features``."""
 
-    interactions: tuple[str, ...] = ("co", "uo", "eo", "ho")
+    # The request (c) and the tone (e) with the offer, and request x request x offer (an
+    # intent's offer depends on its request type and resolution together). The user (u) and
+    # history (h) pairs were dropped: with them every offer's cost has dozens more weights to
+    # learn from the few times it is made, and online regret was higher (experiments/README.md,
+    # "What limited VW, and what fixed it").
+    interactions: tuple[str, ...] = ("co", "eo", "cco")
     cb_type: Literal["ips", "dr", "mtr", "dm"] = "mtr"
-    # 0.1: measured better than 0.5 by `tune` on a simulated log, in experiments/studies/compare_learners.py
-    # (online regret 23k vs 31k) and in the demo (beats the rules heuristic; 0.5 did not)
-    learning_rate: float = Field(0.1, gt=0)
+    # 0.04 (the step then shrinks as 1/sqrt(t), power_t 0.5): less regret than 0.1, the former
+    # default, with epsilon-greedy and far less with RegCB-optimistic; 0.03 had less regret still
+    # but more complaints (experiments/README.md, "Learners compared").
+    learning_rate: float = Field(0.04, gt=0)
     bit_precision: int = Field(18, ge=10, le=28)
     power_t: float = Field(0.5, ge=0)
 

@@ -83,6 +83,9 @@ class Settings(BaseSettings):
     cors_origins: str | None = Field(
         None, description="Origins a browser may call the service from, comma separated "
         "(https://desk.example.com), or *; unset: none (no CORS headers).")
+    config_refresh_seconds: float = Field(
+        2.0, gt=0, le=3600, description="How often a replica checks for a configuration another replica published "
+                                        "(POST /admin/reload on any replica reaches all within this).")
     suspension_refresh_seconds: float = Field(
         1.0, ge=0, description="How stale a replica's view of the kill switch may be (set through it: at once)."
     )

@@ -128,6 +128,8 @@ class Observer(Protocol):
     def decided(self, decision: Decision, channel: str, eligibility: Eligibility, explored: bool) -> None: ...
     def log_failed(self, error: Exception) -> None: ...
     def outcome(self, type_: str, offer_id: str, channel: str | None) -> None: ...
+    def scorer_failed(self, version: str, error: Exception) -> None: ...
+    def template_failed(self, offer_id: str) -> None: ...
 
 
 class NullObserver:
@@ -138,6 +140,12 @@ class NullObserver:
         pass
 
     def outcome(self, type_: str, offer_id: str, channel: str | None) -> None:
+        pass
+
+    def scorer_failed(self, version: str, error: Exception) -> None:
+        pass
+
+    def template_failed(self, offer_id: str) -> None:
         pass
 
 
@@ -195,7 +203,7 @@ class Decider:
             return p
         try:
             written = self.store.write_decision(p.record, p.limit, p.capacity)
-        except Exception as exc:  # noqa: BLE001 - any storage failure means: no offer
+        except STORE_ERRORS as exc:  # the log's database failing: no offer (anything else is a bug: raised)
             return self._log_failed(p, exc)
         return self._finish(p, written)
 
@@ -208,7 +216,7 @@ class Decider:
             return p
         try:
             written = await writer.write(p.record, p.limit, p.capacity)
-        except Exception as exc:  # noqa: BLE001
+        except STORE_ERRORS as exc:
             return self._log_failed(p, exc)
         return self._finish(p, written)
 
@@ -237,15 +245,16 @@ class Decider:
                 history = history.merged(request.history)
             suspended = self.store.suspended()
             uses = self.store.capacity_uses(to_ts(now)) if catalog.capacities else []
-        except Exception as exc:  # noqa: BLE001 - without the log, caps cannot be checked: no offer
+        except STORE_ERRORS as exc:  # without the log, caps cannot be checked: no offer
             log.error("decision %s: log unreadable: %s", event_id, exc)
+            self.log_health.failed(exc)
             self.observer.log_failed(exc)
             return self._unlogged(event_id, self.models.current.version, Eligibility((NO_OFFER,), ()))
         if existing is not None:
             return replay(existing, ckey, context)
         full = offers_at_capacity(catalog, uses, request.channel.value, to_ts(now))
         elig, shared, actions, model_pmf, version = score_request(
-            request, catalog, policy, self.models.current, history, now, suspended, full)
+            request, catalog, policy, self.models.current, history, now, suspended, full, self.observer.scorer_failed)
         mode = Mode.cold_start if version == COLD_START else Mode.online
         shadow = None
         u = uniform_from(event_id, self.secret)
@@ -290,6 +299,15 @@ class Decider:
                 "shadow": shadow,
             },
         )
+        if offer is not None and not (content or "").strip():
+            # Every part of the offer's template failed (or none applied): an offer the
+            # customer cannot be told of is not made.
+            log.warning("decision %s: %s's content for %s rendered empty: no offer (template_error)", event_id,
+                        offer_id, request.channel.value)
+            self.observer.template_failed(offer_id)
+            record = without(record, offer_id, Reason.template_error)
+            elig = Eligibility(tuple(record.action_ids), tuple(Exclusion(o, r) for o, r in record.payload["excluded"]))
+            offer = None
         limit = None
         if shown_contact(record) is not None:
             # The cap, again inside the commit (``OfferLimit``): offers the channel told of that
@@ -305,7 +323,7 @@ class Decider:
             # after the guardrails' count, on this replica or another.
             capacity = CapacityLimit(offer_id, tuple(c.value for c in cap.channels) if cap.channels else None,
                                      since=to_ts(now) - cap.seconds, allowed=cap.max_offers - 1,
-                                     fallback=at_capacity(record, offer_id))
+                                     fallback=without(record, offer_id, Reason.capacity))
         return _Prepared(record, elig, request.channel.value, limit, capacity)
 
     def _log_failed(self, p: "_Prepared", exc: Exception) -> Decision:
@@ -411,6 +429,7 @@ class Decider:
 def score_request(
     request: DecisionRequest, catalog: Catalog, policy: PolicyFile, scorer: Scorer, history: History,
     now: datetime, suspended: frozenset[str] | set[str] = frozenset(), at_capacity: frozenset[str] = frozenset(),
+    failed: Callable[[str, Exception], None] | None = None,
 ) -> tuple[Eligibility, Namespaces, list[Namespaces], list[float], str]:
     """Guardrails, features and the model's probabilities over the eligible offers: the
     part of a decision that needs no log. Also what the MLflow model's ``predict`` runs.
@@ -425,8 +444,10 @@ def score_request(
         return elig, common, actions, [1.0], scorer.version
     try:
         return elig, common, actions, scorer.pmf(common, actions), scorer.version
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - counted (``failed``) and logged; a model must not take decisions down
         log.error("model %s failed to score, using cold start: %s", scorer.version, exc)
+        if failed is not None:
+            failed(scorer.version, exc)
         return elig, common, actions, baseline_pmf(len(actions), policy.exploration.cold_start_epsilon), COLD_START
 
 
@@ -487,14 +508,15 @@ def capped(rec: DecisionRecord, offers: Iterable[str]) -> DecisionRecord:
     return replace(rec, action_ids=[NO_OFFER], pmf=[1.0], chosen_index=0, payload=payload)
 
 
-def at_capacity(rec: DecisionRecord, offer_id: str) -> DecisionRecord:
-    """``rec`` as it is logged when the chosen offer's capacity is found used up at commit:
-    ``no_offer`` with probability 1, the offer excluded for ``capacity``, the other eligible
-    offers kept in the action set with probability 0 (they were eligible; the decision,
-    taken before the count, cannot be scored again inside the commit), no content."""
+def without(rec: DecisionRecord, offer_id: str, reason: Reason) -> DecisionRecord:
+    """``rec`` as it is logged when its chosen offer cannot be made after all (its capacity
+    found used up at commit, its content rendered empty): ``no_offer`` with probability 1,
+    the offer excluded for ``reason``, the other eligible offers kept in the action set with
+    probability 0 (they were eligible; the decision, already sampled, is not sampled again),
+    no content."""
     keep = [i for i, a in enumerate(rec.action_ids) if a != offer_id]
     payload = dict(rec.payload, actions=[rec.payload["actions"][i] for i in keep], content=None, offer_value=0.0,
-                   shadow=None, excluded=[*rec.payload["excluded"], [offer_id, Reason.capacity.value]])
+                   shadow=None, excluded=[*rec.payload["excluded"], [offer_id, reason.value]])
     ids = [rec.action_ids[i] for i in keep]
     return replace(rec, action_ids=ids, pmf=[1.0 if a == NO_OFFER else 0.0 for a in ids],
                    chosen_index=ids.index(NO_OFFER), payload=payload)

@@ -96,6 +96,7 @@ class Reason(StrEnum):
     declined_recently = "declined_recently"
     impression_cap = "impression_cap"
     capacity = "capacity"
+    template_error = "template_error"  # its content rendered empty: not made (``bandit.decide.decider.without``)
 
 
 @dataclass(frozen=True)

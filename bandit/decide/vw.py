@@ -83,13 +83,14 @@ def trained_explorer(arguments: str) -> tuple[str, int | None]:
     """The explorer (and ensemble size) a model's VW arguments name, as
     ``Exploration.structure`` says it: ``--cb_explore_adf`` alone is epsilon-greedy."""
     words = arguments.split()
-    for name in ("squarecb", "regcb", "regcbopt", "softmax", *_ENSEMBLES):
+    # regcbopt first: a regcb model loaded with --regcbopt runs with both flags and is optimistic
+    for name in ("squarecb", "regcbopt", "regcb", "softmax", *_ENSEMBLES):
         flag = f"--{name}"
         if flag in words:
             if name in _ENSEMBLES:
                 i = words.index(flag)
                 return name, int(words[i + 1]) if i + 1 < len(words) and words[i + 1].isdigit() else None
-            return ("regcb" if name == "regcbopt" else name), None
+            return name, None
     return "epsilon", None
 
 

@@ -112,6 +112,7 @@ class Observation:
     complaint: bool
     revenue: float
     context: dict[str, Any] | None = None
+    judged: bool = True  # False: made before its offer's last resume (``observe``'s ``resumed_at``)
 
     @property
     def is_offer(self) -> bool:
@@ -119,8 +120,12 @@ class Observation:
         return self.activated and self.offer_id != NO_OFFER
 
 
-def observe(rec: DecisionRecord, outcomes: Sequence[Outcome], as_of: float) -> Observation:
-    """Reduce a logged decision and its outcomes (those recorded by ``as_of``) to an ``Observation``."""
+def observe(rec: DecisionRecord, outcomes: Sequence[Outcome], as_of: float,
+            resumed_at: Mapping[str, float] | None = None) -> Observation:
+    """Reduce a logged decision and its outcomes (those recorded by ``as_of``) to an ``Observation``.
+    ``resumed_at``: when offers were last resumed; a decision made before its offer's resume
+    is reported but not judged again (a resume holds until new evidence: complaints about
+    offers made after it)."""
     seen = [o for o in outcomes if o.ts <= as_of]
     complaint = complained(seen)
     offer = rec.chosen_id
@@ -136,6 +141,7 @@ def observe(rec: DecisionRecord, outcomes: Sequence[Outcome], as_of: float) -> O
         complaint=complaint,
         revenue=revenue(seen, float(rec.payload.get("offer_value") or 0.0)) if is_offer else 0.0,
         context=(context or {"channel": channel}) if complaint else None,
+        judged=resumed_at is None or rec.ts >= resumed_at.get(offer, -math.inf),
     )
 
 
@@ -408,10 +414,12 @@ def assess(observations: Sequence[Observation], window: MonitorWindow, catalog: 
     ``suspended`` holds the offers suspended already (kill switch and policy file)."""
     by_offer, by_channel = offer_stats(observations)
     limits = {oid: complaint_limit(oid, catalog, monitoring) for oid in by_offer}
+    judged = [o for o in observations if o.judged]  # since each offer's last resume
+    judged_offer, judged_channel = offer_stats(judged) if len(judged) < len(observations) else (by_offer, by_channel)
     found = [
-        Breach(s, limits[s.offer_id], [c for (oid, _), c in by_channel.items() if oid == s.offer_id],
-               complaint_contexts(observations, s.offer_id))
-        for s in breaches(by_offer.values(), limits, monitoring.min_offers, suspended)
+        Breach(s, limits[s.offer_id], [c for (oid, _), c in judged_channel.items() if oid == s.offer_id],
+               complaint_contexts(judged, s.offer_id))
+        for s in breaches(judged_offer.values(), limits, monitoring.min_offers, suspended)
     ]
     return Assessment(window, len(observations), by_offer, by_channel, limits, monitoring.min_offers,
                       frozenset(suspended), found, lift(observations))

@@ -65,8 +65,20 @@ def eval_set(pairs: list[tuple[DecisionRecord, list[Outcome]]], cfg: RewardConfi
     n_actions = np.array([len(r.action_ids) for r in kept], dtype=int)
     chosen = np.array([r.chosen_index for r in kept], dtype=int)
     propensity = np.array([r.probability for r in kept], dtype=float)
-    return EvalSet(kept, LoggedRounds(n_actions, chosen, propensity, np.array(rewards, dtype=float)),
-                   LoggedRounds(n_actions, chosen, propensity, np.array(complaints, dtype=float)))
+    logging = _logging_matrix(kept)
+    return EvalSet(kept, LoggedRounds(n_actions, chosen, propensity, np.array(rewards, dtype=float), logging),
+                   LoggedRounds(n_actions, chosen, propensity, np.array(complaints, dtype=float), logging))
+
+
+def _logging_matrix(records: list[DecisionRecord]) -> np.ndarray | None:
+    """Every eligible action's logging probability, (n, K), when every record has them all
+    (``LoggedRounds.logging``: a policy's largest possible weight); else ``None``."""
+    if not records or any(len(r.pmf) != len(r.action_ids) for r in records):
+        return None
+    out = np.zeros((len(records), max(len(r.action_ids) for r in records)))
+    for i, r in enumerate(records):
+        out[i, : len(r.pmf)] = r.pmf
+    return out
 
 
 def eval_set_from_store(store: DecisionStore, cfg: RewardConfig, since: float | None, until: float | None,
@@ -115,9 +127,10 @@ def rules_policy(catalog: Catalog, min_sentiment: float = RULES_MIN_SENTIMENT) -
     return policy
 
 
-def model_policy(scorer: Scorer) -> Policy:
+def model_policy(scorer: Scorer, progress: Callable[[int, int], None] | None = None) -> Policy:
     """A trained model's exploring policy, scored on the features that were logged (live
-    or imported: any DSJSON context, read by VW as training read it, ``bandit.log.vwjson``)."""
+    or imported: any DSJSON context, read by VW as training read it, ``bandit.log.vwjson``).
+    ``progress(done, total)`` is told every 1,000 decisions scored, and at the end."""
 
     def policy(evals: EvalSet) -> np.ndarray:
         pi = _matrix(evals)
@@ -125,6 +138,8 @@ def model_policy(scorer: Scorer) -> Policy:
             shared: Features = rec.payload["shared"]
             actions: list[Features] = rec.payload["actions"]
             pi[i, : len(actions)] = scorer.pmf(shared, actions) if len(actions) > 1 else [1.0]
+            if progress is not None and ((i + 1) % 1000 == 0 or i + 1 == len(evals)):
+                progress(i + 1, len(evals))
         return pi
 
     return policy
@@ -177,20 +192,28 @@ class Comparison:
 
 
 def evaluate(evals: EvalSet, policies: Mapping[str, Policy], min_ess: float = MIN_ESS,
-             paired: Sequence[tuple[str, str]] = ()) -> Comparison:
+             paired: Sequence[tuple[str, str]] = (), q_hat: np.ndarray | None = None,
+             interval: str = "normal") -> Comparison:
     """Every policy on the same logged decisions, with every estimator; and for each pair
-    ``(a, b)`` in ``paired``, ``a``'s value minus ``b``'s with a paired interval."""
-    q_hat = mean_reward_model(evals.rewards, evals.action_ids) if len(evals) else np.zeros((0, 1))
+    ``(a, b)`` in ``paired``, ``a``'s value minus ``b``'s with a paired interval.
+
+    ``q_hat``: DR's reward model's predictions (``bandit.learn.reward_model.cross_fit``);
+    by default the per-action means of these rounds. ``interval``: the construction of
+    every interval (``bandit.learn.ope.INTERVALS``)."""
+    if q_hat is None:
+        q_hat = mean_reward_model(evals.rewards, evals.action_ids) if len(evals) else np.zeros((0, 1))
     out: dict[str, PolicyEvaluation] = {}
     matrices: dict[str, np.ndarray] = {}
     for name, policy in policies.items():
         pi = matrices[name] = policy(evals)
-        estimates = {"ips": ips(evals.rewards, pi, min_ess), "snips": snips(evals.rewards, pi, min_ess),
-                     "dr": dr(evals.rewards, pi, q_hat, min_ess)}
+        estimates = {"ips": ips(evals.rewards, pi, min_ess, interval),
+                     "snips": snips(evals.rewards, pi, min_ess, interval),
+                     "dr": dr(evals.rewards, pi, q_hat, min_ess, interval)}
         offer_rate = float(1.0 - pi[:, 0].mean()) if len(evals) else 0.0
-        out[name] = PolicyEvaluation(name, estimates, snips(evals.complaints, pi, min_ess), offer_rate,
+        out[name] = PolicyEvaluation(name, estimates, snips(evals.complaints, pi, min_ess, interval), offer_rate,
                                      estimates["snips"].ess)
-    diffs = {(a, b): {e: difference(evals.rewards, matrices[a], matrices[b], e, q_hat, min_ess) for e in ESTIMATORS}
+    diffs = {(a, b): {e: difference(evals.rewards, matrices[a], matrices[b], e, q_hat, min_ess, interval)
+                      for e in ESTIMATORS}
              for a, b in paired}
     return Comparison(len(evals), out, diffs)
 

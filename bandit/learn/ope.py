@@ -15,10 +15,27 @@ Notation (as in Open Bandit Pipeline's ``ope/estimators.py``):
 - ``w_i = π(a_i | x_i) / p_i`` the importance weight;
 - ``q̂(x_i, a)`` a reward model (for the doubly robust estimator).
 
-Intervals are normal approximations, ``V̂ ± 1.96·SE``, with the standard error from
-the per-round terms (IPS, DR) or from the delta method (SNIPS). They need enough
-overlap between the policies: the effective sample size says how many logged rounds
-the estimate is really worth, and ``Estimate.trustworthy`` is false below a floor.
+Intervals (``interval=``, ``INTERVALS``):
+
+- ``normal`` (the default, what the retrain gate reads): ``V̂ ± 1.96·SE``, with the
+  standard error from the per-round terms (IPS, DR) or from the delta method (SNIPS);
+- ``el``: empirical likelihood (Owen 1988; the construction behind the Cressie-Read
+  intervals of VW's ``estimators`` library, ``bandit.learn.intervals``): the values
+  ``μ`` whose estimating equation ``E[z_i(μ)] = 0`` the data cannot reject,
+  ``−2 log R(μ) ≤ χ²₁(0.95)``. It follows the skew of the per-round terms, which the
+  normal interval ignores: with rare rewards most terms are 0 and a few are large, and
+  ``V̂ ± 1.96·SE`` is too short on the high side;
+- ``el_wmax``: empirical likelihood with, for each end, one pseudo-round at the most
+  extreme term the policy could produce (its largest possible weight, ``max_weight``,
+  times the largest or smallest reward), as VW's Cressie-Read interval adds one fake
+  round at ``wmax``: it allows for the rare large term the log happened not to hold;
+- ``bernstein``: the empirical Bernstein bound (Maurer & Pontil 2009) on the per-round
+  (influence) terms: valid for any bounded terms, but wide.
+
+``experiments/studies/ope_coverage.py`` measures each one's coverage on simulated logs
+with rare rewards. Every interval needs enough overlap between the policies: the
+effective sample size says how many logged rounds the estimate is really worth, and
+``Estimate.trustworthy`` is false below a floor.
 
 Arrays are padded to the largest number of eligible actions ``K``: row ``i`` holds
 ``A_i`` in its first ``len(A_i)`` columns; a policy's probabilities and a reward model's
@@ -32,8 +49,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bandit.learn.intervals import INTERVALS, bernstein_interval, el_interval, el_interval_with_extremes
+
 Z95 = 1.959963984540054
 MIN_ESS = 100.0
+__all__ = ["INTERVALS", "Estimate", "LoggedRounds", "difference", "dr", "effective_sample_size",
+           "importance_weights", "ips", "max_weight", "mean_reward_model", "snips"]
 
 
 @dataclass(frozen=True)
@@ -42,12 +63,15 @@ class LoggedRounds:
 
     ``n_actions[i]`` eligible actions in round ``i``; ``chosen[i]`` the index (into that
     round's eligible actions) of the action taken; ``propensity[i]`` its logging
-    probability; ``reward[i]`` its reward."""
+    probability; ``reward[i]`` its reward; ``logging[i, k]``, when known, the logging
+    probability of every eligible action (for the largest weight a policy can have,
+    ``max_weight``)."""
 
     n_actions: np.ndarray  # (n,) int
     chosen: np.ndarray  # (n,) int
     propensity: np.ndarray  # (n,) float in (0, 1]
     reward: np.ndarray  # (n,) float
+    logging: np.ndarray | None = None  # (n, K) float
 
     def __post_init__(self) -> None:
         n = len(self.chosen)
@@ -81,6 +105,7 @@ class Estimate:
     n: int
     ess: float
     min_ess: float = MIN_ESS
+    interval: str = "normal"  # how low and high were made (``INTERVALS``)
 
     @property
     def trustworthy(self) -> bool:
@@ -118,6 +143,20 @@ def importance_weights(log: LoggedRounds, pi: np.ndarray) -> np.ndarray:
     return pi[np.arange(len(log)), log.chosen] / log.propensity
 
 
+def max_weight(log: LoggedRounds, pi: np.ndarray) -> float:
+    """The largest importance weight ``π`` can have on these contexts: ``max π(a|x_i) / π_0(a|x_i)``
+    over every eligible action of every round when the logging probabilities are known
+    (``LoggedRounds.logging``), else the largest weight observed."""
+    pi = _policy_matrix(log, pi)
+    observed = float(importance_weights(log, pi).max()) if len(log) else 0.0
+    if log.logging is None:
+        return observed
+    p0 = np.asarray(log.logging, dtype=float)[:, : log.width]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(log.mask() & (p0 > 0), pi / np.where(p0 > 0, p0, 1.0), 0.0)
+    return max(observed, float(ratio.max()))
+
+
 def effective_sample_size(w: np.ndarray) -> float:
     """Kish's effective sample size of importance weights: ``ESS = (Σ w_i)² / Σ w_i²``.
 
@@ -128,14 +167,39 @@ def effective_sample_size(w: np.ndarray) -> float:
     return float(np.sum(w)) ** 2 / sq if sq > 0 else 0.0
 
 
-def _normal(name: str, terms: np.ndarray, w: np.ndarray, min_ess: float) -> Estimate:
+def _check_interval(interval: str) -> None:
+    if interval not in INTERVALS:
+        raise ValueError(f"unknown interval '{interval}' ({', '.join(INTERVALS)})")
+
+
+def _mean_of_terms(name: str, terms: np.ndarray, w: np.ndarray, min_ess: float, interval: str = "normal") -> Estimate:
+    """An estimate that is the mean of per-round terms (IPS, DR), with the interval asked for."""
+    _check_interval(interval)
     n = len(terms)
     value = float(terms.mean()) if n else math.nan
     se = float(terms.std(ddof=1) / math.sqrt(n)) if n > 1 else math.inf
-    return Estimate(name, value, value - Z95 * se, value + Z95 * se, se, n, effective_sample_size(w), min_ess)
+    if interval == "el" and n > 1:
+        low, high = el_interval(lambda mu: terms - mu, value, float(terms.min()), float(terms.max()))
+    elif interval == "bernstein" and n > 1:
+        low, high = bernstein_interval(terms)
+    else:
+        low, high = value - Z95 * se, value + Z95 * se
+    return Estimate(name, value, low, high, se, n, effective_sample_size(w), min_ess, interval)
 
 
-def ips(log: LoggedRounds, pi: np.ndarray, min_ess: float = MIN_ESS) -> Estimate:
+def _with_extremes(name: str, terms: np.ndarray, w: np.ndarray, min_ess: float, lo: float, hi: float,
+                   lowest: float, highest: float) -> Estimate:
+    """``el_wmax`` for an estimate that is the mean of ``terms``: pseudo-rounds ``lo`` and ``hi``."""
+    n = len(terms)
+    value, se = float(terms.mean()), float(terms.std(ddof=1) / math.sqrt(n))
+    total = float(terms.sum())
+    low, high = el_interval_with_extremes(lambda mu: terms - mu, lambda mu: lo - mu, lambda mu: hi - mu,
+                                          (total + lo) / (n + 1), (total + hi) / (n + 1),
+                                          min(float(terms.min()), lo), max(float(terms.max()), hi))
+    return Estimate(name, value, low, high, se, n, effective_sample_size(w), min_ess, "el_wmax")
+
+
+def ips(log: LoggedRounds, pi: np.ndarray, min_ess: float = MIN_ESS, interval: str = "normal") -> Estimate:
     """Inverse propensity scoring.
 
     ``V̂_IPS(π) = (1/n) Σ_i w_i r_i`` with ``w_i = π(a_i | x_i) / p_i``.
@@ -143,26 +207,49 @@ def ips(log: LoggedRounds, pi: np.ndarray, min_ess: float = MIN_ESS) -> Estimate
     Unbiased when every action ``π`` may take had a positive logging probability; its
     variance grows with the weights. ``SE = sd(w_i r_i) / √n``."""
     w = importance_weights(log, pi)
-    return _normal("ips", w * log.reward, w, min_ess)
+    terms = w * log.reward
+    if interval == "el_wmax" and len(log) > 1:
+        wmax, r = max_weight(log, pi), log.reward
+        hi, lo = wmax * max(float(r.max()), 0.0), wmax * min(float(r.min()), 0.0)
+        return _with_extremes("ips", terms, w, min_ess, lo, hi, lo, hi)
+    return _mean_of_terms("ips", terms, w, min_ess, interval)
 
 
-def snips(log: LoggedRounds, pi: np.ndarray, min_ess: float = MIN_ESS) -> Estimate:
+def snips(log: LoggedRounds, pi: np.ndarray, min_ess: float = MIN_ESS, interval: str = "normal") -> Estimate:
     """Self-normalized inverse propensity scoring.
 
     ``V̂_SNIPS(π) = Σ_i w_i r_i / Σ_i w_i``.
 
     Slightly biased, much lower variance than IPS, and bounded by the observed rewards.
-    Standard error by the delta method: ``SE = √(Σ_i w_i² (r_i − V̂)²) / Σ_i w_i``."""
+    Standard error by the delta method: ``SE = √(Σ_i w_i² (r_i − V̂)²) / Σ_i w_i``. Its
+    estimating equation, for the empirical likelihood interval, is
+    ``E[w_i (r_i − μ)] = 0``; the empirical Bernstein bound is taken on the influence
+    terms ``n w_i (r_i − V̂) / Σ w``."""
+    _check_interval(interval)
     w = importance_weights(log, pi)
     n, total = len(log), float(w.sum())
     if n == 0 or total == 0:
-        return Estimate("snips", math.nan, math.nan, math.nan, math.inf, n, 0.0, min_ess)
+        return Estimate("snips", math.nan, math.nan, math.nan, math.inf, n, 0.0, min_ess, interval)
     value = float((w * log.reward).sum() / total)
     se = float(math.sqrt(float(np.sum((w * (log.reward - value)) ** 2))) / total)
-    return Estimate("snips", value, value - Z95 * se, value + Z95 * se, se, n, effective_sample_size(w), min_ess)
+    seen = log.reward[w > 0]
+    if interval == "el" and n > 1:
+        low, high = el_interval(lambda mu: w * (log.reward - mu), value, float(seen.min()), float(seen.max()))
+    elif interval == "el_wmax" and n > 1:
+        wmax, rlo, rhi = max_weight(log, pi), float(log.reward.min()), float(log.reward.max())
+        swr = float((w * log.reward).sum())
+        low, high = el_interval_with_extremes(
+            lambda mu: w * (log.reward - mu), lambda mu: wmax * (rlo - mu), lambda mu: wmax * (rhi - mu),
+            (swr + wmax * rlo) / (total + wmax), (swr + wmax * rhi) / (total + wmax), rlo, rhi)
+    elif interval == "bernstein" and n > 1:
+        low, high = bernstein_interval(value + n * w * (log.reward - value) / total)
+    else:
+        low, high = value - Z95 * se, value + Z95 * se
+    return Estimate("snips", value, low, high, se, n, effective_sample_size(w), min_ess, interval)
 
 
-def dr(log: LoggedRounds, pi: np.ndarray, q_hat: np.ndarray, min_ess: float = MIN_ESS) -> Estimate:
+def dr(log: LoggedRounds, pi: np.ndarray, q_hat: np.ndarray, min_ess: float = MIN_ESS,
+       interval: str = "normal") -> Estimate:
     """Doubly robust.
 
     ``V̂_DR(π) = (1/n) Σ_i [ Σ_{a ∈ A_i} π(a | x_i) q̂(x_i, a) + w_i (r_i − q̂(x_i, a_i)) ]``.
@@ -170,7 +257,9 @@ def dr(log: LoggedRounds, pi: np.ndarray, q_hat: np.ndarray, min_ess: float = MI
     The reward model's prediction for the policy, corrected by importance-weighted
     residuals on the logged action: unbiased if either the propensities or the reward
     model are right, and lower variance than IPS when the model is good.
-    ``SE = sd(per-round term) / √n``."""
+    ``SE = sd(per-round term) / √n``. ``q̂`` must not have been fitted on the rounds it
+    scores (``bandit.learn.reward_model.cross_fit``): fitted on them, the residuals
+    ``r_i − q̂(x_i, a_i)`` are too small and the interval too short."""
     pi = _policy_matrix(log, pi)
     q = np.asarray(q_hat, dtype=float)
     if q.shape[0] != len(log) or q.ndim != 2 or q.shape[1] < log.width:
@@ -178,8 +267,14 @@ def dr(log: LoggedRounds, pi: np.ndarray, q_hat: np.ndarray, min_ess: float = MI
     q = np.where(log.mask(), q[:, : log.width], 0.0)
     rows = np.arange(len(log))
     w = pi[rows, log.chosen] / log.propensity
-    terms = (pi * q).sum(axis=1) + w * (log.reward - q[rows, log.chosen])
-    return _normal("dr", terms, w, min_ess)
+    direct = (pi * q).sum(axis=1)
+    terms = direct + w * (log.reward - q[rows, log.chosen])
+    if interval == "el_wmax" and len(log) > 1:
+        wmax, eligible = max_weight(log, pi), q[log.mask()]
+        hi = float(direct.max()) + wmax * max(float(log.reward.max()) - float(eligible.min()), 0.0)
+        lo = float(direct.min()) + wmax * min(float(log.reward.min()) - float(eligible.max()), 0.0)
+        return _with_extremes("dr", terms, w, min_ess, lo, hi, lo, hi)
+    return _mean_of_terms("dr", terms, w, min_ess, interval)
 
 
 def mean_reward_model(log: LoggedRounds, action_ids: list[list[str]], prior: float = 0.0,
@@ -231,7 +326,7 @@ def _influence(estimator: str, log: LoggedRounds, pi: np.ndarray, q_hat: np.ndar
 
 
 def difference(log: LoggedRounds, pi_a: np.ndarray, pi_b: np.ndarray, estimator: str = "snips",
-               q_hat: np.ndarray | None = None, min_ess: float = MIN_ESS) -> Estimate:
+               q_hat: np.ndarray | None = None, min_ess: float = MIN_ESS, interval: str = "normal") -> Estimate:
     """``V̂(π_a) − V̂(π_b)`` on the same logged rounds, with a paired 95% interval.
 
     Two policies judged on one log share its noise: where they put the same probability
@@ -242,14 +337,22 @@ def difference(log: LoggedRounds, pi_a: np.ndarray, pi_b: np.ndarray, estimator:
     when the policies mostly agree (and never the sum of the two when they do not). This
     is what says whether a candidate is better than the champion; comparing one policy's
     bound with the other's estimate ignores that both were measured on the same rounds.
-    ``ess`` is ``π_a``'s."""
+    ``ess`` is ``π_a``'s. With ``interval="el"`` (``"el_wmax"`` too) or ``"bernstein"`` the interval is that
+    construction's for the mean of the per-round differences ``V̂_a − V̂_b + ψ_a,i − ψ_b,i``
+    (for IPS and DR exactly the differences of the round terms)."""
+    _check_interval(interval)
     n = len(log)
     if n == 0:
-        return Estimate(estimator, math.nan, math.nan, math.nan, math.inf, 0, 0.0, min_ess)
+        return Estimate(estimator, math.nan, math.nan, math.nan, math.inf, 0, 0.0, min_ess, interval)
     va, psi_a = _influence(estimator, log, pi_a, q_hat)
     vb, psi_b = _influence(estimator, log, pi_b, q_hat)
     value = va - vb
     ddof = 0 if estimator == "snips" else 1  # as each estimator's own SE: delta method, sample sd
     se = float(math.sqrt(float(np.sum((psi_a - psi_b) ** 2)) / (n - ddof)) / math.sqrt(n)) if n > 1 else math.inf
     ess = effective_sample_size(importance_weights(log, pi_a))
-    return Estimate(f"{estimator} difference", value, value - Z95 * se, value + Z95 * se, se, n, ess, min_ess)
+    low, high = value - Z95 * se, value + Z95 * se
+    if interval != "normal" and n > 1 and se > 0:
+        terms = value + psi_a - psi_b
+        low, high = (el_interval(lambda mu: terms - mu, value, float(terms.min()), float(terms.max()))
+                     if interval in ("el", "el_wmax") else bernstein_interval(terms))
+    return Estimate(f"{estimator} difference", value, low, high, se, n, ess, min_ess, interval)

@@ -35,7 +35,9 @@ from bandit.learn.evaluation import Comparison, PolicyEvaluation
 from bandit.learn.ope import Estimate
 from bandit.config.policyfile import NAMESPACE_LETTERS, Learner, PolicyFile, vw_accepts
 
-DEFAULT_INTERACTIONS: tuple[str, ...] = Learner().interactions  # co, uo, eo, ho
+DEFAULT_INTERACTIONS: tuple[str, ...] = Learner().interactions  # co, eo, cco
+# The former default: every shared namespace with the offer (user and history too).
+FORMER_INTERACTIONS: tuple[str, ...] = ("co", "uo", "eo", "ho")
 # More: the channel's own attributes with the offer, and context x user x offer (cubic).
 MORE_INTERACTIONS: tuple[str, ...] = (*DEFAULT_INTERACTIONS, "xo", "cuo")
 
@@ -43,17 +45,18 @@ MORE_INTERACTIONS: tuple[str, ...] = (*DEFAULT_INTERACTIONS, "xo", "cuo")
 class Grid(Strict):
     """The settings to try. Each explorer is a partial ``exploration`` block (fields it
     does not name keep the policy file's values); the other axes are values of one
-    ``learner`` field each. The full product is large (the default: 114 legal points),
+    ``learner`` field each. The full product is large (the default: 171 legal points),
     and every point is a training run, so at most ``max_points`` are tried: a seeded
-    all-pairs sample (every two values of two axes meet in some point; 21 points for the
-    default grid, see ``_pairwise_sample``), plus the policy file's own setting, so the
-    report says whether anything beats what is served now."""
+    all-pairs sample (every two values of two axes meet in some point, see
+    ``_pairwise_sample``), plus the policy file's own setting, so the report says whether
+    anything beats what is served now. The shipped setting (``regcbopt``, ``mtr``,
+    ``DEFAULT_INTERACTIONS``, learning rate 0.04) is a point of the default grid."""
 
     explorers: tuple[dict[str, Any], ...] = Field(
         (
+            {"algorithm": "regcbopt"},
             {"algorithm": "epsilon", "epsilon": 0.05},
             {"algorithm": "epsilon", "epsilon": 0.1},
-            {"algorithm": "epsilon", "epsilon": 0.2},
             {"algorithm": "softmax"},
             {"algorithm": "bag"},
             {"algorithm": "cover"},
@@ -62,8 +65,9 @@ class Grid(Strict):
         min_length=1,
     )
     cb_types: tuple[str, ...] = Field(("ips", "dr", "mtr"), min_length=1)
-    interactions: tuple[tuple[str, ...], ...] = Field((DEFAULT_INTERACTIONS, MORE_INTERACTIONS), min_length=1)
-    learning_rates: tuple[float, ...] = Field((0.1, 0.5, 1.0), min_length=1)
+    interactions: tuple[tuple[str, ...], ...] = Field(
+        (DEFAULT_INTERACTIONS, FORMER_INTERACTIONS, MORE_INTERACTIONS), min_length=1)
+    learning_rates: tuple[float, ...] = Field((0.04, 0.1, 0.5), min_length=1)
     max_points: int = Field(24, ge=1, description="Sample the product down to this many points.")
     seed: int = Field(0, description="The sample's seed: the same grid gives the same points.")
     include_current: bool = Field(True, description="Always evaluate the policy file's own setting too.")
@@ -87,7 +91,9 @@ class Point:
         e = self.policy.exploration
         return {"epsilon": f"epsilon {e.epsilon:g}", "softmax": f"softmax lambda={e.softmax_lambda:g}",
                 "bag": f"bag {e.bag_size} eps={e.epsilon:g}", "cover": f"cover {e.cover_size} eps={e.epsilon:g}",
-                "squarecb": f"squarecb gamma={e.gamma_scale:g}"}.get(e.algorithm, e.algorithm)
+                "squarecb": f"squarecb gamma={e.gamma_scale:g}" + (f" elim C0={e.mellowness:g}" if e.elim else ""),
+                "regcb": f"regcb C0={e.mellowness:g}", "regcbopt": f"regcbopt C0={e.mellowness:g}",
+                }.get(e.algorithm, e.algorithm)
 
     @property
     def label(self) -> str:

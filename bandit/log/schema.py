@@ -93,6 +93,38 @@ erasures = Table(
     Column("requested_by", String(128)),
 )
 
+# Every suspension and resume, appended: who (``actor``: the monitor, an admin, a caller's
+# ``by``), when and why. ``suspensions`` holds the current state; this, the history, and the
+# time of the last resume, from which the monitor judges an offer again.
+suspension_events = Table(
+    "suspension_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("offer_id", String(128), nullable=False),
+    Column("suspended", Boolean, nullable=False),
+    Column("reason", Text),
+    Column("actor", String(128)),
+    Column("ts", Float, nullable=False),
+    Index("ix_suspension_events_offer", "offer_id", "ts"),
+)
+
+# The catalog and policy file a reload published (``POST /admin/reload``), for every replica:
+# each polls the newest row and serves its texts, so that a fleet behind a load balancer
+# agrees within seconds whichever replica was told.
+config_versions = Table(
+    "config_versions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("ts", Float, nullable=False),
+    Column("catalog_version", String(32), nullable=False),
+    Column("policy_version", String(32), nullable=False),
+    Column("catalog_text", Text, nullable=False),
+    Column("policy_text", Text, nullable=False),
+    Column("catalog_source", Text),
+    Column("policy_source", Text),
+    Column("published_by", String(128)),
+)
+
 suspensions = Table(
     "suspensions",
     metadata,

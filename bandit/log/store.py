@@ -30,7 +30,7 @@ from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 import psycopg
-from sqlalchemy import create_engine, event, func, select, text, update
+from sqlalchemy import create_engine, event, func, insert, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.sql.elements import TextClause
@@ -51,7 +51,17 @@ from bandit.log.records import (
     shown_contact,
     to_ts,
 )
-from bandit.log.schema import CONTACT_COLUMNS, DECISION_COLUMNS, USE_COLUMNS, contacts, decisions, metadata, outcomes
+from bandit.log.schema import (
+    CONTACT_COLUMNS,
+    DECISION_COLUMNS,
+    USE_COLUMNS,
+    config_versions,
+    contacts,
+    decisions,
+    metadata,
+    outcomes,
+    suspension_events,
+)
 
 # At most this many rows per insert statement: SQLite allows 32,766 parameters, and every
 # distinct row count is one more statement in the driver's cache.
@@ -536,14 +546,56 @@ class DecisionStore:
         )
 
     # -- kill switch ---------------------------------------------------------
-    def set_suspended(self, offer_id: str, suspended: bool, reason: str = "") -> None:
+    def set_suspended(self, offer_id: str, suspended: bool, reason: str = "", actor: str | None = None) -> None:
         """Set an offer's kill switch: one upsert, so that replicas (an admin route on
         one, the monitor flow on another) setting the same offer at once cannot collide
-        (a delete then insert could: both delete, then the second insert fails)."""
+        (a delete then insert could: both delete, then the second insert fails); and the
+        event appended to ``suspension_events`` (who, when, why) in the same transaction."""
         self._suspended_cache = None
+        now = time.time()
         with self.engine.begin() as conn:
             conn.execute(_UPSERT_SUSPENSION_SQL,
-                         {"offer_id": offer_id, "suspended": suspended, "reason": reason, "ts": time.time()})
+                         {"offer_id": offer_id, "suspended": suspended, "reason": reason, "ts": now})
+            conn.execute(insert(suspension_events).values(offer_id=offer_id, suspended=suspended, reason=reason,
+                                                          actor=actor, ts=now))
+
+    def suspension_history(self, offer_id: str | None = None) -> list[dict[str, Any]]:
+        """Every suspension and resume (of one offer, or all), oldest first."""
+        q = select(suspension_events).order_by(suspension_events.c.ts, suspension_events.c.id)
+        if offer_id is not None:
+            q = q.where(suspension_events.c.offer_id == offer_id)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
+
+    def resumed_at(self) -> dict[str, float]:
+        """When each offer was last resumed: the monitor judges it on what came after."""
+        q = (select(suspension_events.c.offer_id, func.max(suspension_events.c.ts))
+             .where(suspension_events.c.suspended.is_(False)).group_by(suspension_events.c.offer_id))
+        with self.engine.connect() as conn:
+            return {str(o): float(ts) for o, ts in conn.execute(q)}
+
+    # -- the configuration a reload published ------------------------------------
+    def publish_config(self, catalog_text: str, policy_text: str, catalog_version: str, policy_version: str,
+                       sources: tuple[str, str] = ("", ""), published_by: str | None = None) -> int:
+        """Append a configuration for every replica to serve; its id."""
+        with self.engine.begin() as conn:
+            res = conn.execute(insert(config_versions).values(
+                ts=time.time(), catalog_version=catalog_version, policy_version=policy_version,
+                catalog_text=catalog_text, policy_text=policy_text, catalog_source=sources[0],
+                policy_source=sources[1], published_by=published_by))
+            return int(res.inserted_primary_key[0])
+
+    def latest_config_id(self) -> int:
+        """The newest published configuration's id (0: none yet): one indexed read."""
+        with self._cursor() as cur:
+            cur.execute("SELECT max(id) FROM config_versions")
+            found = cur.fetchone()[0]
+        return int(found or 0)
+
+    def published_config(self, config_id: int) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(config_versions).where(config_versions.c.id == config_id)).first()
+        return dict(row._mapping) if row is not None else None
 
     def suspended(self, fresh: bool = False) -> frozenset[str]:
         """Suspended offer ids. Cached for ``suspension_refresh`` seconds on the request path;

@@ -206,12 +206,72 @@ def fuzz(url: str, keys: Keys, max_examples: int, seed: int, event_ids: Sequence
     return report
 
 
+LINKED = r"^/(decide|outcome|activate|personalizer(/v1\.0)?/(rank|events/\{eventId\}/(reward|activate)))$"
+
+
+def stateful(url: str, keys: Keys, max_examples: int, seed: int, max_steps: int = 8,
+             max_failures: int = 50) -> Report:
+    """Stateful fuzzing: sequences of calls that follow the document's links (a decision's
+    event id into an outcome and an activation, a rank's into a reward and an activation),
+    each answer held to the same contract as ``fuzz``. ``max_examples`` sequences of up to
+    ``max_steps`` calls."""
+    import hypothesis
+    import requests
+    import schemathesis
+    from schemathesis.checks import (  # type: ignore[attr-defined]
+        content_type_conformance,
+        not_a_server_error,
+        response_schema_conformance,
+        status_code_conformance,
+    )
+    from schemathesis.core.failures import Failure, FailureGroup
+
+    checks = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+    # The linked operations only (the stateless run covers the rest): schemathesis' own
+    # dependency analysis takes an ``event_id`` input for a resource nothing produces, and
+    # would start no sequence from /decide while other operations are candidates.
+    schema = schemathesis.openapi.from_url(f"{url}/docs.json").include(path_regex=LINKED)
+    report = Report()
+    session = requests.Session()
+
+    class Machine(schema.as_state_machine()):  # type: ignore[misc]
+        def get_call_kwargs(self, case: Any) -> dict[str, Any]:
+            return {"headers": headers_for(case.path, keys), "session": session, "timeout": 30}
+
+        def validate_response(self, response: Any, case: Any, additional_checks: Any = None, **kwargs: Any) -> None:
+            label = case.operation.label
+            report.answers[(label, response.status_code)] += 1
+            problems = []
+            why = contract_problem(case.path, response.status_code, response.content)
+            if why:
+                problems.append(why)
+            active = [c for c in checks if c is not not_a_server_error or response.status_code != 501]
+            try:
+                case.validate_response(response, checks=active, headers=kwargs.get("headers"))
+            except FailureGroup as group:
+                problems += [describe(f) for f in group.exceptions]
+            except Failure as exc:
+                problems.append(describe(exc))
+            if problems and len(report.failures) < max_failures:
+                report.failures.append(f"{label} (stateful): {'; '.join(problems)}\n"
+                                       f"    {case.as_curl_command(headers=kwargs.get('headers'))}")
+
+    Machine.run(settings=hypothesis.settings(
+        max_examples=max_examples, stateful_step_count=max_steps, deadline=None, database=None,
+        derandomize=True, phases=[hypothesis.Phase.generate], report_multiple_bugs=False,
+        suppress_health_check=list(hypothesis.HealthCheck)))
+    session.close()
+    return report
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     p.add_argument("--max-examples", type=int, default=200, help="generated requests per operation and mode")
     p.add_argument("--seed", type=int, default=1, help="Hypothesis seed (same seed, same requests)")
     p.add_argument("--database-url", help="decision log of the served instance (default: SQLite in a temp home)")
+    p.add_argument("--stateful", type=int, default=0, metavar="N",
+                   help="also N stateful sequences following the document's links (decide -> outcome, activate)")
     args = p.parse_args()
 
     from experiments.served import Server, free_port, serve_command
@@ -233,6 +293,12 @@ def main() -> int:
         print(f"fuzzing every operation of {url}/docs.json, up to {args.max_examples} requests per operation"
               f" and mode (seed {args.seed}) ...", flush=True)
         report = fuzz(url, Keys(CHANNEL_KEY, ADMIN_KEY), args.max_examples, args.seed, event_ids, offers)
+        if args.stateful:
+            print(f"stateful: {args.stateful} sequences following the document's links ...", flush=True)
+            linked = stateful(url, Keys(CHANNEL_KEY, ADMIN_KEY), args.stateful, args.seed)
+            print("stateful: " + linked.summary())
+            report.answers.update(linked.answers)
+            report.failures += linked.failures
     finally:
         server.stop()
     for op, n in sorted(report.operations.items()):

@@ -6,8 +6,10 @@ What is compared
 * ``vw-<explorer>``: the service's own learner, ``bandit.decide.vw.VWModel`` with
   ``--cb_explore_adf`` and the policy file's defaults (``bandit.config.policyfile.PolicyFile``),
   once per explorer the policy file offers (epsilon, softmax, bag, cover, squarecb,
-  regcb), all with ``cb_type mtr`` (the one every explorer accepts,
-  ``bandit.config.policyfile.vw_accepts``). The pmf comes from VW, the action is drawn by
+  regcb, regcbopt; ``--explorers`` picks some), all with ``cb_type mtr`` (the one every
+  explorer accepts, ``bandit.config.policyfile.vw_accepts``). The row whose VW arguments
+  are the shipped policy file's (``config/policy.yaml``) is the shipped learner: marked
+  ``(shipped)`` in the table and ``"shipped": true`` in the JSON. The pmf comes from VW, the action is drawn by
   ``bandit.decide.sampling.sample_index`` from a seeded uniform, and the model learns from the
   chosen action's cost ``-reward / scale`` and its probability, as in ``bandit.log.dsjson``.
 * ``mabwiser-linucb`` / ``mabwiser-lints``: MABWiser's ``LearningPolicy.LinUCB`` and
@@ -28,12 +30,14 @@ What is compared
     ``offer`` x context interactions;
   - the reward learned is the same as VW's, ``reward / scale`` (in hundreds), so the
     ``alpha`` exploration widths are on the same scale as the costs VW sees;
-  - ``alpha``: LinUCB keeps the library's default, 1.0 (on seed 1 its regret moved by about
-    10% between 0.1 and 2); LinTS uses 0.25, picked on a different seed (1) than the reported one,
+  - ``alpha``: LinUCB runs once per alpha of ``--linucb-alphas`` (default 0.1, 0.25, 0.5,
+    1, 2; the library's default is 1), and the one with the lowest regret is the peer to
+    beat (marked ``(best alpha)``; ``verdict`` compares the shipped learner with it);
+    LinTS uses 0.25, picked on a different seed (1) than the reported one,
     because with the library's 1.0 it samples so widely that it explores far too long
     here (about 40% more regret on seed 1).
-    The VW explorers, by contrast, run untuned at the policy file's defaults
-    (``--vw-learning-rate`` and ``--policy`` try others);
+    The VW explorers run at the policy file's settings (``--vw-learning-rate`` and
+    ``--policy`` try others);
   - MABWiser must be fitted before it can predict, so each learner is fitted on an
     empty batch first (every arm at its ridge prior, where LinUCB is optimistic about
     all arms alike); after that ``partial_fit`` runs every ``--batch`` interactions
@@ -64,7 +68,7 @@ making the same offer to the same interaction see the same dice), and the learne
 Metrics, per learner over the whole stream:
 
 * ``reward``: realised revenue - complaint_penalty x complaints (the penalty is the policy
-  file's, 100), the reward the service learns from; ``revenue`` alone;
+  file's, 300), the reward the service learns from; ``revenue`` alone;
 * ``complaint rate`` = complaints / interactions, ``offer rate`` = offers / interactions,
   ``accept rate`` = acceptances / offers;
 * ``expected reward``: the sum of the simulator's expected reward of each chosen action;
@@ -83,8 +87,10 @@ Reproduce
 ::
 
     .venv/bin/python experiments/studies/compare_learners.py            # 7 days x 2000, seed 7
+    .venv/bin/python experiments/studies/compare_learners.py --seeds 7,11,42   # a table a seed + verdicts
     .venv/bin/python experiments/studies/compare_learners.py --days 1 --per-day 500 --seed 3
-    .venv/bin/python experiments/studies/compare_learners.py --vw-learning-rate 0.1 --out /tmp/lr01
+    .venv/bin/python experiments/studies/compare_learners.py --policy experiments/studies/learner_steps/0_former_default.yaml \
+        --explorers epsilon --no-peers --out /tmp/former
 
 Everything is seeded (the stream, each learner's sampling uniforms, VW's
 ``--random_seed``, MABWiser's ``seed``): the same arguments give the same table.
@@ -125,6 +131,10 @@ from experiments.simulator.world import _seed as sim_seed  # noqa: E402
 
 DEFAULT_OUT = REPO / "experiments" / "results"
 CATALOG = REPO / "config" / "offers.yaml"
+SHIPPED_POLICY = REPO / "config" / "policy.yaml"
+# LinUCB's exploration width, tried over a small grid so the peer is at its best (the
+# library's default is 1.0); the best of them is the one the shipped learner must match.
+LINUCB_ALPHAS: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0, 2.0)
 CB_TYPE = "mtr"  # the cb_type every explorer accepts (bandit.config.policyfile.CB_TYPES_FOR)
 EXPLORERS: tuple[str, ...] = typing.get_args(Exploration.model_fields["algorithm"].annotation)
 PEERS_HINT = ("MABWiser is not installed, so its LinUCB and LinTS rows are skipped. It is the 'peers' "
@@ -185,17 +195,26 @@ class Policy(Protocol):
 # -- the VW policy -------------------------------------------------------------------------
 
 
+def shipped_vw_args() -> list[str]:
+    """The VW arguments of the shipped policy file (``config/policy.yaml``): the learner the
+    product runs unless a center changes it."""
+    return load_policy(SHIPPED_POLICY).vw_args()
+
+
 class VWPolicy:
-    """The service's learner (``VWModel``) under one explorer, learning after every decision."""
+    """The service's learner (``VWModel``) under one explorer, learning after every decision.
+
+    ``shipped``: its VW arguments are the shipped policy file's (``shipped_vw_args``)."""
 
     kind = "VW cb_explore_adf"
 
-    def __init__(self, explorer: str, policy: PolicyFile, seed: int):
+    def __init__(self, explorer: str, policy: PolicyFile, seed: int, shipped_args: Sequence[str] = ()):
         if not vw_accepts(explorer, CB_TYPE):
             raise ValueError(f"VW does not train {explorer} with cb_type {CB_TYPE}")
         pf = policy.model_copy(update={"exploration": policy.exploration.model_copy(update={"algorithm": explorer}),
                                        "learner": policy.learner.model_copy(update={"cb_type": CB_TYPE})})
         self.name = f"vw-{explorer}"
+        self.shipped = list(shipped_args) == pf.vw_args()
         self.args = [*pf.vw_args(), "--random_seed", str(seed % 2**31)]
         self.model = VWModel.fresh(self.args)
         self.scale = policy.reward.scale
@@ -272,11 +291,11 @@ class MABWiserPolicy:
     kind = "MABWiser"
 
     def __init__(self, mab: ModuleType, which: str, alpha: float, arms: Sequence[str], encoder: ContextEncoder,
-                 scale: float, batch: int, seed: int):
+                 scale: float, batch: int, seed: int, name_alpha: bool = False):
         lp = {"linucb": mab.LearningPolicy.LinUCB, "lints": mab.LearningPolicy.LinTS}[which](alpha=alpha)
-        self.name = f"mabwiser-{which}"
+        self.name = f"mabwiser-{which}" + (f" a={alpha:g}" if name_alpha else "")
         self.alpha = alpha
-        self.model = mab.MAB(arms=list(arms), learning_policy=lp, seed=_seed(seed, self.name))
+        self.model = mab.MAB(arms=list(arms), learning_policy=lp, seed=_seed(seed, f"mabwiser-{which}"))
         # Fit on nothing, so that every arm starts at its ridge prior and predict works at once.
         self.model.fit(decisions=[], rewards=[], contexts=np.zeros((0, len(encoder))))
         self.encoder, self.scale, self.batch = encoder, scale, batch
@@ -401,6 +420,8 @@ class Result:
 
     name: str
     kind: str
+    shipped: bool = False  # the shipped policy file's learner
+    alpha: float | None = None  # a MABWiser learner's exploration width
     interactions: int = 0
     decisions: int = 0  # interactions with more than no_offer eligible
     offers: int = 0
@@ -425,6 +446,7 @@ class Result:
             "complaint_rate": self.complaints / n, "offer_rate": self.offers / n,
             "accept_rate": self.accepted / max(self.offers, 1), "expected_reward": self.expected_reward,
             "regret": self.regret, "seconds": self.seconds,
+            **({"shipped": True} if self.shipped else {}), **({"alpha": self.alpha} if self.alpha is not None else {}),
         }
 
 
@@ -433,7 +455,8 @@ def run_policy(policy: Policy, sim: Simulator, stream: Sequence[Interaction], pf
     state, log = sim.new_state(), ContactLog()
     if isinstance(policy, Oracle):
         policy.state = state
-    res = Result(policy.name, policy.kind)
+    res = Result(policy.name, policy.kind, shipped=getattr(policy, "shipped", False),
+                 alpha=getattr(policy, "alpha", None))
     penalty, g = sim.complaint_penalty, pf.guardrails
     regret = reward = 0.0
     t0 = time.perf_counter()
@@ -484,39 +507,57 @@ class Comparison:
     notes: list[str]
     unknown_features: list[str]
     vw_learning_rate: float
-    linucb_alpha: float
+    linucb_alphas: tuple[float, ...]
     lints_alpha: float
     batch: int
+    vw_args: str = ""  # the policy file's own VW arguments (without the per-explorer change)
 
     def sorted(self) -> list[Result]:
         return sorted(self.results, key=lambda r: -r.reward(self.penalty))
 
+    def best_linucb(self) -> Result | None:
+        """LinUCB at its best alpha of the grid: the lowest regret (ties: the smaller alpha)."""
+        rows = [r for r in self.results if r.name.startswith("mabwiser-linucb")]
+        return min(rows, key=lambda r: (r.regret, r.alpha or 0.0)) if rows else None
 
-def build_policies(sim: Simulator, pf: PolicyFile, seed: int, batch: int, linucb_alpha: float,
-                   lints_alpha: float) -> tuple[list[Policy], list[str], ContextEncoder]:
-    """Every learner and reference; the MABWiser ones only when the extra is installed."""
-    policies: list[Policy] = [VWPolicy(e, pf, seed) for e in EXPLORERS]
+    def shipped(self) -> Result | None:
+        return next((r for r in self.results if r.shipped), None)
+
+
+def build_policies(sim: Simulator, pf: PolicyFile, seed: int, batch: int, linucb_alphas: Sequence[float],
+                   lints_alpha: float, explorers: Sequence[str] = EXPLORERS,
+                   peers: bool = True) -> tuple[list[Policy], list[str], ContextEncoder]:
+    """Every learner and reference; the MABWiser ones only when the extra is installed (and
+    ``peers``). One LinUCB per alpha (named with it when there are several)."""
+    shipped = shipped_vw_args()
+    policies: list[Policy] = [VWPolicy(e, pf, seed, shipped) for e in explorers]
     notes: list[str] = []
     encoder = ContextEncoder(sim.params)
-    mab = mabwiser()
+    mab = mabwiser() if peers else None
     if mab is None:
-        notes.append(PEERS_HINT)
+        if peers:
+            notes.append(PEERS_HINT)
     else:
         arms = [NO_OFFER, *sim.catalog.offers]
-        policies += [MABWiserPolicy(mab, "linucb", linucb_alpha, arms, encoder, pf.reward.scale, batch, seed),
-                     MABWiserPolicy(mab, "lints", lints_alpha, arms, encoder, pf.reward.scale, batch, seed)]
+        several = len(linucb_alphas) > 1
+        policies += [MABWiserPolicy(mab, "linucb", a, arms, encoder, pf.reward.scale, batch, seed, several)
+                     for a in linucb_alphas]
+        policies.append(MABWiserPolicy(mab, "lints", lints_alpha, arms, encoder, pf.reward.scale, batch, seed))
     policies += [Oracle(sim), Uniform(seed), Rules(sim.catalog, pf.control.rules_min_sentiment), NoOffer()]
     return policies, notes, encoder
 
 
-def compare(days: int, per_day: int | None, seed: int, *, batch: int = 50, linucb_alpha: float = 1.0,
-            lints_alpha: float = 0.25, params_path: Path | None = None, policy_path: Path | None = None,
-            vw_learning_rate: float | None = None, progress: Callable[[str], None] | None = None) -> Comparison:
+def compare(days: int, per_day: int | None, seed: int, *, batch: int = 50,
+            linucb_alphas: Sequence[float] = LINUCB_ALPHAS, lints_alpha: float = 0.25,
+            params_path: Path | None = None, policy_path: Path | None = None,
+            vw_learning_rate: float | None = None, explorers: Sequence[str] = EXPLORERS, peers: bool = True,
+            progress: Callable[[str], None] | None = None) -> Comparison:
     """Run every learner over the same ``days`` x ``per_day`` stream (see the module docstring).
 
     ``policy_path``: a policy file for the guardrails, the explorers' parameters, the VW
-    learner and the reward (default: ``PolicyFile()``'s defaults); ``vw_learning_rate``
-    overrides its ``learner.learning_rate``."""
+    learner and the reward (default: ``PolicyFile()``'s defaults, which are the shipped
+    file's for these blocks); ``vw_learning_rate`` overrides its ``learner.learning_rate``;
+    ``explorers``: the VW rows to run; ``peers``: False leaves MABWiser out."""
     params = load_params(params_path)
     if per_day is not None:
         params = params.model_copy(update={"calendar": params.calendar.model_copy(
@@ -526,43 +567,78 @@ def compare(days: int, per_day: int | None, seed: int, *, batch: int = 50, linuc
         pf = pf.model_copy(update={"learner": pf.learner.model_copy(update={"learning_rate": vw_learning_rate})})
     sim = Simulator(params, load_catalog(CATALOG), seed, complaint_penalty=pf.reward.complaint_penalty)
     stream = [inter for d in range(days) for inter in sim.interactions(d)]
-    policies, notes, encoder = build_policies(sim, pf, seed, batch, linucb_alpha, lints_alpha)
+    policies, notes, encoder = build_policies(sim, pf, seed, batch, linucb_alphas, lints_alpha, explorers, peers)
     results = []
     for p in policies:
         results.append(run_policy(p, sim, stream, pf))
         if progress:
-            progress(f"{p.name}: {results[-1].seconds:.1f}s")
+            progress(f"seed {seed}, {p.name}: {results[-1].seconds:.1f}s")
     return Comparison(days, params.calendar.interactions_per_day, seed, sim.complaint_penalty, results, notes,
-                      sorted(encoder.unknown), pf.learner.learning_rate, linucb_alpha, lints_alpha, batch)
+                      sorted(encoder.unknown), pf.learner.learning_rate, tuple(linucb_alphas), lints_alpha, batch,
+                      " ".join(pf.vw_args()))
 
 
 # -- outputs -------------------------------------------------------------------------------
 
 
 def markdown_table(c: Comparison) -> str:
-    """One row per learner, best realised reward first."""
+    """One row per learner, best realised reward first; the shipped learner and the best
+    LinUCB alpha are marked."""
     head = ("| learner | kind | reward | revenue | complaints | complaint rate | offer rate | accept rate "
             "| expected reward | regret to oracle |")
     lines = [head, "|" + "---|" * 2 + "---:|" * 8]
+    best = c.best_linucb() if len(c.linucb_alphas) > 1 else None
     for r in c.sorted():
         w = r.row(c.penalty)
-        lines.append(f"| {w['learner']} | {w['kind']} | {w['reward']:,.0f} | {w['revenue']:,.0f} | {w['complaints']} "
-                     f"| {w['complaint_rate']:.2%} | {w['offer_rate']:.1%} | {w['accept_rate']:.1%} "
-                     f"| {w['expected_reward']:,.0f} | {w['regret']:,.0f} |")
+        mark = " (shipped)" if r.shipped else " (best alpha)" if r is best else ""
+        lines.append(f"| {w['learner']}{mark} | {w['kind']} | {w['reward']:,.0f} | {w['revenue']:,.0f} "
+                     f"| {w['complaints']} | {w['complaint_rate']:.2%} | {w['offer_rate']:.1%} "
+                     f"| {w['accept_rate']:.1%} | {w['expected_reward']:,.0f} | {w['regret']:,.0f} |")
+    return "\n".join(lines)
+
+
+def verdict(c: Comparison) -> dict[str, Any] | None:
+    """The shipped learner against LinUCB at its best alpha: regret and complaint rate, and
+    whether the shipped one is at or below it on both (the criterion of issue 13)."""
+    s, lin = c.shipped(), c.best_linucb()
+    if s is None or lin is None:
+        return None
+    n = max(s.interactions, 1)
+    return {"seed": c.seed, "shipped": s.name, "shipped_regret": s.regret,
+            "shipped_complaint_rate": s.complaints / n, "linucb_alpha": lin.alpha, "linucb_regret": lin.regret,
+            "linucb_complaint_rate": lin.complaints / max(lin.interactions, 1),
+            "ahead": s.regret <= lin.regret and s.complaints / n <= lin.complaints / max(lin.interactions, 1)}
+
+
+def summary_table(verdicts: Sequence[dict[str, Any]]) -> str:
+    """One line per seed: the shipped learner against LinUCB at its best alpha on that seed."""
+    lines = ["| seed | shipped learner | regret | complaint rate | LinUCB best alpha | regret | complaint rate "
+             "| shipped at or below on both |", "|---:|---|---:|---:|---:|---:|---:|---|"]
+    for v in verdicts:
+        lines.append(f"| {v['seed']} | {v['shipped']} | {v['shipped_regret']:,.0f} | "
+                     f"{v['shipped_complaint_rate']:.2%} | {v['linucb_alpha']:g} | {v['linucb_regret']:,.0f} | "
+                     f"{v['linucb_complaint_rate']:.2%} | {'yes' if v['ahead'] else 'no'} |")
+    if verdicts:
+        k = len(verdicts)
+        lines.append(f"| mean | | {sum(v['shipped_regret'] for v in verdicts) / k:,.0f} | "
+                     f"{sum(v['shipped_complaint_rate'] for v in verdicts) / k:.2%} | | "
+                     f"{sum(v['linucb_regret'] for v in verdicts) / k:,.0f} | "
+                     f"{sum(v['linucb_complaint_rate'] for v in verdicts) / k:.2%} | |")
     return "\n".join(lines)
 
 
 def markdown_report(c: Comparison, table: str) -> str:
     """The table with what it was run on, for ``compare_learners.md``."""
     n = c.days * c.per_day
+    alphas = ",".join(f"{a:g}" for a in c.linucb_alphas)
     return (f"Learners on the same simulated stream: {c.days} day(s) x {c.per_day} interactions ({n:,}), seed "
-            f"{c.seed}. VW: `--cb_explore_adf`, cb_type {CB_TYPE}, learning rate {c.vw_learning_rate:g}, "
-            f"learning after every decision; MABWiser: LinUCB alpha {c.linucb_alpha:g}, LinTS alpha "
+            f"{c.seed}. VW: `{c.vw_args}` with each explorer in turn (cb_type {CB_TYPE}), learning after every "
+            f"decision; MABWiser: LinUCB alpha {alphas}, LinTS alpha "
             f"{c.lints_alpha:g}, `partial_fit` every {c.batch} decisions. Reward = revenue - {c.penalty:g} x "
             "complaints (realised); complaint and offer rates per interaction, accept rate per offer; expected "
             "reward and regret to the oracle (its expected reward minus the chosen action's) on the simulator's "
             "hidden model. Sorted by reward. Reproduce: `python experiments/studies/compare_learners.py --days "
-            f"{c.days} --per-day {c.per_day} --seed {c.seed}`.\n\n{table}\n")
+            f"{c.days} --per-day {c.per_day} --seed {c.seed} --linucb-alphas {alphas}`.\n\n{table}\n")
 
 
 REFERENCE_COLORS = {"oracle": "#000000", "rules": "#8c564b", "uniform": "#7f7f7f", "no_offer": "#c7c7c7"}
@@ -609,6 +685,14 @@ def plot(c: Comparison, path: Path) -> None:
     fig.savefig(path)
 
 
+def _floats(text: str) -> tuple[float, ...]:
+    return tuple(float(x) for x in text.split(",") if x.strip())
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in text.split(",") if x.strip())
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(
         prog="compare_learners.py",
@@ -618,59 +702,97 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--days", type=int, default=7, help="simulated days (default 7)")
     ap.add_argument("--per-day", type=int, default=None,
                     help="interactions per day (default: the simulator file's calendar.interactions_per_day, 2000)")
-    ap.add_argument("--seed", type=int, default=7, help="seed of the stream and of every learner (default 7)")
+    ap.add_argument("--seed", type=int, default=None, help="seed of the stream and of every learner (default 7)")
+    ap.add_argument("--seeds", default=None,
+                    help="several seeds, comma-separated (e.g. 7,11,42): a table per seed, then the shipped "
+                         "learner against LinUCB's best alpha on each")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT,
                     help="output directory for compare_learners.md and compare_learners.png "
-                         "(default experiments/results/)")
+                         "(default experiments/results/; with --seeds, one pair per seed, suffixed _seed<N>)")
     ap.add_argument("--json", type=Path, default=None, help="also write the rows as JSON to this file")
     ap.add_argument("--batch", type=int, default=50, help="MABWiser partial_fit every this many decisions (default 50)")
-    ap.add_argument("--linucb-alpha", type=float, default=1.0,
-                    help="MABWiser LinUCB alpha (default 1.0, the library's)")
+    ap.add_argument("--linucb-alphas", default=",".join(f"{a:g}" for a in LINUCB_ALPHAS),
+                    help="MABWiser LinUCB alphas, comma-separated: one LinUCB row each, the best (lowest regret) "
+                         "marked (default 0.1,0.25,0.5,1,2; the library's default is 1)")
     ap.add_argument("--lints-alpha", type=float, default=0.25, help="MABWiser LinTS alpha (default 0.25)")
     ap.add_argument("--vw-learning-rate", type=float, default=None,
-                    help="VW learning rate for every explorer (default: the policy file's learner.learning_rate, "
-                         "0.5)")
+                    help="VW learning rate for every explorer (default: the policy file's learner.learning_rate)")
+    ap.add_argument("--explorers", default=",".join(EXPLORERS),
+                    help=f"the VW explorers to run, comma-separated (default all: {','.join(EXPLORERS)})")
+    ap.add_argument("--no-peers", action="store_true", help="leave the MABWiser learners out")
     ap.add_argument("--policy", type=Path, default=None,
                     help="policy file for the guardrails, the explorers' parameters, the VW learner and the reward "
                          "(default: the built-in defaults, bandit.config.policyfile.PolicyFile())")
     ap.add_argument("--params", type=Path, default=None,
                     help="simulator parameter file (default experiments/simulator/simulator.yaml)")
     args = ap.parse_args(argv)
-    if args.days < 1 or (args.per_day is not None and args.per_day < 1) or args.batch < 1 or args.seed < 0:
-        ap.error("--days, --per-day and --batch must be at least 1, --seed non-negative")
-    if min(args.linucb_alpha, args.lints_alpha) <= 0 or (args.vw_learning_rate is not None
-                                                          and args.vw_learning_rate <= 0):
-        ap.error("--linucb-alpha, --lints-alpha and --vw-learning-rate must be positive")
+    if args.days < 1 or (args.per_day is not None and args.per_day < 1) or args.batch < 1:
+        ap.error("--days, --per-day and --batch must be at least 1")
+    if args.seed is not None and args.seeds is not None:
+        ap.error("--seed and --seeds: give one of them")
+    try:
+        args.seed_list = _ints(args.seeds) if args.seeds is not None else (7 if args.seed is None else args.seed,)
+    except ValueError:
+        ap.error(f"--seeds: comma-separated integers, not {args.seeds!r}")
+    if not args.seed_list or min(args.seed_list) < 0:
+        ap.error("--seed/--seeds must be non-negative integers")
+    try:
+        args.alphas = _floats(args.linucb_alphas)
+    except ValueError:
+        ap.error(f"--linucb-alphas: comma-separated numbers, not {args.linucb_alphas!r}")
+    if not args.alphas or min(args.alphas) <= 0:
+        ap.error("--linucb-alphas must be positive numbers")
+    args.explorer_list = tuple(e for e in args.explorers.split(",") if e.strip())
+    unknown = [e for e in args.explorer_list if e not in EXPLORERS]
+    if unknown:
+        ap.error(f"--explorers: {','.join(unknown)} not among {','.join(EXPLORERS)}")
+    if args.lints_alpha <= 0 or (args.vw_learning_rate is not None and args.vw_learning_rate <= 0):
+        ap.error("--lints-alpha and --vw-learning-rate must be positive")
     return args
+
+
+def _json(c: Comparison) -> dict[str, Any]:
+    return {"days": c.days, "per_day": c.per_day, "seed": c.seed, "complaint_penalty": c.penalty,
+            "vw_learning_rate": c.vw_learning_rate, "vw_args": c.vw_args, "linucb_alphas": list(c.linucb_alphas),
+            "linucb_best_alpha": (b.alpha if (b := c.best_linucb()) else None),
+            "lints_alpha": c.lints_alpha, "batch": c.batch, "notes": c.notes, "unknown_features": c.unknown_features,
+            "verdict": verdict(c),
+            "rows": [dict(r.row(c.penalty), min_step_regret=r.min_step_regret) for r in c.sorted()]}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    if mabwiser() is None:
+    if mabwiser() is None and not args.no_peers:
         print(PEERS_HINT, file=sys.stderr)
     t0 = time.perf_counter()
-    c = compare(args.days, args.per_day, args.seed, batch=args.batch, linucb_alpha=args.linucb_alpha,
-                lints_alpha=args.lints_alpha, params_path=args.params, policy_path=args.policy,
-                vw_learning_rate=args.vw_learning_rate, progress=lambda s: print(s, file=sys.stderr, flush=True))
-    table = markdown_table(c)
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    (out / "compare_learners.md").write_text(markdown_report(c, table))
-    plot(c, out / "compare_learners.png")
+    several = len(args.seed_list) > 1
+    runs: list[Comparison] = []
+    for seed in args.seed_list:
+        c = compare(args.days, args.per_day, seed, batch=args.batch, linucb_alphas=args.alphas,
+                    lints_alpha=args.lints_alpha, params_path=args.params, policy_path=args.policy,
+                    vw_learning_rate=args.vw_learning_rate, explorers=args.explorer_list, peers=not args.no_peers,
+                    progress=lambda s: print(s, file=sys.stderr, flush=True))
+        runs.append(c)
+        table = markdown_table(c)
+        stem = f"compare_learners_seed{seed}" if several else "compare_learners"
+        (out / f"{stem}.md").write_text(markdown_report(c, table))
+        plot(c, out / f"{stem}.png")
+        if several:
+            print(f"\nSeed {seed}:\n")
+        print(table)
+        for n in c.notes:
+            print(f"\nnote: {n}")
+    verdicts = [v for c in runs if (v := verdict(c)) is not None]
+    if several and verdicts:
+        print("\nThe shipped learner against LinUCB at its best alpha, per seed:\n")
+        print(summary_table(verdicts))
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({
-            "days": c.days, "per_day": c.per_day, "seed": c.seed, "complaint_penalty": c.penalty,
-            "vw_learning_rate": c.vw_learning_rate, "linucb_alpha": c.linucb_alpha,
-            "lints_alpha": c.lints_alpha, "batch": c.batch,
-            "notes": c.notes, "unknown_features": c.unknown_features,
-            "rows": [dict(r.row(c.penalty), min_step_regret=r.min_step_regret) for r in c.sorted()],
-        }, indent=2))
-    print(table)
-    for n in c.notes:
-        print(f"\nnote: {n}")
-    print(f"\nwrote {out / 'compare_learners.md'} and {out / 'compare_learners.png'} "
-          f"in {time.perf_counter() - t0:.0f}s", file=sys.stderr)
+        body = _json(runs[0]) if not several else {"seeds": [_json(c) for c in runs], "verdicts": verdicts}
+        args.json.write_text(json.dumps(body, indent=2))
+    print(f"\nwrote {out} in {time.perf_counter() - t0:.0f}s", file=sys.stderr)
     return 0
 
 

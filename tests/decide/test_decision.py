@@ -6,11 +6,11 @@ import pytest
 from sqlalchemy import text
 
 from bandit.config.catalog import NO_OFFER
-from bandit.decide.decider import Decider, customer_key
+from bandit.decide.decider import Decider, NullObserver, customer_key
 from bandit.domain.errors import EventConflict, InvalidRequest, UnknownEvent
 from bandit.config.policyfile import PolicyFile
 from bandit.decide.sampling import baseline_pmf, sample_index, uniform_from
-from conftest import NOW, request
+from conftest import NOW, REPO, request
 
 
 def test_decision_is_logged_with_everything_before_it_returns(decider: Decider) -> None:
@@ -135,7 +135,7 @@ def test_deferred_decision_is_not_history_until_activated(decider: Decider) -> N
 def test_a_decision_that_cannot_be_logged_is_never_an_offer(decider: Decider) -> None:
     """Break the real log (its table disappears), decide, restore: no offer, nothing written."""
     failures = []
-    decider.observer = type("O", (), {"decided": lambda *a, **k: None, "outcome": lambda *a: None,
+    decider.observer = type("O", (NullObserver,), {"decided": lambda *a, **k: None, "outcome": lambda *a: None,
                                       "log_failed": lambda self, e: failures.append(e)})()
     eng = decider.store.engine
     with eng.begin() as c:
@@ -172,6 +172,50 @@ def test_broken_model_falls_back_to_cold_start(decider: Decider) -> None:
         def pmf(self, shared, actions):
             raise RuntimeError("boom")
 
+    failed = []
+    decider.observer = type("O", (NullObserver,), {"decided": lambda *a, **k: None,
+                                      "scorer_failed": lambda self, v, e: failed.append((v, str(e)))})()
     decider.models = ModelSlot(Broken())
     d = decider.decide(request())
     assert d.model_version == "cold-start" and d.logged
+    assert failed == [("v-broken", "boom")]  # counted, not silent
+
+
+def test_a_bug_while_reading_the_log_is_raised_not_answered_as_no_offer(decider: Decider,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only the database failing means "no offer, not logged"; a bug is a bug."""
+    def buggy(*args: object, **kwargs: object) -> None:
+        raise TypeError("a bug")
+
+    monkeypatch.setattr(decider.store, "history", buggy)
+    with pytest.raises(TypeError, match="a bug"):
+        decider.decide(request(event_id="bug"))
+
+
+def test_an_offer_whose_content_renders_empty_is_not_made(settings, store) -> None:
+    """Its template's only part never applies: no offer, reason template_error, counted."""
+    import yaml
+
+    from bandit.config.loader import LiveConfig
+    from bandit.decide.decider import ModelSlot
+    from bandit.decide.vw import ColdStart
+
+    raw = yaml.safe_load((REPO / "config/offers.yaml").read_text())
+    for o in raw["offers"]:
+        if o["id"] == "premium_bundle":
+            o["templates"]["phone"] = [{"text": "Never shown", "when": "interaction.sentiment > 5"}]
+    settings.home.mkdir(parents=True, exist_ok=True)
+    (settings.home / "offers.yaml").write_text(yaml.safe_dump(raw))
+    (settings.home / "policy.yaml").write_text("exploration: {cold_start_epsilon: 1.0}\ncontrol: {share: 0}\n")
+    live = LiveConfig(settings.model_copy(update={"catalog": settings.home / "offers.yaml",
+                                                  "policy": settings.home / "policy.yaml"}))
+    failed = []
+    observer = type("O", (NullObserver,), {"decided": lambda *a, **k: None, "template_failed": lambda self, o: failed.append(o)})()
+    decider = Decider(live, store, ModelSlot(ColdStart(1.0)), "test-salt", observer=observer, clock=lambda: NOW)
+    answers = [decider.decide(request(event_id=f"t{i}", customer__id=f"t{i}", candidates=["premium_bundle"]))
+               for i in range(20)]
+    assert all(d.offer_id == NO_OFFER for d in answers)
+    hit = [d for d in answers if ("premium_bundle", "template_error") in [(e.offer_id, e.reason) for e in d.excluded]]
+    assert hit and len(failed) == len(hit)
+    logged = store.get_decision(hit[0].event_id)
+    assert logged is not None and logged.action_ids == [NO_OFFER] and logged.pmf == [1.0]

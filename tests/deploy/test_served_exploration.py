@@ -37,14 +37,14 @@ class Policy:
 
 def test_the_policy_files_epsilon_reaches_the_served_model_and_follows_a_reload(tmp_path: Path) -> None:
     path = trained(tmp_path / "m.vw", ["--epsilon", "0.1"])
-    policy = Policy(Exploration(epsilon=0.3))
+    policy = Policy(Exploration(algorithm="epsilon", epsilon=0.3))
     slot = ModelSlot(ColdStart(0.1))
     manager = ModelManager(slot, FileModelSource(path), tmp_path / "models", policy)
     assert manager.start().source == "file"
     pmf = slot.current.pmf(SHARED, ACTIONS)
     assert abs(pmf[0] - (0.7 + 0.3 / 4)) < 1e-6 and manager.status.exploration is None  # not the trained 0.1
     assert not manager.follow_exploration()  # nothing changed
-    policy.exploration = Exploration(epsilon=0.05)
+    policy.exploration = Exploration(algorithm="epsilon", epsilon=0.05)
     assert manager.follow_exploration()
     assert abs(slot.current.pmf(SHARED, ACTIONS)[0] - (0.95 + 0.05 / 4)) < 1e-6
     assert manager.status.version == manager.source.current_version()

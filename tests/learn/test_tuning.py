@@ -30,7 +30,7 @@ from simlog import simulated_log
 
 REPO = Path(__file__).resolve().parents[2]
 SMALL = Grid(explorers=({"algorithm": "epsilon", "epsilon": 0.2}, {"algorithm": "squarecb"}), cb_types=("ips", "mtr"),
-             interactions=(DEFAULT_INTERACTIONS,), learning_rates=(0.1,))
+             interactions=(DEFAULT_INTERACTIONS,), learning_rates=(Learner().learning_rate,))
 
 
 def _pairs(combo: tuple[int, ...]) -> set[tuple[int, int, int, int]]:
@@ -68,7 +68,7 @@ def test_the_default_grid_covers_every_pair_of_settings_vw_accepts_together() ->
     product = itertools.product(*(range(len(axis)) for axis in (grid.explorers, grid.cb_types, grid.interactions,
                                                                 grid.learning_rates)))
     accepted = [c for c in product if legal(base, grid.explorers[c[0]], grid.cb_types[c[1]])]
-    assert len(accepted) == 114  # what trying everything would cost
+    assert len(accepted) == 171  # what trying everything would cost
     covered = set().union(*(_pairs(combo(p)) for p in expand(grid, base)))
     assert set().union(*(_pairs(c) for c in accepted)) <= covered
 
@@ -76,16 +76,18 @@ def test_the_default_grid_covers_every_pair_of_settings_vw_accepts_together() ->
 def test_a_small_grid_is_tried_in_full_with_the_current_setting_and_without_what_vw_refuses() -> None:
     points = expand(SMALL, PolicyFile())
     assert [(p.current, p.policy.exploration.algorithm, p.policy.exploration.epsilon, p.policy.learner.cb_type)
-            for p in points] == [(True, "epsilon", 0.1, "mtr"), (False, "epsilon", 0.2, "ips"),
+            for p in points] == [(True, "regcbopt", 0.1, "mtr"), (False, "epsilon", 0.2, "ips"),
                                  (False, "epsilon", 0.2, "mtr"), (False, "squarecb", 0.1, "mtr")]
     without = expand(SMALL.model_copy(update={"include_current": False}), PolicyFile())
     assert [p.vw_args() for p in without] == [p.vw_args() for p in points[1:]]
     # the current setting already in the grid is marked, not added twice
-    same = expand(SMALL.model_copy(update={"explorers": ({"algorithm": "epsilon"},)}), PolicyFile())
-    assert [(p.current, p.policy.learner.cb_type) for p in same] == [(False, "ips"), (True, "mtr")]
+    same = expand(SMALL.model_copy(update={"explorers": ({"algorithm": "epsilon"}, {"algorithm": "regcbopt"})}),
+                  PolicyFile())
+    assert [(p.current, p.policy.exploration.algorithm, p.policy.learner.cb_type) for p in same] == [
+        (False, "epsilon", "ips"), (False, "epsilon", "mtr"), (False, "regcbopt", "ips"), (True, "regcbopt", "mtr")]
 
 
-@pytest.mark.parametrize("algorithm", ["epsilon", "softmax", "bag", "cover", "squarecb", "regcb"])
+@pytest.mark.parametrize("algorithm", ["epsilon", "softmax", "bag", "cover", "squarecb", "regcb", "regcbopt"])
 def test_which_explorers_and_cb_types_go_together_is_what_vw_itself_accepts(algorithm: str) -> None:
     for cb_type in ("ips", "dr", "mtr", "dm"):
         args = ["--cb_explore_adf", *Exploration(algorithm=algorithm).vw_args(), *Learner(cb_type=cb_type).vw_args()]
@@ -166,8 +168,10 @@ def test_the_best_is_the_highest_eligible_estimate_and_a_tie_goes_to_the_higher_
 
 
 def test_the_report_ranks_every_point_and_gives_the_best_as_policy_file_yaml() -> None:
+    epsilon_file = PolicyFile.model_validate({"exploration": {"algorithm": "epsilon"}, "learner": {
+        "interactions": ["co", "uo", "eo", "ho"], "learning_rate": 0.1}})  # the former default, served now
     points = expand(Grid(explorers=({"algorithm": "epsilon"}, {"algorithm": "softmax"}), cb_types=("mtr",),
-                         interactions=(DEFAULT_INTERACTIONS,), learning_rates=(0.1,)), PolicyFile())
+                         interactions=(("co", "uo", "eo", "ho"),), learning_rates=(0.1,)), epsilon_file)
     assert [p.current for p in points] == [True, False]
     comparison = Comparison(800, {"p00": _evaluation("p00", 1.0), "p01": _evaluation("p01", 2.0),
                                   "no_offer": _evaluation("no_offer", 0.0)})

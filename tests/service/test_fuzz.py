@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from conftest import ADMIN_KEY, CHANNEL_KEY, Served, body, record_figure, start_service, stop_service
-from experiments.bench.fuzz import Keys, contract_problem, fuzz, headers_for, seed_events
+from experiments.bench.fuzz import Keys, contract_problem, fuzz, headers_for, seed_events, stateful
 
 pytestmark = pytest.mark.slow
 
@@ -55,6 +55,18 @@ def test_every_operation_survives_schema_fuzzing_and_rejects_in_our_error_format
     # (at most: a repeated event id is answered from the log without a new row).
     assert 0 < fuzzed.count_decisions() - decisions <= report.count(DECIDING)
     assert 0 < fuzzed.count_rows("outcomes") - outcomes <= report.count(OUTCOMES)
+
+
+def test_sequences_following_the_documents_links_break_no_contract(fuzzed: Served) -> None:
+    """Stateful: a decision's event id into its outcome and activation, a rank's into its
+    reward and activation (``experiments/bench/fuzz.py --stateful`` runs it longer)."""
+    report = stateful(fuzzed.url, Keys(CHANNEL_KEY, ADMIN_KEY), max_examples=30, seed=20261203)
+    record_figure(f"stateful schema fuzzing (tests/service/test_fuzz.py, 30 sequences): {report.summary()}")
+    assert report.failures == [], "\n".join(report.failures)
+    ops = report.operations
+    assert ops["POST /decide"] and ops["POST /outcome"] and ops["POST /activate"]
+    # the links carried real event ids: outcomes and activations that found their decision
+    assert report.count(("POST /outcome", "POST /activate"))
 
 
 def j(obj: object) -> bytes:

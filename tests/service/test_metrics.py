@@ -80,6 +80,9 @@ def test_a_served_instance_exports_requests_latency_log_model_and_configuration(
     assert re.search(r'offer_bandit_http_request_seconds_bucket\{le="0.1",route="/decide"\} [1-9]', text)
     assert re.search(r"offer_bandit_log_commit_seconds_count [1-9]", text)
     assert re.search(r'offer_bandit_model_info\{source="[a-z_]+",version="[^"]+"\} 1.0', text)
-    assert re.search(r'offer_bandit_config_info\{catalog_version="[0-9a-f]{12}",policy_mode="online"\} 1.0', text)
+    info = [line for line in text.splitlines() if line.startswith("offer_bandit_config_info{")]
+    assert any(re.fullmatch(r'offer_bandit_config_info\{catalog_version="[0-9a-f]{12}",policy_mode="[a-z]+",'
+                            r'policy_version="[0-9a-f]{12}"\} 1.0', line) for line in info), info
     assert "offer_bandit_log_writable 1.0" in text and "offer_bandit_model_age_seconds " in text
-    assert "offer_bandit_suspended_offers " in text and "offer_bandit_model_load_failures 0.0" in text
+    assert re.search(r"^offer_bandit_suspended_offers \d", text, re.M)
+    assert re.search(r"^offer_bandit_model_load_failures \d", text, re.M)  # other tests' broken models count

@@ -9,6 +9,7 @@ contact after the first reaches the other replica than the one before."""
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -46,6 +47,7 @@ class Cluster:
 
     replicas: list[Served]
     url: str
+    catalog: Path
     answered: dict[str, dict] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _local: threading.local = field(default_factory=threading.local)
@@ -92,7 +94,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         replicas = start_replicas(tmp, 2, url, {"OFFER_BANDIT_POLICY": str(policy), "OFFER_BANDIT_CATALOG": str(catalog),
                                                 "OFFER_BANDIT_SUSPENSION_REFRESH_SECONDS": str(REFRESH)})
         try:
-            yield Cluster(replicas, url)
+            yield Cluster(replicas, url, catalog)
         finally:
             stop_service(*(r.proc for r in replicas))
 
@@ -272,6 +274,34 @@ def test_a_capacity_of_3_a_day_yields_exactly_3_offers_in_50_simultaneous_decisi
     assert cluster.query(f"select count(*) from offer_uses where offer_id = '{offer}'")[0][0] == 3
     refused = sum(any(e["reason"] == "capacity" for e in d["excluded"]) for d in answers)
     print(f"\ncapacity: 50 simultaneous decisions on 2 replicas, 3 offers made, {refused} refused for capacity")
+
+
+def test_a_reload_on_one_replica_is_served_by_the_other_within_the_refresh_interval(cluster: Cluster) -> None:
+    """The replicas share one catalog file (as a config map would): it is edited, one replica
+    is told to reload, the other serves the published catalog within its config refresh
+    interval (2 s) without being told."""
+    catalog = cluster.catalog
+    original = catalog.read_text()
+    before = [cluster._client(i).get("/readyz").json() for i in (0, 1)]
+    assert before[0]["catalog_version"] == before[1]["catalog_version"]
+    catalog.write_text(original.replace("title: Premium bundle for high-value customers", "title: Premium bundle"))
+    try:
+        told = cluster.post(0, "/admin/reload", admin=True)
+        assert told["published"] > 0 and told["catalog_version"] != before[0]["catalog_version"]
+        t0 = time.monotonic()
+        while cluster._client(1).get("/readyz").json()["catalog_version"] != told["catalog_version"]:
+            assert time.monotonic() - t0 < 2.0 + 2.0, "replica 1 still serves the old catalog"
+            time.sleep(0.1)
+        took = time.monotonic() - t0
+        seen = cluster._client(1).get("/readyz").json()
+        assert seen["published"] == told["published"] and seen["policy_version"] == told["policy_version"]
+        offers = {o["id"]: o["title"] for o in cluster._client(1).get("/offers").json()["offers"]}
+        assert offers["premium_bundle"] == "Premium bundle"
+        print(f"\nfleet: replica 1 served the catalog replica 0 reloaded {took:.2f} s later (refresh 2 s)")
+    finally:
+        catalog.write_text(original)
+        back = cluster.post(1, "/admin/reload", admin=True)
+        assert back["catalog_version"] == before[0]["catalog_version"]
 
 
 def test_a_kill_switch_set_through_one_replica_is_obeyed_by_all_within_the_refresh_interval(

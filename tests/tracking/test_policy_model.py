@@ -169,6 +169,16 @@ def test_promotion_rollback_and_the_service_model_source(decider: Decider, track
     assert checksum_file(path).read_text() == checksum_file(tmp_path / "model.vw").read_text()  # checked at load
     assert load_checked(path, current).version == current
 
+    # registering a retrain's window is idempotent: a retried step finds the version it made
+    once = reg.register_once(info.model_uri, "window", "2026-11-01..2026-11-08")
+    assert reg.register_once(info.model_uri, "window", "2026-11-01..2026-11-08") == once
+    assert once not in versions and len({*versions, once}) == 3
+    # a registry that does not answer fails the step instead of registering again
+    down = Registry("http://127.0.0.1:1", "offer-policy")
+    with pytest.raises(Exception) as err:
+        down.register_once(info.model_uri, "window", "2026-11-01..2026-11-08")
+    assert "127.0.0.1:1" in str(err.value)
+
 
 def test_the_service_serves_the_registry_champion_once_there_is_one(tmp_path: Path, migrated_db: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:

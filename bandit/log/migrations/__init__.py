@@ -35,9 +35,9 @@ from bandit.domain.errors import OfferBanditError
 
 # The newest revision in versions/. Kept here so that opening a store needs no Alembic;
 # tests/log/test_migrations.py fails when it differs from Alembic's own head.
-HEAD = "0004"
+HEAD = "0005"
 # Every revision this code knows, oldest first (the same test checks it against Alembic).
-REVISIONS = ("0001", "0002", "0003", "0004")
+REVISIONS = ("0001", "0002", "0003", "0004", "0005")
 BASELINE = "0001"
 # The columns the log had before revisions existed (revision 0001): a database with
 # these tables and no version is stamped at 0001 by ``upgrade`` before it upgrades.
