@@ -269,7 +269,7 @@ def retrain(settings: Settings, as_of: float | None = None, window_days: float =
     cfg = load_config(settings)
     pairs = step("load-window", load_window, settings, cfg.policy.reward, window)
     train_part, test_part = window.split(pairs)
-    vw_args = [*cfg.policy.vw_args(), *cfg.policy.retrain.vw_args()]  # the learner, trained as a batch allows
+    vw_args = cfg.policy.retrain_args()  # the learner, trained as a batch allows
     params = {"vw_args": " ".join(vw_args), "window_days": window_days, "as_of": window.as_of,
               "holdout": holdout, "warm_start": warm_start, "catalog_version": cfg.catalog.version,
               "decisions": len(pairs), **{f"reward.{k}": v for k, v in cfg.policy.reward.model_dump().items()}}

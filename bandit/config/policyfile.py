@@ -401,6 +401,16 @@ class PolicyFile(Strict):
     def vw_args(self) -> list[str]:
         return ["--cb_explore_adf", *self.exploration.vw_args(), *self.learner.vw_args()]
 
+    def retrain_args(self) -> list[str]:
+        """The VW arguments a nightly retrain trains with: ``vw_args`` plus ``retrain``'s, except
+        that coin betting is left out with the RegCB explorers (``regcb``, ``regcbopt``): their
+        confidence bounds come from the regressor's update sensitivity, and under ``--coin`` every
+        eligible action got the same probability (``tests/learn/test_training_progressive.py``)."""
+        extra = self.retrain.vw_args()
+        if self.exploration.algorithm in ("regcb", "regcbopt"):
+            extra = [a for a in extra if a != "--coin"]
+        return [*self.vw_args(), *extra]
+
 
 def parse_policy(text: str, source: str = "<policy>") -> PolicyFile:
     raw = yaml_mapping(text, source)

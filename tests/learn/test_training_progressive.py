@@ -19,7 +19,7 @@ from bandit.log.records import DecisionRecord
 
 CFG = RewardConfig(window_hours=1)
 T0 = 1_800_000_000.0
-ARGS = [*PolicyFile().vw_args(), *Retrain().vw_args()]
+ARGS = PolicyFile().retrain_args()
 
 
 def window(n: int, seed: int = 0) -> list[tuple[DecisionRecord, list[Outcome]]]:
@@ -70,10 +70,24 @@ def test_rows_are_probabilities_over_the_eligible_actions(n: int, seed: int) -> 
 
 
 def test_one_pass_drops_what_several_passes_need() -> None:
-    args = [*PolicyFile().vw_args(), *Retrain(passes=3).vw_args()]
+    args = PolicyFile(retrain=Retrain(passes=3)).retrain_args()
     assert "--passes" in args and one_pass(args) == ARGS
 
 
 def test_the_retrain_block_says_coin_by_default() -> None:
     assert Retrain().vw_args() == ["--coin"]
     assert Retrain(optimizer="learner").vw_args() == []
+
+
+@pytest.mark.parametrize("algorithm", ["epsilon", "regcbopt"])
+def test_coin_only_where_the_explorer_still_explores_by_its_own_rule(algorithm: str) -> None:
+    """RegCB-optimistic plays one action with probability 1; trained with --coin it put the
+    same probability on every eligible action, so the retrain leaves coin out for it."""
+    policy = PolicyFile.model_validate({"exploration": {"algorithm": algorithm}})
+    pairs = window(80)
+    evals = eval_set(pairs, CFG, as_of=T0 + 86400)
+    pi = progressive_matrix(policy.retrain_args(), evals, CFG)
+    late = [i for i in range(60, 80) if pairs[i][0].payload["shared"]["context"]["x"] > 0.5
+            and len(pairs[i][0].action_ids) > 1]
+    assert late and all(np.argmax(pi[i]) == 1 and pi[i, 1] > 0.5 for i in late)
+    assert ("--coin" in policy.retrain_args()) == (algorithm == "epsilon")
