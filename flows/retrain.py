@@ -5,12 +5,17 @@ One retrain over a window of the log that ends at ``as_of``:
 1. count the learnable decisions (activated, reward window closed by ``as_of``) and
    split them by time: the older ``1 - holdout`` to train on, the newest ``holdout``
    to evaluate on (a candidate is never judged on what it learned from);
-2. train a candidate on the training part (fresh, or warm-started from the champion),
-   streamed from the log into VW's driver as DSJSON lines (``train_window``);
+2. train a candidate on the training part (fresh, or warm-started from the champion) with the
+   learner's arguments plus the policy file's ``retrain`` ones (coin betting where the explorer
+   allows), streamed from the log into VW's driver as DSJSON lines (``train_window``);
 3. evaluate candidate, champion and the baselines off-policy on the held-out part
    (``bandit.learn.evaluation``), scored as it streams from the log (``evaluate_window``),
    with the candidate's difference from the champion (or, for a first model, from
-   ``no_offer``) on the same decisions, and ask the gate (``bandit.deploy.gate``);
+   ``no_offer``) on the same decisions, and ask the gate (``bandit.deploy.gate``).
+   A first model (no champion), with ``promotion.first_model: progressive`` (the default), is
+   trained on the whole window instead and judged by progressive validation over it
+   (``bandit.learn.progressive``): night 1's 2,000 decisions all count, where a held-out fifth
+   (400) was under any sensible ``min_events``;
 4. log everything to one MLflow run (parameters, metrics per policy, the evaluation
    report, the window's decisions as input datasets, the plots of ``flows.plots``, the
    pyfunc model), register the candidate, and promote it only if the gate
@@ -44,7 +49,7 @@ import numpy as np
 from bandit.config.loader import Config, load_config
 from bandit.config.policyfile import Exploration
 from bandit.log.dsjson import dsjson_fields, dsjson_line, dsjson_text
-from bandit.learn.evaluation import (Columns, Comparison, EvalSet, Policy, baselines, eval_set, evaluate, judged,
+from bandit.learn.evaluation import (ByDecision, Columns, Comparison, EvalSet, Policy, baselines, eval_set, evaluate, judged,
                                      model_policy)
 from bandit.deploy.gate import Verdict, gate
 from bandit.deploy.runtime import open_store
@@ -55,6 +60,7 @@ from flows.steps import StepRunner, run_directly
 from tracking.runs import RETRAIN_EXPERIMENT, experiment
 from bandit.log.records import DecisionRecord
 from bandit.domain.outcomes import Outcome
+from bandit.learn.progressive import ProgressiveReplay, progressive_policy
 from bandit.learn.training import train_dsjson, train_dsjson_stream
 from bandit.learn.window import DEFAULT_HOLDOUT, DEFAULT_WINDOW_DAYS, Window, split_window
 from bandit.decide.vw import VWModel
@@ -178,20 +184,32 @@ def train_window(settings: Settings, vw_args: list[str], reward_cfg: RewardConfi
     return Trained(model, n, last[0] if last else None, columns)
 
 
-def evaluate_window(settings: Settings, cfg: Config, trained: Trained, champion: VWModel | None, window: Window
-                    ) -> tuple[Comparison, Verdict, RunBreakdown | None]:
+def evaluate_window(settings: Settings, cfg: Config, trained: Trained, champion: VWModel | None, window: Window,
+                    progressive_args: list[str] | None = None) -> tuple[Comparison, Verdict, RunBreakdown | None]:
     """``compare_in_detail`` on the window's held-out part (the learnable decisions after
     ``trained.last``), each decision scored by every policy as it streams from the log and
-    kept as columns (``bandit.learn.evaluation.Columns``)."""
-    held = Columns(_policies(cfg, trained.model, champion), like=trained.columns)
+    kept as columns (``bandit.learn.evaluation.Columns``). With ``progressive_args`` (a first
+    model) the whole window, the candidate scored by progressive validation
+    (``bandit.learn.progressive.ProgressiveReplay``: each decision by the learner trained on
+    the ones before it, which then learns it)."""
+    policies = _policies(cfg, trained.model, champion)
+    replay = None
+    if progressive_args is not None:
+        replay = ProgressiveReplay(progressive_args, cfg.policy.reward)
+        policies["candidate"] = ByDecision(replay.probabilities)
+    held = Columns(policies, like=trained.columns)
+    after = None if replay is not None else trained.last
     store = open_store(settings)
     try:
         with closing(iter_learnable_features(store.engine, cfg.policy.reward, window.start, window.as_of,
-                                             window.as_of, after=trained.last)) as rows:
+                                             window.as_of, after=after)) as rows:
             for rec, outs, shared, actions in rows:
                 # the features the models score, parsed; the rest of the payload never is
                 rec.payload.update(shared=json.loads(shared), actions=json.loads(actions))
-                held.add(rec, judged(rec, outs, cfg.policy.reward))
+                scored = judged(rec, outs, cfg.policy.reward)
+                held.add(rec, scored)
+                if replay is not None:
+                    replay.learn(rec, scored[0])
     finally:
         store.close()
     evals = held.eval_set()
@@ -226,14 +244,22 @@ def train_candidate(vw_args: list[str], reward_cfg: RewardConfig, train_part: li
 
 
 def compare_in_detail(cfg: Config, candidate: VWModel, champion: VWModel | None, test_part: list[Pair],
-                      as_of: float, train_part: list[Pair] | None = None
+                      as_of: float, train_part: list[Pair] | None = None, progressive_args: list[str] | None = None
                       ) -> tuple[Comparison, Verdict, RunBreakdown | None]:
     """Candidate, champion and the baselines off-policy on the held-out part, and the gate's
     verdict; with ``train_part`` also the run's breakdowns (``bandit.learn.segments``): the
     window as a frame, the offer mix per policy, the candidate's lift per segment. Each
-    policy is scored once, for the estimates and the breakdowns alike."""
+    policy is scored once, for the estimates and the breakdowns alike.
+
+    With ``progressive_args`` (a first model, ``promotion.first_model: progressive``) the
+    "held-out part" is the whole window the candidate learned from, and the candidate is
+    scored by progressive validation (``bandit.learn.progressive``: each decision by the learner
+    with these arguments trained on the decisions before it), never by itself on what it saw."""
     held_out = eval_set(test_part, cfg.policy.reward, as_of)
-    matrices = {name: policy(held_out) for name, policy in _policies(cfg, candidate, champion).items()}
+    policies = _policies(cfg, candidate, champion)
+    if progressive_args is not None:
+        policies["candidate"] = progressive_policy(progressive_args, cfg.policy.reward)
+    matrices = {name: policy(held_out) for name, policy in policies.items()}
     train_rows = None if train_part is None else decision_frame(eval_set(train_part, cfg.policy.reward, as_of), "train")
     return _judge(cfg, held_out, matrices, champion is not None, train_rows)
 
@@ -363,16 +389,23 @@ def retrain(settings: Settings, as_of: float | None = None, window_days: float =
         return earlier
     cfg = load_config(settings)
     n = step("count-window", count_window, settings, cfg.policy.reward, window)
-    cut = window.cut(n)
-    params = {"vw_args": " ".join(cfg.policy.vw_args()), "window_days": window_days, "as_of": window.as_of,
+    vw_args = cfg.policy.retrain_args()  # the learner, trained as a batch allows
+    params = {"vw_args": " ".join(vw_args), "window_days": window_days, "as_of": window.as_of,
               "holdout": holdout, "warm_start": warm_start, "catalog_version": cfg.catalog.version,
               "decisions": n, **{f"reward.{k}": v for k, v in cfg.policy.reward.model_dump().items()}}
-    if cut == 0 or cut == n:
+    champion: VWModel | None = None
+    if n:
+        _, champion = step("fetch-champion", fetch_champion, settings, cfg.policy.exploration)
+    progressive = champion is None and cfg.policy.promotion.first_model == "progressive"
+    params["evaluation"] = "progressive" if progressive else "holdout"
+    # a first model, progressively: trained on the whole window, judged by progressive validation over it
+    cut = n if progressive else window.cut(n)
+    if cut == 0 or (cut == n and not progressive):
         verdict = Verdict(False, [f"not enough learnable decisions in the window ({n})"])
         return step("record", record, settings, window, params, None, cut, None, verdict)
-    _, champion = step("fetch-champion", fetch_champion, settings, cfg.policy.exploration)
-    trained = step("train", train_window, settings, cfg.policy.vw_args(), cfg.policy.reward, window, cut,
+    trained = step("train", train_window, settings, vw_args, cfg.policy.reward, window, cut,
                    champion if warm_start else None)
-    comparison, verdict, details = step("evaluate", evaluate_window, settings, cfg, trained, champion, window)
+    comparison, verdict, details = step("evaluate", evaluate_window, settings, cfg, trained, champion, window,
+                                        vw_args if progressive else None)
     return step("record", record, settings, window, params, trained.model, trained.trained_on, comparison, verdict,
                 details)

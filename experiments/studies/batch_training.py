@@ -11,7 +11,8 @@ each once. This study asks what a batch setting buys, the way the nightly retrai
    simulated customers' outcomes;
 2. for each setting, a model trained on the whole log exactly as the retrain trains
    (``train_from_log``), with the policy file's learner plus the setting's extra VW
-   arguments (``--passes N`` with a cache, for example);
+   arguments (``--passes N`` with a cache, for example); the policy file's ``retrain`` block is
+   not applied, so ``one pass`` is the learner alone and ``coin`` what the retrain ships;
 3. its true value on the next ``--eval-days`` days' interactions: for each interaction the
    decision path's probabilities (``score_request``: guardrails, features, VW) and the
    simulator's expected reward of each eligible action (``Simulator.expected``), so that
@@ -58,9 +59,9 @@ from experiments.simulator.world import Interaction, Simulator  # noqa: E402
 
 DEFAULT_SETTINGS = {
     "one pass": "",
-    "passes 2": "--passes 2",
     "passes 3": "--passes 3",
-    "passes 5": "--passes 5",
+    "coin": "--coin",  # the retrain's default (policy file ``retrain.optimizer: coin``)
+    "coin passes 3": "--coin --passes 3",
 }
 
 

@@ -107,7 +107,7 @@ def _cmp(*evs: PolicyEvaluation, n: int = 5000, diff_low: float | None = None) -
     return Comparison(n, {e.policy: e for e in evs}, {(a.policy, b.policy): d})
 
 
-GATE = Promotion(non_inferiority_margin=0.1, complaint_tolerance=0.0, max_complaint_rate=0.02, min_events=1000,
+GATE = Promotion(estimator="snips", non_inferiority_margin=0.1, complaint_tolerance=0.0, max_complaint_rate=0.02, min_events=1000,
                  min_ess=100)
 
 

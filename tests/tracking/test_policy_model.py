@@ -228,7 +228,9 @@ def test_retrain_logs_registers_gates_and_is_safe_to_rerun(tmp_path: Path, migra
     settings = get_settings(home=tmp_path / "home", salt="x", policy=policy, catalog=REPO / "config/offers.yaml")
 
     first = retrain(settings, as_of=as_of)
-    assert first.version == "1" and first.trained_on + first.evaluated_on == 4000 and not first.reused
+    # a first model: trained on the whole window and judged over it by progressive validation
+    assert first.version == "1" and first.trained_on == first.evaluated_on == 4000 and not first.reused
+    assert mlflow.get_run(first.run_id).data.params["evaluation"] == "progressive"
     run = mlflow.get_run(first.run_id)
     assert "candidate.snips" in run.data.metrics and "no_offer.snips" in run.data.metrics
     assert run.data.tags["promoted"] == str(first.promoted).lower() and first.reasons

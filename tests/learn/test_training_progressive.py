@@ -1,0 +1,93 @@
+"""Progressive validation (``bandit.learn.progressive``): each decision is scored by the learner
+trained, as the retrain trains, on exactly the decisions before it."""
+
+import json
+import random
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from bandit.config.policyfile import PolicyFile, Retrain
+from bandit.decide.vw import VWModel
+from bandit.domain.outcomes import Outcome, RewardConfig
+from bandit.learn.evaluation import eval_set
+from bandit.learn.progressive import one_pass, progressive_matrix
+from bandit.learn.training import train_dsjson
+from bandit.log.dsjson import to_dsjson
+from bandit.log.records import DecisionRecord
+
+CFG = RewardConfig(window_hours=1)
+T0 = 1_800_000_000.0
+ARGS = PolicyFile().retrain_args()
+
+
+def window(n: int, seed: int = 0) -> list[tuple[DecisionRecord, list[Outcome]]]:
+    """``n`` decisions over 1 to 3 offers; offer ``o1`` is accepted when ``x`` is high."""
+    rng = random.Random(seed)
+    pairs = []
+    for i in range(n):
+        ids = ["no_offer", *[f"o{k}" for k in range(1, rng.randint(1, 3) + 1)]]
+        pmf = [1 / len(ids)] * len(ids)
+        chosen = rng.randrange(len(ids))
+        x = rng.random()
+        rec = DecisionRecord(f"e{i}", T0 + i, "online", "m", ids, pmf, chosen, True,
+                             payload={"offer_value": 10.0, "shared": {"context": {"x": x}},
+                                      "actions": [{"offer": {f"id={a}": 1.0}} for a in ids]})
+        outs = [Outcome(f"e{i}", "accepted", T0 + i + 1, value=10.0)] if ids[chosen] == "o1" and x > 0.5 else []
+        pairs.append((rec, outs))
+    return pairs
+
+
+def trained_on(pairs: list[tuple[DecisionRecord, list[Outcome]]]) -> VWModel:
+    lines = (json.dumps(to_dsjson(rec, outs, CFG)) for rec, outs in pairs)
+    return train_dsjson(ARGS, lines)[0] if pairs else VWModel.fresh(ARGS)
+
+
+def test_each_row_is_the_retrains_model_trained_on_the_decisions_before() -> None:
+    pairs = window(80)
+    evals = eval_set(pairs, CFG, as_of=T0 + 86400)
+    pi = progressive_matrix(ARGS, evals, CFG)
+    for i in (0, 1, 17, 79):
+        rec = pairs[i][0]
+        expected = trained_on(pairs[:i]).pmf(rec.payload["shared"], rec.payload["actions"]) \
+            if len(rec.action_ids) > 1 else [1.0]
+        assert pi[i, : len(rec.action_ids)] == pytest.approx(expected, abs=1e-6), i
+    # it learned: late rows favour o1 where x is high, early rows do not
+    late = [i for i in range(60, 80) if pairs[i][0].payload["shared"]["context"]["x"] > 0.5
+            and len(pairs[i][0].action_ids) > 1]
+    assert late and all(np.argmax(pi[i]) == 1 for i in late)
+    assert np.argmax(pi[0]) == 0  # the fresh learner: no_offer first
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.integers(1, 40), st.integers(0, 10_000))
+def test_rows_are_probabilities_over_the_eligible_actions(n: int, seed: int) -> None:
+    evals = eval_set(window(n, seed), CFG, as_of=T0 + 86400)
+    pi = progressive_matrix(ARGS, evals, CFG)
+    assert pi.shape[0] == n and np.allclose(pi.sum(axis=1), 1.0)
+    assert np.all(pi[~evals.rewards.mask()] == 0) and np.all(pi >= 0)
+
+
+def test_one_pass_drops_what_several_passes_need() -> None:
+    args = PolicyFile(retrain=Retrain(passes=3)).retrain_args()
+    assert "--passes" in args and one_pass(args) == ARGS
+
+
+def test_the_retrain_block_says_coin_by_default() -> None:
+    assert Retrain().vw_args() == ["--coin"]
+    assert Retrain(optimizer="learner").vw_args() == []
+
+
+@pytest.mark.parametrize("algorithm", ["epsilon", "regcbopt"])
+def test_coin_only_where_the_explorer_still_explores_by_its_own_rule(algorithm: str) -> None:
+    """RegCB-optimistic plays one action with probability 1; trained with --coin it put the
+    same probability on every eligible action, so the retrain leaves coin out for it."""
+    policy = PolicyFile.model_validate({"exploration": {"algorithm": algorithm}})
+    pairs = window(80)
+    evals = eval_set(pairs, CFG, as_of=T0 + 86400)
+    pi = progressive_matrix(policy.retrain_args(), evals, CFG)
+    late = [i for i in range(60, 80) if pairs[i][0].payload["shared"]["context"]["x"] > 0.5
+            and len(pairs[i][0].action_ids) > 1]
+    assert late and all(np.argmax(pi[i]) == 1 and pi[i, 1] > 0.5 for i in late)
+    assert ("--coin" in policy.retrain_args()) == (algorithm == "epsilon")
