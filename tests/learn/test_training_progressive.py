@@ -69,6 +69,20 @@ def test_rows_are_probabilities_over_the_eligible_actions(n: int, seed: int) -> 
     assert np.all(pi[~evals.rewards.mask()] == 0) and np.all(pi >= 0)
 
 
+def test_the_streamed_replay_gives_the_matrix_rows() -> None:
+    """``ProgressiveReplay`` (the retrain's streamed window) row by row equals ``progressive_matrix``."""
+    from bandit.learn.progressive import ProgressiveReplay
+
+    pairs = window(60, seed=3)
+    evals = eval_set(pairs, CFG, as_of=T0 + 86400)
+    pi = progressive_matrix(ARGS, evals, CFG)
+    replay = ProgressiveReplay(ARGS, CFG)
+    for i, (rec, _) in enumerate(pairs):
+        row = replay.probabilities(rec)
+        assert row == pytest.approx(list(pi[i, : len(rec.action_ids)]), abs=1e-9), i
+        replay.learn(rec, float(evals.rewards.reward[i]))
+
+
 def test_one_pass_drops_what_several_passes_need() -> None:
     args = PolicyFile(retrain=Retrain(passes=3)).retrain_args()
     assert "--passes" in args and one_pass(args) == ARGS
