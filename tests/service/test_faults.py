@@ -260,21 +260,20 @@ def test_an_outcome_for_a_decision_never_activated_is_stored_and_not_learned_fro
 
 
 def test_a_log_that_cannot_be_written_makes_the_replica_unready_and_outcomes_503_until_it_can(
-        tmp_path: Path) -> None:
+        served: Served) -> None:
     """The decisions table taken away under the running service (as a dropped database or
     a revoked grant would): decisions answer no_offer unlogged, /readyz says why with 503, an
     outcome is a JSON 503 (never a plain-text 500); with the table back, the replica is
     ready again without traffic."""
     import sqlite3
 
-    served = start_service(tmp_path)
+    client = served.client()  # the session's instance: the table is given back whatever happens
+    made = client.post("/decide", json=body(customer__id="health-1"))
+    assert made.status_code == 200 and made.json()["logged"] is True
+    event_id = made.json()["event_id"]
+    db = sqlite3.connect(served.home / "decisions.db", isolation_level=None)
+    db.execute("ALTER TABLE decisions RENAME TO decisions_away")
     try:
-        client = served.client()
-        made = client.post("/decide", json=body(customer__id="health-1"))
-        assert made.status_code == 200 and made.json()["logged"] is True
-        event_id = made.json()["event_id"]
-        db = sqlite3.connect(served.home / "decisions.db", isolation_level=None)
-        db.execute("ALTER TABLE decisions RENAME TO decisions_away")
         lost = client.post("/decide", json=body(customer__id="health-2"))
         assert lost.status_code == 200 and lost.json()["logged"] is False and lost.json()["offer_id"] == "no_offer"
         r = served.client(None).get("/readyz")
@@ -286,13 +285,12 @@ def test_a_log_that_cannot_be_written_makes_the_replica_unready_and_outcomes_503
         assert out.status_code == 503 and out.headers["content-type"] == "application/json"
         assert out.json()["error"].startswith("the decision log is unavailable, the complaint outcome was not recorded")
         assert out.headers["retry-after"] == "1"
-        db.execute("ALTER TABLE decisions_away RENAME TO decisions")
-        deadline = time.time() + 10
-        while served.client(None).get("/readyz").status_code != 200:
-            assert time.time() < deadline, "still unready 10 s after the log came back"
-            time.sleep(0.3)
-        assert served.client(None).get("/readyz").json()["log"] == {"writable": True, "error": None}
-        assert client.post("/outcome", json={"event_id": event_id, "type": "complaint"}).status_code == 200
-        db.close()
     finally:
-        stop_service(served.proc)
+        db.execute("ALTER TABLE decisions_away RENAME TO decisions")
+        db.close()
+    deadline = time.time() + 10
+    while served.client(None).get("/readyz").status_code != 200:
+        assert time.time() < deadline, "still unready 10 s after the log came back"
+        time.sleep(0.3)
+    assert served.client(None).get("/readyz").json()["log"] == {"writable": True, "error": None}
+    assert client.post("/outcome", json={"event_id": event_id, "type": "complaint"}).status_code == 200

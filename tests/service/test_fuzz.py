@@ -60,8 +60,8 @@ def test_every_operation_survives_schema_fuzzing_and_rejects_in_our_error_format
 def test_sequences_following_the_documents_links_break_no_contract(fuzzed: Served) -> None:
     """Stateful: a decision's event id into its outcome and activation, a rank's into its
     reward and activation (``experiments/bench/fuzz.py --stateful`` runs it longer)."""
-    report = stateful(fuzzed.url, Keys(CHANNEL_KEY, ADMIN_KEY), max_examples=30, seed=20261203)
-    record_figure(f"stateful schema fuzzing (tests/service/test_fuzz.py, 30 sequences): {report.summary()}")
+    report = stateful(fuzzed.url, Keys(CHANNEL_KEY, ADMIN_KEY), max_examples=15, seed=20261203)
+    record_figure(f"stateful schema fuzzing (tests/service/test_fuzz.py, 15 sequences): {report.summary()}")
     assert report.failures == [], "\n".join(report.failures)
     ops = report.operations
     assert ops["POST /decide"] and ops["POST /outcome"] and ops["POST /activate"]
