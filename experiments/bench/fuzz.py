@@ -133,6 +133,35 @@ def describe(failure: Any) -> str:
     return f"{failure.title}: {message[:300]}" if message else failure.title
 
 
+def judge(report: Report, label: str, case: Any, response: Any, headers: dict[str, str], max_failures: int) -> None:
+    """Count one answer and hold it to the contract (the module docstring): our error format
+    (``contract_problem``) and schemathesis' checks, a documented 501 being an answer, not a
+    failure (``status_code_conformance`` holds it to the document)."""
+    from schemathesis.checks import (  # type: ignore[attr-defined]
+        content_type_conformance,
+        not_a_server_error,
+        response_schema_conformance,
+        status_code_conformance,
+    )
+    from schemathesis.core.failures import Failure, FailureGroup
+
+    report.answers[(case.operation.label, response.status_code)] += 1
+    problems = []
+    why = contract_problem(case.path, response.status_code, response.content)
+    if why:
+        problems.append(why)
+    checks = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+    active = [c for c in checks if c is not not_a_server_error or response.status_code != 501]
+    try:
+        case.validate_response(response, checks=active, headers=headers)
+    except FailureGroup as group:
+        problems += [describe(f) for f in group.exceptions]
+    except Failure as exc:
+        problems.append(describe(exc))
+    if problems and len(report.failures) < max_failures:
+        report.failures.append(f"{label}: {'; '.join(problems)}\n    {case.as_curl_command(headers=headers)}")
+
+
 def substitute(case: Any, event_ids: Sequence[str], offer_ids: Sequence[str], pick: int) -> None:
     """Name a real event id or offer id where the case has a generated one."""
     if event_ids and "eventId" in (case.path_parameters or {}):
@@ -153,15 +182,7 @@ def fuzz(url: str, keys: Keys, max_examples: int, seed: int, event_ids: Sequence
     import requests
     import schemathesis
     from hypothesis import strategies as st
-    from schemathesis.core.failures import Failure, FailureGroup
-    from schemathesis.checks import (  # type: ignore[attr-defined]
-        content_type_conformance,
-        not_a_server_error,
-        response_schema_conformance,
-        status_code_conformance,
-    )
 
-    checks = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
     schema = schemathesis.openapi.from_url(f"{url}/docs.json")
     report = Report()
     session = requests.Session()
@@ -180,23 +201,7 @@ def fuzz(url: str, keys: Keys, max_examples: int, seed: int, event_ids: Sequence
                     substitute(case, list(event_ids), list(offer_ids), pick)
                 headers = headers_for(case.path, keys)
                 response = case.call(session=session, headers=headers, timeout=30)
-                report.answers[(operation.label, response.status_code)] += 1
-                problems = []
-                why = contract_problem(case.path, response.status_code, response.content)
-                if why:
-                    problems.append(why)
-                # a documented 501 is an answer, not a failure (status_code_conformance holds it
-                # to the document)
-                active = [c for c in checks if c is not not_a_server_error or response.status_code != 501]
-                try:
-                    case.validate_response(response, checks=active, headers=headers)
-                except FailureGroup as group:
-                    problems += [describe(f) for f in group.exceptions]
-                except Failure as exc:
-                    problems.append(describe(exc))
-                if problems and len(report.failures) < max_failures:
-                    report.failures.append(f"{operation.label} ({mode.value}): {'; '.join(problems)}\n"
-                                           f"    {case.as_curl_command(headers=headers)}")
+                judge(report, f"{operation.label} ({mode.value})", case, response, headers, max_failures)
 
             try:
                 one()
@@ -218,15 +223,7 @@ def stateful(url: str, keys: Keys, max_examples: int, seed: int, max_steps: int 
     import hypothesis
     import requests
     import schemathesis
-    from schemathesis.checks import (  # type: ignore[attr-defined]
-        content_type_conformance,
-        not_a_server_error,
-        response_schema_conformance,
-        status_code_conformance,
-    )
-    from schemathesis.core.failures import Failure, FailureGroup
 
-    checks = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
     # The linked operations only (the stateless run covers the rest): schemathesis' own
     # dependency analysis takes an ``event_id`` input for a resource nothing produces, and
     # would start no sequence from /decide while other operations are candidates.
@@ -239,22 +236,8 @@ def stateful(url: str, keys: Keys, max_examples: int, seed: int, max_steps: int 
             return {"headers": headers_for(case.path, keys), "session": session, "timeout": 30}
 
         def validate_response(self, response: Any, case: Any, additional_checks: Any = None, **kwargs: Any) -> None:
-            label = case.operation.label
-            report.answers[(label, response.status_code)] += 1
-            problems = []
-            why = contract_problem(case.path, response.status_code, response.content)
-            if why:
-                problems.append(why)
-            active = [c for c in checks if c is not not_a_server_error or response.status_code != 501]
-            try:
-                case.validate_response(response, checks=active, headers=kwargs.get("headers"))
-            except FailureGroup as group:
-                problems += [describe(f) for f in group.exceptions]
-            except Failure as exc:
-                problems.append(describe(exc))
-            if problems and len(report.failures) < max_failures:
-                report.failures.append(f"{label} (stateful): {'; '.join(problems)}\n"
-                                       f"    {case.as_curl_command(headers=kwargs.get('headers'))}")
+            judge(report, f"{case.operation.label} (stateful)", case, response, kwargs.get("headers") or {},
+                  max_failures)
 
     Machine.run(settings=hypothesis.settings(
         max_examples=max_examples, stateful_step_count=max_steps, deadline=None, database=None,
