@@ -24,10 +24,15 @@ help:
 
 install: $(STAMP)
 
-$(STAMP): uv.lock pyproject.toml
+# --compile-bytecode: the suite and the flows start many Python processes (servers, workers,
+# CLI runs), and where PYTHONDONTWRITEBYTECODE is set (as on our CI machines) none of them
+# could cache what it compiled: each import of mlflow, prefect and bentoml recompiled them
+# (12.6 s of CPU for those imports without the bytecode, 5.2 s with it, measured here).
+
+$(STAMP): uv.lock pyproject.toml Makefile
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
-	$(BIN)/uv sync --frozen --inexact --all-extras --python $(BIN)/python
+	$(BIN)/uv sync --frozen --inexact --all-extras --compile-bytecode --python $(BIN)/python
 	touch $(STAMP)
 
 test: $(STAMP)
