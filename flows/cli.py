@@ -98,23 +98,24 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 
 
 def cmd_flows_serve(args: argparse.Namespace) -> int:
-    """Register retrain, monitor and tune as scheduled Prefect deployments and run them."""
+    """Register retrain, monitor, tune, purge and working-well as scheduled Prefect deployments and run them."""
     s = settings_from(args, retrain_cron=args.retrain_cron, monitor_cron=args.monitor_cron,
-                      tune_cron=args.tune_cron, purge_cron=args.purge_cron, schedule_timezone=args.timezone)
+                      tune_cron=args.tune_cron, purge_cron=args.purge_cron, working_well_cron=args.working_well_cron,
+                      schedule_timezone=args.timezone)
     from bandit.config.loader import load_config
 
-    load_config(s)  # a catalog or policy file the runs cannot load fails here, not in every run
+    cfg = load_config(s)  # a catalog or policy file the runs cannot load fails here, not in every run
     configure_prefect(s, announce=False)
     from flows.deployments import deployments, serve_flows
 
     deployments(s)  # a bad schedule fails here, before anything starts
     print(f"schedules ({s.schedule_timezone}): retrain '{s.retrain_cron}', monitor '{s.monitor_cron}', "
-          f"tune '{s.tune_cron}', purge '{s.purge_cron}'; Prefect API: {os.environ.get('PREFECT_API_URL') or 'ephemeral (in this process)'}",
+          f"tune '{s.tune_cron}', purge '{s.purge_cron}', working-well '{s.working_well_cron}'; Prefect API: {os.environ.get('PREFECT_API_URL') or 'ephemeral (in this process)'}",
           flush=True)
     # each scheduled run is a child process (`python -m prefect.engine`) that loads its
     # settings at its start: from this process's environment, which it inherits
     os.environ.update(s.environment())
-    serve_flows(s)
+    serve_flows(s, cfg.policy.notifications)
     return 0
 
 
@@ -153,6 +154,25 @@ def cmd_monitor(args: argparse.Namespace) -> int:
               f"(bandit {d['bandit']:.4f}, control {d['control']:.4f})")
     if r["lift_note"]:
         print(r["lift_note"])
+    return 0
+
+
+def cmd_working_well(args: argparse.Namespace) -> int:
+    """One working-well run (``flows.working_well``): value every offer made over the last
+    --days, tell the owners of those clearly paying, log the note to MLflow."""
+    s = settings_from(args)
+    params = {"as_of": timestamp(args.as_of), "days": args.days}
+    if args.no_prefect:
+        from flows.working_well import working_well
+
+        r = asdict(working_well(s, **params))
+    else:
+        configure_prefect(s)
+        from flows.working_well_flow import working_well_flow
+
+        r = working_well_flow(settings=s, **params)
+    print(r["note"], end="")
+    print(f"MLflow run {r['run_id']}" + (f"; notified: {', '.join(r['notified'])}" if r["notified"] else ""))
     return 0
 
 
@@ -266,11 +286,22 @@ def register(cli: CommandLine) -> None:
                     help="length of the window in hours (default: the policy file's monitoring.window_hours, 24)")
     sp.add_argument("--no-prefect", action="store_true", help="run the steps directly, without a Prefect flow run")
 
+    sp = cli.add("working-well", tracked(cmd_working_well), "tell the owners of offers that clearly pay (weekly)",
+                 "Per offer made over the --days of the log that end at --as-of: its lift over no offer per offer "
+                 "made (revenue minus the reward's complaint penalty per complaint) with a 95% interval. Offers made "
+                 "at least 30 times whose interval is above 0 and whose complaint rate's upper bound is under their "
+                 "limit are working well: their owners and the operators get the note (the policy file's "
+                 "notifications). The note goes to MLflow (experiment offer-bandit-monitor).")
+    sp.add_argument("--as-of", type=parse_time, help="end of the window, ISO 8601 (default: now)")
+    sp.add_argument("--days", type=positive("days"), default=7.0, help="length of the window in days (default 7)")
+    sp.add_argument("--no-prefect", action="store_true", help="run the steps directly, without a Prefect flow run")
+
     flows = cli.group("flows", "scheduled Prefect deployments of retrain, monitor and tune",
                       "Prefect deployments of the flows.")
     sp = flows.add("serve", cmd_flows_serve,
                    "register the deployments with their schedules and run them as they come due",
-                   "Register retrain (nightly), monitor (hourly), tune (weekly) and purge (daily) as Prefect deployments with "
+                   "Register retrain (nightly), monitor (hourly), tune (weekly), purge (daily) and working-well (weekly) as "
+                   "Prefect deployments with "
                    "cron schedules, and run each scheduled run in a subprocess until interrupted (Ctrl-C). Uses the "
                    "Prefect server at PREFECT_API_URL when set (watch the runs in its UI), else Prefect's "
                    "ephemeral server.", epilog=ENV_HELP + FLOWS_ENV_HELP)
@@ -278,6 +309,8 @@ def register(cli: CommandLine) -> None:
     sp.add_argument("--monitor-cron", help="cron schedule of monitor (env OFFER_BANDIT_MONITOR_CRON, default '0 * * * *')")
     sp.add_argument("--tune-cron", help="cron schedule of tune (env OFFER_BANDIT_TUNE_CRON, default '0 3 * * 0')")
     sp.add_argument("--purge-cron", help="cron schedule of purge (env OFFER_BANDIT_PURGE_CRON, default '30 4 * * *')")
+    sp.add_argument("--working-well-cron",
+                    help="cron schedule of working-well (env OFFER_BANDIT_WORKING_WELL_CRON, default '0 8 * * 1')")
     sp.add_argument("--timezone", help="time zone of the schedules (env OFFER_BANDIT_SCHEDULE_TIMEZONE, default UTC)")
 
     sp = cli.add("tune", tracked(cmd_tune), "evaluate a grid of VW settings off-policy and recommend the best",

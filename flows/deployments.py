@@ -1,4 +1,4 @@
-"""Scheduled flows: ``offer-bandit flows serve`` registers retrain, monitor, tune and purge as
+"""Scheduled flows: ``offer-bandit flows serve`` registers retrain, monitor, tune, purge and working-well as
 Prefect deployments with their schedules and runs them as they come due.
 
 ``prefect.serve`` keeps one long-lived process that polls the Prefect API for scheduled
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bandit.config.notifications import Notifications
 from bandit.domain.errors import OfferBanditError
 from bandit.config.settings import Settings
 
@@ -31,6 +32,7 @@ def deployments(settings: Settings, paused: bool = False) -> list[Any]:
     from flows.purge_flow import purge_flow
     from flows.retrain_flow import retrain_flow
     from flows.tune_flow import tune_flow
+    from flows.working_well_flow import working_well_flow
 
     out = []
     for flow, setting, description in (
@@ -38,6 +40,7 @@ def deployments(settings: Settings, paused: bool = False) -> list[Any]:
         (monitor_flow, "monitor_cron", "Hourly: complaint rates per offer and channel; suspend offers over their limit."),
         (tune_flow, "tune_cron", "Weekly: evaluate a grid of VW settings off-policy; recommend the best."),
         (purge_flow, "purge_cron", "Daily: delete what is older than the policy file's retention.days."),
+        (working_well_flow, "working_well_cron", "Weekly: tell the owners of offers that clearly pay (lift over no offer)."),
     ):
         cron = getattr(settings, setting)
         try:
@@ -54,8 +57,26 @@ def deployments(settings: Settings, paused: bool = False) -> list[Any]:
     return out
 
 
-def serve_flows(settings: Settings) -> None:
-    """Register the deployments and run them as they come due, until interrupted."""
-    from prefect import serve
+def serve_flows(settings: Settings, notifications: Notifications) -> list[str]:
+    """Register the deployments, create the automations that tell the operators of late runs
+    and of this process no longer polling (``flows.automations``), then run the deployments
+    as they come due, until interrupted. What ``prefect.serve`` does, with the automations
+    created between registering and starting (they need the deployments' ids)."""
+    import asyncio
 
-    serve(*deployments(settings), print_starting_message=True)
+    from prefect.runner import Runner
+
+    from flows.automations import ensure_automations
+
+    deps = deployments(settings)
+    runner = Runner(pause_on_shutdown=True)
+    ids = [runner.add_deployment(d) for d in deps]
+    made = ensure_automations(notifications, ids)
+    print("automations on the Prefect server: " + (", ".join(made) if made else
+          "none (late runs and a stopped `flows serve` are told through notifications.webhook_url only)"),
+          flush=True)
+    try:
+        asyncio.run(runner.start())
+    except KeyboardInterrupt:
+        pass
+    return made

@@ -74,6 +74,12 @@ def production_stack(tmp: Path) -> Iterator[Stack]:
         pf = _spawn([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(pf_port)],
                     tmp / "prefect.log", tmp,
                     {"PREFECT_HOME": str(tmp / "prefect-server"), "PREFECT_UI_ENABLED": "false",
+                     # late runs and a stopped runner noticed in seconds, not 15 s and 60 s
+                     # (tests/flows/test_production_stack.py, the automations' test)
+                     "PREFECT_SERVER_SERVICES_LATE_RUNS_AFTER_SECONDS": "2",
+                     "PREFECT_SERVER_SERVICES_LATE_RUNS_LOOP_SECONDS": "1",
+                     "PREFECT_SERVER_SERVICES_FOREMAN_LOOP_SECONDS": "1",
+                     "PREFECT_SERVER_SERVICES_FOREMAN_DEPLOYMENT_LAST_POLLED_TIMEOUT_SECONDS": "4",
                      "PREFECT_API_DATABASE_CONNECTION_URL":
                          make_url(prefect_db).set(drivername="postgresql+asyncpg").render_as_string(False)})
         procs.append(pf)

@@ -99,6 +99,7 @@ class Settings(BaseSettings):
     monitor_cron: str = Field("0 * * * *", description="When `flows serve` runs monitor (cron).")
     tune_cron: str = Field("0 3 * * 0", description="When `flows serve` runs tune (cron).")
     purge_cron: str = Field("30 4 * * *", description="When `flows serve` runs purge (cron; retention.days).")
+    working_well_cron: str = Field("0 8 * * 1", description="When `flows serve` sends the weekly working-well note (cron).")
     schedule_timezone: str = Field("UTC", description="Time zone of the flow schedules (IANA name).")
 
     _config_sources: dict[str, str] = PrivateAttr(default_factory=dict)

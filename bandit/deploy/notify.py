@@ -8,7 +8,9 @@ immediately"):
   complaints came from, and a link to the run's report;
 - a lift over the control group that is significantly harmful (revenue per decision's
   interval below 0, or complaint rate's above 0): the operators;
-- a failed or crashed flow run, a configuration the flows cannot load: the operators.
+- a failed or crashed flow run, a configuration the flows cannot load: the operators;
+- once a week, offers working well (``bandit.deploy.working_well``): their owners and the
+  operators, "so those offers can be scaled up".
 
 Delivery goes to every configured channel of the policy file's ``notifications`` section
 (``bandit.config.notifications``): the webhook gets every notice, email goes to the
@@ -30,6 +32,7 @@ from email.message import EmailMessage
 from bandit.config.catalog import Catalog
 from bandit.config.notifications import Notifications, is_address
 from bandit.deploy.monitoring import Assessment, breach_lines, harmful_lift, lift_lines
+from bandit.deploy.working_well import OfferValue
 
 
 @dataclass(frozen=True)
@@ -110,6 +113,18 @@ def lift_notice(a: Assessment, report_url: str | None = None, where: str = "the 
     text = "\n".join([f"Window {a.window.label}: " + "; ".join(harm), ""] + lift_lines(a.lift)
                      + _link(report_url, where))
     return Notice("negative_lift", "[offer-bandit] the bandit does worse than the control group", text)
+
+
+def working_well_notice(values: Sequence[OfferValue], text: str, catalog: Catalog, report_url: str | None = None,
+                        where: str = "the working-well run") -> Notice | None:
+    """The weekly note (``text``, ``bandit.deploy.working_well.note``) for the owners of the
+    offers working well; None when no offer does (a week with nothing to scale up sends nothing)."""
+    good = [v.offer_id for v in values if v.working_well]
+    if not good:
+        return None
+    owners = tuple(dict.fromkeys(o for oid in good if (o := offer_owner(catalog, oid)) is not None))
+    return Notice("working_well", f"[offer-bandit] working well: {', '.join(good)}",
+                  text + "\n".join(_link(report_url, where)), owners)
 
 
 def flow_failure_notice(flow: str, run: str, state: str, message: str | None) -> Notice:

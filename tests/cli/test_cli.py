@@ -11,7 +11,7 @@ import pytest
 from bandit.cli import build_parser, main
 from conftest import REPO
 
-COMMANDS = ["init", "validate", "info", "migrate", "decide", "outcome", "activate", "export-dsjson", "import-dsjson", "forget", "purge", "train", "retrain", "rollback", "monitor", "tune", "evaluate", "serve", "demo", "flows"]
+COMMANDS = ["init", "validate", "info", "migrate", "decide", "outcome", "activate", "export-dsjson", "import-dsjson", "forget", "purge", "train", "retrain", "rollback", "monitor", "working-well", "tune", "evaluate", "serve", "demo", "flows"]
 
 
 def test_help_lists_every_command(capsys) -> None:

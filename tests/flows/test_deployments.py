@@ -19,10 +19,11 @@ def test_deployments_carry_their_schedules_and_a_bad_one_names_the_setting(tmp_p
 
     s = get_settings(home=tmp_path, monitor_cron="*/5 * * * *", schedule_timezone="Europe/Madrid")
     deps = {d.flow_name: d for d in deployments(s)}
-    assert sorted(deps) == ["monitor", "purge", "retrain", "tune"]
+    assert sorted(deps) == ["monitor", "purge", "retrain", "tune", "working-well"]
     crons = {name: (d.schedules[0].schedule.cron, d.schedules[0].schedule.timezone) for name, d in deps.items()}
     assert crons == {"retrain": ("0 2 * * *", "Europe/Madrid"), "monitor": ("*/5 * * * *", "Europe/Madrid"),
-                     "tune": ("0 3 * * 0", "Europe/Madrid"), "purge": ("30 4 * * *", "Europe/Madrid")}
+                     "tune": ("0 3 * * 0", "Europe/Madrid"), "purge": ("30 4 * * *", "Europe/Madrid"),
+                     "working-well": ("0 8 * * 1", "Europe/Madrid")}
     assert deps["monitor"].entrypoint == "flows.monitor_flow.monitor_flow"  # importable from anywhere
 
     with pytest.raises(OfferBanditError, match="OFFER_BANDIT_RETRAIN_CRON='every night'"):
@@ -57,11 +58,11 @@ def test_flows_serve_registers_the_deployments_and_runs_one(tmp_path: Path, migr
         deadline = time.time() + 90
         ours: list = []
         with get_client(sync_client=True) as client:
-            while time.time() < deadline and len(ours) < 4:
+            while time.time() < deadline and len(ours) < 5:
                 assert proc.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
                 ours = [d for d in client.read_deployments() if "offer-bandit" in (d.tags or [])]
                 time.sleep(0.5)
-            assert {d.name for d in ours} == {"offer-bandit"} and len(ours) == 4, (tmp_path / "serve.log").read_text()[-3000:]
+            assert {d.name for d in ours} == {"offer-bandit"} and len(ours) == 5, (tmp_path / "serve.log").read_text()[-3000:]
             monitor = client.read_deployment_by_name("monitor/offer-bandit")
             assert monitor.schedules[0].schedule.cron == "0 0 1 1 *"
         run = run_deployment("monitor/offer-bandit", timeout=180, poll_interval=1)

@@ -77,3 +77,56 @@ def test_retrain_and_monitor_run_on_the_prefect_and_mlflow_servers(
                            tmp_path / "models", Exploration)
     status = manager.start()
     assert (status.source, status.version) == ("registry", "offer-policy/1"), status
+
+
+def test_a_late_run_and_a_stopped_flows_serve_reach_the_operators_webhook_from_the_prefect_server(
+        tmp_path: Path, production_stack: Stack) -> None:
+    """`flows serve` creates the automations (flows/automations.py); then it dies (SIGKILL, as
+    a crash or an evicted pod): a run due now is marked Late by the server and the deployments
+    go not ready, and the server itself posts both to the policy file's webhook. The stack's
+    server runs its late-runs and foreman services on short timings (tests/stack.py)."""
+    import signal
+    import time
+
+    from flows.automations import LATE, NOT_POLLING
+    from receivers import webhook_receiver
+
+    stack = production_stack
+    with webhook_receiver() as hook:
+        policy = tmp_path / "policy.yaml"
+        policy.write_text(f"notifications: {{webhook_url: '{hook.url}'}}\n")
+        env = {**os.environ, "PREFECT_API_URL": stack.prefect_api, "PREFECT_HOME": str(tmp_path / "prefect"),
+               "OFFER_BANDIT_SALT": "x", "PREFECT_RUNNER_POLL_FREQUENCY": "1"}
+        never = "0 0 1 1 *"
+        with open(tmp_path / "serve.log", "w") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "bandit.cli", "flows", "serve", "--home", str(tmp_path / "home"),
+                 "--catalog", str(REPO / "config/offers.yaml"), "--policy", str(policy), "--retrain-cron", never,
+                 "--monitor-cron", never, "--tune-cron", never, "--purge-cron", never, "--working-well-cron", never],
+                cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        said = lambda: (tmp_path / "serve.log").read_text()[-3000:]  # noqa: E731
+        try:
+            deadline = time.time() + 120
+            while "automations on the Prefect server" not in said():
+                assert proc.poll() is None and time.time() < deadline, said()
+                time.sleep(0.5)
+            assert f"{LATE}, {NOT_POLLING}" in said()
+            api = httpx.Client(base_url=stack.prefect_api, timeout=30)
+            purge = api.get("/deployments/name/purge/offer-bandit").json()
+            deadline = time.time() + 30
+            while api.get(f"/deployments/{purge['id']}").json()["status"] != "READY":
+                assert time.time() < deadline, "the served deployments never became ready"
+                time.sleep(0.5)
+        finally:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+        run = api.post(f"/deployments/{purge['id']}/create_flow_run", json={}).json()  # due now, nobody to run it
+        deadline = time.time() + 90
+        texts: list[str] = []
+        while time.time() < deadline:
+            texts = [b["text"] for b in hook.bodies]
+            if any("is late" in t for t in texts) and any("is not ready" in t for t in texts):
+                break
+            time.sleep(0.5)
+    assert any(f"flow run {run['name']} is late" in t for t in texts), texts
+    assert any("deployment" in t and "is not ready" in t for t in texts), texts
