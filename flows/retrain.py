@@ -198,7 +198,8 @@ def evaluate_window(settings: Settings, cfg: Config, trained: Trained, champion:
     if progressive_args is not None:
         replay = ProgressiveReplay(progressive_args, cfg.policy.reward)
         policies["candidate"] = ByDecision(replay.probabilities)
-    held = Columns(policies, like=trained.columns)
+    # progressively, the same decisions as the training part's columns: only the policies are kept anew
+    held = Columns(policies, like=trained.columns, over=trained.columns if replay is not None else None)
     after = None if replay is not None else trained.last
     store = open_store(settings)
     try:

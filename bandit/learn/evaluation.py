@@ -250,8 +250,16 @@ class Columns:
     asked decision by decision (``ByDecision.probabilities``); ``matrices`` gives their
     (n, K) matrices as ``Policy`` would."""
 
-    def __init__(self, policies: Mapping[str, ByDecision] | None = None, like: "Columns | None" = None) -> None:
+    def __init__(self, policies: Mapping[str, ByDecision] | None = None, like: "Columns | None" = None,
+                 over: "Columns | None" = None) -> None:
+        """``over``: the columns of the same decisions, read before in the same order (a first
+        model's progressive evaluation reads again the window its training part kept): only
+        the policies' probabilities are kept here, the rest is read from ``over``, not kept
+        twice (at ten million decisions, about a gigabyte)."""
         self.policies = dict(policies or {})
+        self._over = over
+        self._added = 0
+        like = over if over is not None else like
         # one code book for every text column, shared with ``like`` (another part of the
         # same window), so that the two parts' frames have the same categories
         self._strings = like._strings if like is not None else _Codes()
@@ -264,6 +272,9 @@ class Columns:
         self._ids_done: list[Any] = []  # event ids, packed a chunk at a time
 
     def add(self, rec: DecisionRecord, judged_: tuple[float, float]) -> None:
+        if self._over is not None:
+            self._add_policies(rec, judged_)
+            return
         code = self._strings.code
         self._event_ids.append(rec.event_id)
         if len(self._event_ids) >= 65536:
@@ -283,6 +294,17 @@ class Columns:
         for name, policy in self.policies.items():
             self._probs[name].extend(policy.probabilities(rec))
 
+    def _add_policies(self, rec: DecisionRecord, judged_: tuple[float, float]) -> None:
+        """``add`` over ``over``'s decisions: the decision must be ``over``'s next one."""
+        over, i = self._over, self._added
+        assert over is not None
+        if i >= len(over) or over._ts[i] != rec.ts or over._chosen[i] != rec.chosen_index or \
+                over._reward[i] != judged_[0]:
+            raise ValueError(f"Columns: decision {rec.event_id} is not decision {i} of the columns it reads over")
+        self._added += 1
+        for name, policy in self.policies.items():
+            self._probs[name].extend(policy.probabilities(rec))
+
     def _pack_ids(self) -> None:
         import pyarrow as pa
 
@@ -290,9 +312,19 @@ class Columns:
         self._event_ids = []
 
     def __len__(self) -> int:
-        return len(self._ts)
+        return self._added if self._over is not None else len(self._ts)
+
+    def _base(self) -> "Columns":
+        """Whose decision columns these are: ``over``'s (all of them read) or this one's."""
+        if self._over is None:
+            return self
+        if self._added != len(self._over):
+            raise ValueError(f"Columns: {self._added} of the {len(self._over)} decisions read over")
+        return self._over
 
     def eval_set(self) -> EvalSet:
+        if self._over is not None:
+            return self._base().eval_set()
         n_actions = np.frombuffer(self._n, dtype=np.int32).astype(int)
         chosen = np.frombuffer(self._chosen, dtype=np.int32).astype(int)
         propensity = np.frombuffer(self._prob, dtype=float).copy()
@@ -307,7 +339,7 @@ class Columns:
         rows of the (n, K) matrix its ``Policy`` gives, without the padding; the columns'
         own memory, not a copy). Why not the matrix: at ten million decisions each (n, 11)
         matrix was 880 MB; the eligible actions alone are a third of that or less."""
-        n_actions = np.frombuffer(self._n, dtype=np.int32)
+        n_actions = np.frombuffer(self._base()._n, dtype=np.int32)
         return {name: Ragged(np.frombuffer(flat, dtype=float), n_actions) for name, flat in self._probs.items()}
 
     def frame(self, split: str | None) -> pd.DataFrame:
@@ -316,6 +348,8 @@ class Columns:
         categories), the event ids as Arrow strings; with ``split``, that column too."""
         import pyarrow as pa
 
+        if self._over is not None:
+            return self._base().frame(split)
         if self._event_ids or not self._ids_done:
             self._pack_ids()
         categories = pd.Index(self._strings.values, dtype=object)
