@@ -60,6 +60,7 @@ from flows.steps import StepRunner, run_directly
 from tracking.runs import RETRAIN_EXPERIMENT, experiment
 from bandit.log.records import DecisionRecord
 from bandit.domain.outcomes import Outcome
+from bandit.learn.ope import Ragged
 from bandit.learn.progressive import ProgressiveReplay, progressive_policy
 from bandit.learn.training import train_dsjson, train_dsjson_stream
 from bandit.learn.window import DEFAULT_HOLDOUT, DEFAULT_WINDOW_DAYS, Window, split_window
@@ -197,7 +198,8 @@ def evaluate_window(settings: Settings, cfg: Config, trained: Trained, champion:
     if progressive_args is not None:
         replay = ProgressiveReplay(progressive_args, cfg.policy.reward)
         policies["candidate"] = ByDecision(replay.probabilities)
-    held = Columns(policies, like=trained.columns)
+    # progressively, the same decisions as the training part's columns: only the policies are kept anew
+    held = Columns(policies, like=trained.columns, over=trained.columns if replay is not None else None)
     after = None if replay is not None else trained.last
     store = open_store(settings)
     try:
@@ -273,7 +275,7 @@ def _policies(cfg: Config, candidate: VWModel, champion: VWModel | None) -> dict
     return policies
 
 
-def _judge(cfg: Config, held_out: EvalSet, matrices: dict[str, np.ndarray], has_champion: bool,
+def _judge(cfg: Config, held_out: EvalSet, matrices: dict[str, np.ndarray | Ragged], has_champion: bool,
            train_rows: Any | None) -> tuple[Comparison, Verdict, RunBreakdown | None]:
     """The estimates from the policies' matrices on the held-out part, the gate's verdict and,
     with ``train_rows`` (the training part's ``decision_frame``), the run's breakdowns."""

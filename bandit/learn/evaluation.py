@@ -27,7 +27,8 @@ import pandas as pd
 from bandit.config.catalog import Catalog
 from bandit.config.policyfile import RULES_MIN_SENTIMENT
 from bandit.decide.control import rules_choice
-from bandit.learn.ope import MIN_ESS, Estimate, LoggedRounds, difference, dr, ips, mean_reward_model, snips
+from bandit.learn.ope import (MIN_ESS, Estimate, LoggedRounds, Ragged, action_codes, difference, dr, ips, mean_rewards,
+                              snips)
 from bandit.domain.outcomes import RewardConfig
 from bandit.domain.outcomes import complained, in_window, reward
 from bandit.log.records import DecisionRecord, learnable
@@ -224,6 +225,17 @@ class ActionIds(Sequence[list[str]]):
         for a, b in zip(self._offsets[:-1], self._offsets[1:], strict=True):
             yield list(names[self._codes[a:b]])
 
+    def codes(self) -> np.ndarray:
+        """Every decision's eligible actions, flat, as codes into ``names``."""
+        return self._codes
+
+    def names(self) -> list[str]:
+        return list(self._names)
+
+    def lengths(self) -> np.ndarray:
+        """Each decision's number of eligible actions."""
+        return np.diff(self._offsets)
+
 
 class Columns:
     """A stretch of the log kept as columns, as it streams (``bandit.log.reader.iter_learnable``):
@@ -238,8 +250,16 @@ class Columns:
     asked decision by decision (``ByDecision.probabilities``); ``matrices`` gives their
     (n, K) matrices as ``Policy`` would."""
 
-    def __init__(self, policies: Mapping[str, ByDecision] | None = None, like: "Columns | None" = None) -> None:
+    def __init__(self, policies: Mapping[str, ByDecision] | None = None, like: "Columns | None" = None,
+                 over: "Columns | None" = None) -> None:
+        """``over``: the columns of the same decisions, read before in the same order (a first
+        model's progressive evaluation reads again the window its training part kept): only
+        the policies' probabilities are kept here, the rest is read from ``over``, not kept
+        twice (at ten million decisions, about a gigabyte)."""
         self.policies = dict(policies or {})
+        self._over = over
+        self._added = 0
+        like = over if over is not None else like
         # one code book for every text column, shared with ``like`` (another part of the
         # same window), so that the two parts' frames have the same categories
         self._strings = like._strings if like is not None else _Codes()
@@ -252,6 +272,9 @@ class Columns:
         self._ids_done: list[Any] = []  # event ids, packed a chunk at a time
 
     def add(self, rec: DecisionRecord, judged_: tuple[float, float]) -> None:
+        if self._over is not None:
+            self._add_policies(rec, judged_)
+            return
         code = self._strings.code
         self._event_ids.append(rec.event_id)
         if len(self._event_ids) >= 65536:
@@ -271,6 +294,17 @@ class Columns:
         for name, policy in self.policies.items():
             self._probs[name].extend(policy.probabilities(rec))
 
+    def _add_policies(self, rec: DecisionRecord, judged_: tuple[float, float]) -> None:
+        """``add`` over ``over``'s decisions: the decision must be ``over``'s next one."""
+        over, i = self._over, self._added
+        assert over is not None
+        if i >= len(over) or over._ts[i] != rec.ts or over._chosen[i] != rec.chosen_index or \
+                over._reward[i] != judged_[0]:
+            raise ValueError(f"Columns: decision {rec.event_id} is not decision {i} of the columns it reads over")
+        self._added += 1
+        for name, policy in self.policies.items():
+            self._probs[name].extend(policy.probabilities(rec))
+
     def _pack_ids(self) -> None:
         import pyarrow as pa
 
@@ -278,9 +312,19 @@ class Columns:
         self._event_ids = []
 
     def __len__(self) -> int:
-        return len(self._ts)
+        return self._added if self._over is not None else len(self._ts)
+
+    def _base(self) -> "Columns":
+        """Whose decision columns these are: ``over``'s (all of them read) or this one's."""
+        if self._over is None:
+            return self
+        if self._added != len(self._over):
+            raise ValueError(f"Columns: {self._added} of the {len(self._over)} decisions read over")
+        return self._over
 
     def eval_set(self) -> EvalSet:
+        if self._over is not None:
+            return self._base().eval_set()
         n_actions = np.frombuffer(self._n, dtype=np.int32).astype(int)
         chosen = np.frombuffer(self._chosen, dtype=np.int32).astype(int)
         propensity = np.frombuffer(self._prob, dtype=float).copy()
@@ -290,18 +334,13 @@ class Columns:
                        LoggedRounds(n_actions, chosen, propensity, np.frombuffer(self._complaint, dtype=float).copy()),
                        columns=self.frame(None), offers=offers)
 
-    def matrices(self) -> dict[str, np.ndarray]:
-        """Each policy's probabilities as the (n, K) matrix its ``Policy`` gives."""
-        n_actions = np.frombuffer(self._n, dtype=np.int32)
-        width = max(int(n_actions.max()) if len(n_actions) else 0, 1)
-        rows = np.repeat(np.arange(len(n_actions)), n_actions)
-        cols = np.arange(len(rows)) - np.repeat(np.cumsum(n_actions) - n_actions, n_actions)
-        out = {}
-        for name, flat in self._probs.items():
-            pi = np.zeros((len(n_actions), width))
-            pi[rows, cols] = np.frombuffer(flat, dtype=float)
-            out[name] = pi
-        return out
+    def matrices(self) -> dict[str, Ragged]:
+        """Each policy's probabilities over each decision's eligible actions (``Ragged``: the
+        rows of the (n, K) matrix its ``Policy`` gives, without the padding; the columns'
+        own memory, not a copy). Why not the matrix: at ten million decisions each (n, 11)
+        matrix was 880 MB; the eligible actions alone are a third of that or less."""
+        n_actions = np.frombuffer(self._base()._n, dtype=np.int32)
+        return {name: Ragged(np.frombuffer(flat, dtype=float), n_actions) for name, flat in self._probs.items()}
 
     def frame(self, split: str | None) -> pd.DataFrame:
         """``bandit.learn.segments.decision_frame``'s columns: the text columns as categories
@@ -309,6 +348,8 @@ class Columns:
         categories), the event ids as Arrow strings; with ``split``, that column too."""
         import pyarrow as pa
 
+        if self._over is not None:
+            return self._base().frame(split)
         if self._event_ids or not self._ids_done:
             self._pack_ids()
         categories = pd.Index(self._strings.values, dtype=object)
@@ -386,7 +427,7 @@ def evaluate(evals: EvalSet, policies: Mapping[str, Policy], min_ess: float = MI
     by default the per-action means of these rounds. ``interval``: the construction of
     every interval (``bandit.learn.ope.INTERVALS``)."""
     if q_hat is None:
-        q_hat = mean_reward_model(evals.rewards, evals.action_ids) if len(evals) else np.zeros((0, 1))
+        q_hat = _mean_rewards(evals)
     out: dict[str, PolicyEvaluation] = {}
     matrices: dict[str, np.ndarray] = {}
     for name, policy in policies.items():
@@ -394,13 +435,27 @@ def evaluate(evals: EvalSet, policies: Mapping[str, Policy], min_ess: float = MI
         estimates = {"ips": ips(evals.rewards, pi, min_ess, interval),
                      "snips": snips(evals.rewards, pi, min_ess, interval),
                      "dr": dr(evals.rewards, pi, q_hat, min_ess, interval)}
-        offer_rate = float(1.0 - pi[:, 0].mean()) if len(evals) else 0.0
+        offer_rate = float(1.0 - _no_offer_share(evals, pi)) if len(evals) else 0.0
         out[name] = PolicyEvaluation(name, estimates, snips(evals.complaints, pi, min_ess, interval), offer_rate,
                                      estimates["snips"].ess)
     diffs = {(a, b): {e: difference(evals.rewards, matrices[a], matrices[b], e, q_hat, min_ess, interval)
                       for e in ESTIMATORS}
              for a, b in paired}
     return Comparison(len(evals), out, diffs)
+
+
+def _mean_rewards(evals: EvalSet) -> Ragged:
+    """DR's default reward model on ``evals`` (``bandit.learn.ope.mean_reward_model``), over the
+    eligible actions only."""
+    codes, names, _ = action_codes(evals.action_ids)
+    return mean_rewards(evals.rewards, codes, len(names))
+
+
+def _no_offer_share(evals: EvalSet, pi: "np.ndarray | Ragged") -> float:
+    """A policy's mean probability of ``no_offer`` (every decision's first eligible action)."""
+    if isinstance(pi, Ragged):
+        return float(pi.at(np.zeros(len(pi), dtype=np.int64)).mean())
+    return float(np.asarray(pi)[:, 0].mean())
 
 
 def baselines(catalog: Catalog, rules_min_sentiment: float = RULES_MIN_SENTIMENT) -> dict[str, Policy]:

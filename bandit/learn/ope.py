@@ -39,13 +39,19 @@ effective sample size says how many logged rounds the estimate is really worth, 
 
 Arrays are padded to the largest number of eligible actions ``K``: row ``i`` holds
 ``A_i`` in its first ``len(A_i)`` columns; a policy's probabilities and a reward model's
-predictions beyond them are ignored (treated as zero).
+predictions beyond them are ignored (treated as zero). A policy or a reward model may
+also come as ``Ragged``: the same values without the padding (a window of ten million
+decisions with three eligible actions each and ``K = 11`` is 30 million values, not 110
+million). The estimators work on that form inside, whichever they are given, so both give
+the same estimates.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -53,8 +59,8 @@ from bandit.learn.intervals import INTERVALS, bernstein_interval, el_interval, e
 
 Z95 = 1.959963984540054
 MIN_ESS = 100.0
-__all__ = ["INTERVALS", "Estimate", "LoggedRounds", "difference", "dr", "effective_sample_size",
-           "importance_weights", "ips", "max_weight", "mean_reward_model", "snips"]
+__all__ = ["INTERVALS", "Estimate", "LoggedRounds", "Ragged", "action_codes", "difference", "dr", "effective_sample_size",
+           "importance_weights", "ips", "max_weight", "mean_reward_model", "mean_rewards", "snips"]
 
 
 @dataclass(frozen=True)
@@ -124,26 +130,94 @@ class Estimate:
                 "se": self.se, "n": self.n, "ess": self.ess, "trustworthy": self.trustworthy}
 
 
-def _policy_matrix(log: LoggedRounds, pi: np.ndarray) -> np.ndarray:
-    """``pi`` checked and cut to the eligible actions: (n, K), each row summing to 1."""
-    pi = np.asarray(pi, dtype=float)
-    if pi.ndim != 2 or pi.shape[0] != len(log) or pi.shape[1] < log.width:
-        raise ValueError(f"policy probabilities: shape {pi.shape}, need ({len(log)}, >= {log.width})")
-    pi = np.where(log.mask(), pi[:, : log.width], 0.0)
-    sums = pi.sum(axis=1)
+@dataclass(frozen=True, eq=False)
+class Ragged:
+    """Per-round values over each round's eligible actions only (a policy's probabilities, a
+    reward model's predictions), without the padding of an (n, K) matrix: round ``i``'s are
+    ``values[starts[i] : starts[i] + n_actions[i]]``, in the order of its eligible actions.
+    Every round has at least one eligible action (``no_offer``)."""
+
+    values: np.ndarray  # (sum of n_actions,)
+    n_actions: np.ndarray  # (n,) int
+
+    def __post_init__(self) -> None:
+        if len(self.values) != int(np.sum(self.n_actions, dtype=np.int64)):
+            raise ValueError(f"Ragged: {len(self.values)} values for {int(np.sum(self.n_actions))} eligible actions")
+
+    @classmethod
+    def of(cls, matrix: np.ndarray, n_actions: np.ndarray) -> "Ragged":
+        """The first ``n_actions[i]`` columns of each row of an (n, K) ``matrix``."""
+        matrix = np.asarray(matrix, dtype=float)
+        width = int(n_actions.max()) if len(n_actions) else 0
+        if matrix.ndim != 2 or matrix.shape[0] != len(n_actions) or matrix.shape[1] < width:
+            raise ValueError(f"shape {matrix.shape}, need ({len(n_actions)}, >= {width})")
+        return cls(matrix[:, :width][np.arange(width)[None, :] < n_actions[:, None]], n_actions)
+
+    def __len__(self) -> int:
+        return len(self.n_actions)
+
+    @cached_property
+    def starts(self) -> np.ndarray:
+        """Where each round's values begin in ``values``."""
+        return np.concatenate([[0], np.cumsum(self.n_actions, dtype=np.int64)[:-1]]) if len(self) else \
+            np.zeros(0, dtype=np.int64)
+
+    def at(self, index: np.ndarray) -> np.ndarray:
+        """Each round's value at its eligible action ``index[i]``."""
+        return self.values[self.starts + index]
+
+    def row_sums(self, values: np.ndarray | None = None) -> np.ndarray:
+        """Each round's sum of ``values`` (default its own), added in the order of its actions."""
+        v = self.values if values is None else values
+        return np.add.reduceat(v, self.starts) if len(self) else np.zeros(0)
+
+    def rows(self, index: np.ndarray) -> "Ragged":
+        """The rounds ``index`` (an integer array), in that order."""
+        index = np.asarray(index, dtype=np.int64)
+        lengths = self.n_actions[index].astype(np.int64)
+        begin = np.cumsum(lengths) - lengths
+        flat = np.repeat(self.starts[index] - begin, lengths) + np.arange(int(lengths.sum()))
+        return Ragged(self.values[flat], self.n_actions[index])
+
+    def __getitem__(self, index: np.ndarray) -> "Ragged":
+        return self.rows(index)
+
+    def dense(self, width: int | None = None) -> np.ndarray:
+        """The (n, K) matrix, zero beyond each round's eligible actions."""
+        k = max(int(self.n_actions.max()) if len(self) else 0, 1) if width is None else width
+        out = np.zeros((len(self), k))
+        out[np.arange(k)[None, :] < self.n_actions[:, None]] = self.values
+        return out
+
+
+def _eligible(log: LoggedRounds, values: "np.ndarray | Ragged", what: str) -> Ragged:
+    """``values`` (an (n, K) matrix or ``Ragged``) over each round's eligible actions, as floats."""
+    if isinstance(values, Ragged):
+        if len(values) != len(log) or not np.array_equal(values.n_actions, log.n_actions):
+            raise ValueError(f"{what}: {len(values)} rounds of other eligible actions than the log's {len(log)}")
+        return values if values.values.dtype == np.float64 else Ragged(values.values.astype(float), log.n_actions)
+    try:
+        return Ragged.of(values, log.n_actions)
+    except ValueError as exc:
+        raise ValueError(f"{what}: {exc}") from None
+
+
+def _policy_matrix(log: LoggedRounds, pi: "np.ndarray | Ragged") -> Ragged:
+    """``pi`` checked and cut to the eligible actions, each round summing to 1."""
+    pi = _eligible(log, pi, "policy probabilities")
+    sums = pi.row_sums()
     if len(log) and not np.allclose(sums, 1.0, atol=1e-6):
         bad = int(np.argmax(np.abs(sums - 1.0)))
         raise ValueError(f"policy probabilities: round {bad} sums to {sums[bad]:.6f} over its eligible actions, not 1")
     return pi
 
 
-def importance_weights(log: LoggedRounds, pi: np.ndarray) -> np.ndarray:
+def importance_weights(log: LoggedRounds, pi: "np.ndarray | Ragged") -> np.ndarray:
     """``w_i = π(a_i | x_i) / p_i``."""
-    pi = _policy_matrix(log, pi)
-    return pi[np.arange(len(log)), log.chosen] / log.propensity
+    return _policy_matrix(log, pi).at(log.chosen) / log.propensity
 
 
-def max_weight(log: LoggedRounds, pi: np.ndarray) -> float:
+def max_weight(log: LoggedRounds, pi: "np.ndarray | Ragged") -> float:
     """The largest importance weight ``π`` can have on these contexts: ``max π(a|x_i) / π_0(a|x_i)``
     over every eligible action of every round when the logging probabilities are known
     (``LoggedRounds.logging``), else the largest weight observed."""
@@ -151,10 +225,10 @@ def max_weight(log: LoggedRounds, pi: np.ndarray) -> float:
     observed = float(importance_weights(log, pi).max()) if len(log) else 0.0
     if log.logging is None:
         return observed
-    p0 = np.asarray(log.logging, dtype=float)[:, : log.width]
+    p0 = _eligible(log, log.logging, "logging probabilities").values
     with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(log.mask() & (p0 > 0), pi / np.where(p0 > 0, p0, 1.0), 0.0)
-    return max(observed, float(ratio.max()))
+        ratio = np.where(p0 > 0, pi.values / np.where(p0 > 0, p0, 1.0), 0.0)
+    return max(observed, float(ratio.max()) if len(ratio) else 0.0)
 
 
 def effective_sample_size(w: np.ndarray) -> float:
@@ -261,16 +335,12 @@ def dr(log: LoggedRounds, pi: np.ndarray, q_hat: np.ndarray, min_ess: float = MI
     scores (``bandit.learn.reward_model.cross_fit``): fitted on them, the residuals
     ``r_i − q̂(x_i, a_i)`` are too small and the interval too short."""
     pi = _policy_matrix(log, pi)
-    q = np.asarray(q_hat, dtype=float)
-    if q.shape[0] != len(log) or q.ndim != 2 or q.shape[1] < log.width:
-        raise ValueError(f"reward model predictions: shape {q.shape}, need ({len(log)}, >= {log.width})")
-    q = np.where(log.mask(), q[:, : log.width], 0.0)
-    rows = np.arange(len(log))
-    w = pi[rows, log.chosen] / log.propensity
-    direct = (pi * q).sum(axis=1)
-    terms = direct + w * (log.reward - q[rows, log.chosen])
+    q = _eligible(log, q_hat, "reward model predictions")
+    w = pi.at(log.chosen) / log.propensity
+    direct = pi.row_sums(pi.values * q.values)
+    terms = direct + w * (log.reward - q.at(log.chosen))
     if interval == "el_wmax" and len(log) > 1:
-        wmax, eligible = max_weight(log, pi), q[log.mask()]
+        wmax, eligible = max_weight(log, pi), q.values
         hi = float(direct.max()) + wmax * max(float(log.reward.max()) - float(eligible.min()), 0.0)
         lo = float(direct.min()) + wmax * min(float(log.reward.min()) - float(eligible.max()), 0.0)
         return _with_extremes("dr", terms, w, min_ess, lo, hi, lo, hi)
@@ -285,18 +355,34 @@ def mean_reward_model(log: LoggedRounds, action_ids: list[list[str]], prior: flo
 
     It ignores the context, so DR with it corrects IPS only by a per-action baseline;
     a context model fits in the same slot."""
-    sums: dict[str, float] = {}
-    counts: dict[str, int] = {}
-    for i in range(len(log)):
-        a = action_ids[i][int(log.chosen[i])]
-        sums[a] = sums.get(a, 0.0) + float(log.reward[i])
-        counts[a] = counts.get(a, 0) + 1
-    means = {a: (sums[a] + prior * prior_weight) / (counts[a] + prior_weight) for a in sums}
-    q = np.full((len(log), max(log.width, 1)), prior, dtype=float)
-    for i, ids in enumerate(action_ids):
-        for k, a in enumerate(ids):
-            q[i, k] = means.get(a, prior)
-    return q
+    codes, names, _ = action_codes(action_ids)
+    return mean_rewards(log, codes, len(names), prior, prior_weight).dense(max(log.width, 1))
+
+
+def action_codes(action_ids: Sequence[Sequence[str]]) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """Every round's eligible action ids, flat, as integer codes; the names coded; and each
+    round's number of eligible actions."""
+    if hasattr(action_ids, "codes"):  # ``bandit.learn.evaluation.ActionIds``: coded already
+        return action_ids.codes(), action_ids.names(), action_ids.lengths()
+    index: dict[str, int] = {}
+    codes = np.fromiter((index.setdefault(a, len(index)) for ids in action_ids for a in ids), dtype=np.int64)
+    lengths = np.fromiter((len(ids) for ids in action_ids), dtype=np.int64, count=len(action_ids))
+    return codes, list(index), lengths
+
+
+def mean_rewards(log: LoggedRounds, codes: np.ndarray, n_codes: int, prior: float = 0.0,
+                 prior_weight: float = 1.0) -> Ragged:
+    """``mean_reward_model`` as ``Ragged``, the eligible actions given as integer ``codes`` (flat,
+    round after round): ``q̂(a) = (Σ_{i: a_i = a} r_i + prior · prior_weight) / (n_a + prior_weight)``,
+    ``prior`` for an action never taken."""
+    starts = np.concatenate([[0], np.cumsum(log.n_actions, dtype=np.int64)[:-1]]) if len(log) else \
+        np.zeros(0, dtype=np.int64)
+    taken = codes[starts + log.chosen]
+    sums = np.bincount(taken, weights=log.reward, minlength=n_codes)
+    counts = np.bincount(taken, minlength=n_codes)
+    with np.errstate(divide="ignore", invalid="ignore"):  # an action never taken: ``prior``, not 0/0
+        means = np.where(counts > 0, (sums + prior * prior_weight) / (counts + prior_weight), prior)
+    return Ragged(means[codes], log.n_actions)
 
 
 def _influence(estimator: str, log: LoggedRounds, pi: np.ndarray, q_hat: np.ndarray | None) -> tuple[float, np.ndarray]:
@@ -316,9 +402,8 @@ def _influence(estimator: str, log: LoggedRounds, pi: np.ndarray, q_hat: np.ndar
         if q_hat is None:
             raise ValueError("dr: a reward model (q_hat) is needed")
         p = _policy_matrix(log, pi)
-        q = np.where(log.mask(), np.asarray(q_hat, dtype=float)[:, : log.width], 0.0)
-        rows = np.arange(n)
-        terms = (p * q).sum(axis=1) + p[rows, log.chosen] / log.propensity * (log.reward - q[rows, log.chosen])
+        q = _eligible(log, q_hat, "reward model predictions")
+        terms = p.row_sums(p.values * q.values) + p.at(log.chosen) / log.propensity * (log.reward - q.at(log.chosen))
     else:
         raise ValueError(f"unknown estimator '{estimator}' (ips, snips or dr)")
     value = float(terms.mean()) if n else math.nan

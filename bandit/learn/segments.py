@@ -22,14 +22,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from itertools import chain
 
 import numpy as np
 import pandas as pd
 
 from bandit.config.catalog import NO_OFFER
 from bandit.learn.evaluation import EvalSet
-from bandit.learn.ope import MIN_ESS, LoggedRounds, snips
+from bandit.learn.ope import MIN_ESS, LoggedRounds, Ragged, action_codes, snips
 
 SEGMENT_DIMENSIONS = ("channel", "request_type", "tier")
 MIN_SEGMENT_DECISIONS = 30  # below this a segment's estimate is noise: left out, and said so
@@ -67,19 +66,26 @@ def decision_frame(evals: EvalSet, split: str) -> pd.DataFrame:
 def logged_matrix(rounds: LoggedRounds) -> np.ndarray:
     """The logged policy as a policy matrix: probability 1 on the action it took. Averaged
     over decisions, that is the share of each offer the log actually made."""
-    pi = np.zeros((len(rounds), max(rounds.width, 1)))
-    pi[np.arange(len(rounds)), rounds.chosen] = 1.0
-    return pi
+    return logged_policy(rounds).dense()
+
+
+def logged_policy(rounds: LoggedRounds) -> Ragged:
+    """``logged_matrix`` over each decision's eligible actions only (``Ragged``)."""
+    values = np.zeros(int(np.sum(rounds.n_actions, dtype=np.int64)))
+    out = Ragged(values, rounds.n_actions)
+    values[out.starts + rounds.chosen] = 1.0
+    return out
 
 
 def offer_mix(groups: Sequence[str] | np.ndarray, action_ids: Sequence[Sequence[str]],
-              policies: Mapping[str, np.ndarray]) -> pd.DataFrame:
+              policies: Mapping[str, np.ndarray | Ragged]) -> pd.DataFrame:
     """For each policy and group (e.g. request type), each offer's share of the group's
     decisions: the policy's probability of the offer, averaged over the group's decisions
     (an offer not eligible in a decision counts 0 there). Shares sum to 1 per policy and
     group. Tidy: columns ``policy, group, offer, share, decisions``; ``no_offer`` first.
 
-    ``policies`` maps a name to an (n, K) matrix over each decision's ``action_ids``."""
+    ``policies`` maps a name to an (n, K) matrix over each decision's ``action_ids``, or to its
+    rows over the eligible actions only (``bandit.learn.ope.Ragged``)."""
     groups = np.asarray(groups, dtype=object)
     n = len(action_ids)
     if len(groups) != n:
@@ -87,21 +93,23 @@ def offer_mix(groups: Sequence[str] | np.ndarray, action_ids: Sequence[Sequence[
     columns = ["policy", "group", "offer", "share", "decisions"]
     if n == 0 or not policies:
         return pd.DataFrame(columns=columns)
-    lengths = np.fromiter((len(a) for a in action_ids), dtype=np.int64, count=n)
-    rows = np.repeat(np.arange(n), lengths)
-    cols = np.arange(len(rows)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    offers, offer_code = np.unique(np.fromiter(chain.from_iterable(action_ids), dtype=object, count=len(rows))
-                                   .astype(str), return_inverse=True)
+    codes, names, lengths = action_codes(action_ids)
+    used, offer_code = np.unique(codes, return_inverse=True)
+    offers = np.asarray(names, dtype=object)[used].astype(str)
     order = sorted(range(len(offers)), key=lambda k: (offers[k] != NO_OFFER, offers[k]))
     group_names, group_code = np.unique(groups.astype(str), return_inverse=True)
     counts = np.bincount(group_code, minlength=len(group_names)).astype(float)
-    cell = group_code[rows] * len(offers) + offer_code
+    cell = np.repeat(group_code, lengths) * len(offers) + offer_code
     frames = []
     for name, pi in policies.items():
-        pi = np.asarray(pi, dtype=float)
-        if pi.shape[0] != n or pi.shape[1] < int(lengths.max()):
-            raise ValueError(f"offer_mix: policy {name!r} has shape {pi.shape} for {n} decisions")
-        sums = np.bincount(cell, weights=pi[rows, cols], minlength=len(group_names) * len(offers))
+        if not isinstance(pi, Ragged):
+            pi = np.asarray(pi, dtype=float)
+            if pi.shape[0] != n or pi.shape[1] < int(lengths.max()):
+                raise ValueError(f"offer_mix: policy {name!r} has shape {pi.shape} for {n} decisions")
+            pi = Ragged.of(pi, lengths)
+        elif not np.array_equal(pi.n_actions, lengths):
+            raise ValueError(f"offer_mix: policy {name!r} is over other eligible actions than the decisions'")
+        sums = np.bincount(cell, weights=pi.values, minlength=len(group_names) * len(offers))
         share = (sums.reshape(len(group_names), len(offers)) / counts[:, None])[:, order]
         frames.append(pd.DataFrame({
             "policy": name,
@@ -154,7 +162,7 @@ def holdout_start(decisions: pd.DataFrame) -> float | None:
 
 # -- lift per segment ------------------------------------------------------------------------------
 
-def segment_lift(segments: pd.DataFrame, rounds: LoggedRounds, pi: np.ndarray,
+def segment_lift(segments: pd.DataFrame, rounds: LoggedRounds, pi: np.ndarray | Ragged,
                  dimensions: Sequence[str] = SEGMENT_DIMENSIONS, min_decisions: int = MIN_SEGMENT_DECISIONS,
                  min_ess: float = MIN_ESS) -> pd.DataFrame:
     """The policy ``pi``'s estimated reward per decision inside each segment (SNIPS on
@@ -171,7 +179,8 @@ def segment_lift(segments: pd.DataFrame, rounds: LoggedRounds, pi: np.ndarray,
     estimate_high, lift, lift_low, lift_high, ess, trustworthy``."""
     if len(segments) != len(rounds):
         raise ValueError(f"segment_lift: {len(segments)} segment rows for {len(rounds)} rounds")
-    pi = np.asarray(pi, dtype=float)
+    if not isinstance(pi, Ragged):
+        pi = np.asarray(pi, dtype=float)
     rows = []
     for dim in dimensions:
         values = segments[dim].fillna(UNKNOWN).astype(str).to_numpy()
@@ -209,7 +218,7 @@ class RunBreakdown:
     min_decisions: int = MIN_SEGMENT_DECISIONS
 
 
-def breakdown(train_rows: pd.DataFrame, holdout: EvalSet, policies: Mapping[str, np.ndarray],
+def breakdown(train_rows: pd.DataFrame, holdout: EvalSet, policies: Mapping[str, np.ndarray | Ragged],
               candidate: str = "candidate", min_decisions: int = MIN_SEGMENT_DECISIONS,
               min_ess: float = MIN_ESS) -> RunBreakdown:
     """The breakdowns of one retrain. ``train_rows`` is the training part as a frame
@@ -217,6 +226,6 @@ def breakdown(train_rows: pd.DataFrame, holdout: EvalSet, policies: Mapping[str,
     the held-out decisions (as ``bandit.learn.evaluation.evaluate`` computes them)."""
     held = decision_frame(holdout, "holdout")
     mix = offer_mix(held["request_type"].to_numpy(), holdout.action_ids,
-                    {LOGGED: logged_matrix(holdout.rewards), **policies})
+                    {LOGGED: logged_policy(holdout.rewards), **policies})
     lift = segment_lift(held, holdout.rewards, policies[candidate], min_decisions=min_decisions, min_ess=min_ess)
     return RunBreakdown(pd.concat([train_rows, held], ignore_index=True), mix, lift, min_decisions)

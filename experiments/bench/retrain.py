@@ -20,7 +20,11 @@ retrain's; ``process_seconds`` the child's whole life (start-up and imports incl
 Targets (issue 14): 10,000,000 decisions within 2 GiB peak RSS and 10 minutes;
 1,000,000 in under a minute.
 
-    python experiments/bench/retrain.py [--decisions 1000000] [--base 20000] [--json out.json]
+With ``--log DIR`` the built log is kept in ``DIR`` and reused by the next run given the
+same ``DIR`` (a log of ten million decisions takes longer to copy than to retrain on); the
+retrain still runs in a fresh work directory (its own MLflow store), on the kept log.
+
+    python experiments/bench/retrain.py [--decisions 1000000] [--base 20000] [--log DIR] [--json out.json]
 """
 
 from __future__ import annotations
@@ -80,6 +84,14 @@ def replicate(db: Path, total: int, shift: float) -> int:
         con.close()
 
 
+def count(db: Path) -> int:
+    con = sqlite3.connect(db)
+    try:
+        return int(con.execute("SELECT COUNT(*) FROM decisions").fetchone()[0])
+    finally:
+        con.close()
+
+
 def first_ts(db: Path) -> float:
     con = sqlite3.connect(db)
     try:
@@ -124,6 +136,8 @@ def main() -> int:
     p.add_argument("--base", type=int, default=20_000, help="decisions made through the decision path, then copied")
     p.add_argument("--json", type=Path, help="also write the results here")
     p.add_argument("--keep", action="store_true", help="keep the work directory")
+    p.add_argument("--log", type=Path, help="keep the built log in this directory, or reuse the one it holds")
+    p.add_argument("--build-only", action="store_true", help="build the log (in --log) and stop")
     p.add_argument("--run", nargs=3, metavar=("WORK", "AS_OF", "OUT"), help=argparse.SUPPRESS)  # the child
     args = p.parse_args()
     if args.run:
@@ -134,21 +148,38 @@ def main() -> int:
     from experiments.bench.training import build_log
     from tracking.runs import experiment
 
+    if args.build_only and args.log is None:
+        p.error("--build-only needs --log DIR")
     work = Path(tempfile.mkdtemp(prefix="bench-retrain-"))
     try:
-        print(f"building a log of {args.decisions:,} decisions in {work} ...", flush=True)
-        base = min(args.base, args.decisions)
+        built = args.log if args.log is not None else work
+        db = built / "decisions.db"
         t = time.perf_counter()
-        store, _ = build_log(work, base)
-        store.close()
-        base_span = 3 * base  # build_log spaces decisions 3 s apart
-        copies = max(1, -(-args.decisions // base))
-        shift = min(base_span, 3 * 86400 / copies)  # all copies within three days
-        db = work / "decisions.db"
-        total = replicate(db, args.decisions, shift)
+        if not db.exists():
+            built.mkdir(parents=True, exist_ok=True)
+            print(f"building a log of {args.decisions:,} decisions in {built} ...", flush=True)
+            base = min(args.base, args.decisions)
+            store, _ = build_log(built, base)
+            store.close()
+            base_span = 3 * base  # build_log spaces decisions 3 s apart
+            copies = max(1, -(-args.decisions // base))
+            shift = min(base_span, 3 * 86400 / copies)  # all copies within three days
+            replicate(db, args.decisions, shift)
+            con = sqlite3.connect(db)
+            con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            con.close()
+        else:
+            print(f"reusing the log in {db}", flush=True)
+        total = count(db)
+        if total != args.decisions:
+            p.error(f"--log {args.log} holds {total:,} decisions, not --decisions {args.decisions:,}")
         t_build = time.perf_counter() - t
+        if args.build_only:
+            return 0
+        if built != work:
+            (work / "decisions.db").symlink_to(db.resolve())
         as_of = first_ts(db) + 7 * 86400 - 60  # the whole log in the 7-day window, every reward window closed
-        size = db.stat().st_size + sum(f.stat().st_size for f in work.glob("decisions.db-*"))
+        size = db.stat().st_size + sum(f.stat().st_size for f in built.glob("decisions.db-*"))
         print(f"log built in {t_build:.0f} s: {size / 1e9:.2f} GB, {size / total:,.0f} bytes per decision", flush=True)
 
         settings = get_settings(home=work, catalog=REPO / "config/offers.yaml", policy=REPO / "config/policy.yaml",

@@ -6,13 +6,20 @@ import math
 import numpy as np
 import pytest
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from bandit.learn.ope import (
     LoggedRounds,
+    Ragged,
+    action_codes,
     difference,
     dr,
     effective_sample_size,
     ips,
+    max_weight,
     mean_reward_model,
+    mean_rewards,
     snips,
 )
 
@@ -151,3 +158,73 @@ def test_mean_reward_model_shrinks_toward_the_prior() -> None:
                           prior_weight=1.0)
     # no_offer taken twice with rewards 0 and 2 -> (0 + 2 + 0) / (2 + 1); x once with 1 -> 1 / 2; y never
     assert q[0, 0] == pytest.approx(2 / 3) and q[0, 1] == pytest.approx(0.5) and q[1, 2] == 0.0
+
+
+@st.composite
+def _rounds_and_policies(draw: st.DrawFn) -> tuple[LoggedRounds, np.ndarray, np.ndarray, np.ndarray]:
+    """A small log, two policies and a reward model as (n, K) matrices, with junk in the padding."""
+    n = draw(st.integers(1, 12))
+    n_actions = np.array(draw(st.lists(st.integers(1, 5), min_size=n, max_size=n)))
+    chosen = np.array([draw(st.integers(0, int(k) - 1)) for k in n_actions])
+    unit = st.floats(0.05, 1.0)
+    propensity = np.array(draw(st.lists(unit, min_size=n, max_size=n)))
+    reward = np.array(draw(st.lists(st.floats(-1.0, 2.0), min_size=n, max_size=n)))
+    width = int(n_actions.max()) + draw(st.integers(0, 2))
+
+    def matrix(normalized: bool) -> np.ndarray:
+        m = np.array(draw(st.lists(unit, min_size=n * width, max_size=n * width))).reshape(n, width)
+        eligible = np.arange(width)[None, :] < n_actions[:, None]
+        if normalized:
+            m = np.where(eligible, m, 0.0)
+            m = m / m.sum(axis=1, keepdims=True)
+        return np.where(eligible, m, 7.0)  # the padding is never read
+
+    logging = matrix(True)
+    return (LoggedRounds(n_actions, chosen, propensity, reward, logging=logging), matrix(True), matrix(True),
+            matrix(False))
+
+
+@settings(max_examples=25, deadline=None)
+@given(_rounds_and_policies(), st.sampled_from(["normal", "bernstein"]))
+def test_ragged_policies_give_the_matrices_estimates(case: tuple, interval: str) -> None:
+    """The estimators read only each round's eligible actions: a policy and a reward model
+    given as ``Ragged`` (no padding) give exactly what their (n, K) matrices give."""
+    log, pi_a, pi_b, q = case
+    ra, rb, rq = (Ragged.of(m, log.n_actions) for m in (pi_a, pi_b, q))
+    eligible = np.arange(pi_a.shape[1])[None, :] < log.n_actions[:, None]
+    assert np.array_equal(ra.dense(pi_a.shape[1]), np.where(eligible, pi_a, 0.0))
+    for dense, ragged in ((ips(log, pi_a, interval=interval), ips(log, ra, interval=interval)),
+                          (snips(log, pi_a, interval=interval), snips(log, ra, interval=interval)),
+                          (dr(log, pi_a, q, interval=interval), dr(log, ra, rq, interval=interval)),
+                          (difference(log, pi_a, pi_b, "dr", q, interval=interval),
+                           difference(log, ra, rb, "dr", rq, interval=interval))):
+        assert dense == ragged
+    assert max_weight(log, pi_a) == max_weight(log, ra)
+    rows = np.arange(len(log))[::-1]
+    assert np.array_equal(ra.rows(rows).values, Ragged.of(pi_a[rows], log.n_actions[rows]).values)
+
+
+def test_ragged_policies_give_the_matrices_el_wmax_intervals() -> None:
+    """``el_wmax`` reads every eligible action (the largest weight, the reward model's range);
+    one case by hand, as its intervals take seconds."""
+    log = LoggedRounds(LOG.n_actions, LOG.chosen, LOG.propensity, LOG.reward,
+                       logging=np.array([[0.5, 0.5, 9.0], [0.8, 0.1, 0.1], [0.75, 0.25, 9.0]]))
+    ra, rq = Ragged.of(PI, log.n_actions), Ragged.of(Q, log.n_actions)
+    assert dr(log, PI, Q, interval="el_wmax") == dr(log, ra, rq, interval="el_wmax")
+    assert snips(log, PI, interval="el_wmax") == snips(log, ra, interval="el_wmax")
+
+
+def test_ragged_refuses_other_eligible_actions() -> None:
+    with pytest.raises(ValueError, match="eligible actions"):
+        ips(LOG, Ragged(np.array([1.0, 0.0, 1.0, 0.0]), np.array([2, 2])))
+    with pytest.raises(ValueError, match="values for"):
+        Ragged(np.array([1.0]), np.array([2]))
+
+
+def test_mean_rewards_are_the_mean_reward_model_over_the_eligible_actions() -> None:
+    ids = [["no_offer", "x"], ["no_offer", "x", "y"], ["no_offer", "x"]]
+    codes, names, lengths = action_codes(ids)
+    assert names == ["no_offer", "x", "y"] and list(lengths) == [2, 3, 2]
+    q = mean_rewards(LOG, codes, len(names), prior=0.25)
+    assert np.array_equal(q.dense(3), mean_reward_model(LOG, ids, prior=0.25))
+    assert q.values[4] == 0.25  # y, never taken: the prior

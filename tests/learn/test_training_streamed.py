@@ -38,10 +38,8 @@ def database_url(request: pytest.FixtureRequest) -> str | None:
     return None if request.param == "sqlite" else request.getfixturevalue("pg_url")
 
 
-def test_the_streamed_retrain_gives_the_held_windows_candidate_and_estimates(tmp_path: Path,
-                                                                             database_url: str | None) -> None:
-    from flows.retrain import compare_in_detail, count_window, evaluate_window, train_candidate, train_window
-
+def _window(tmp_path: Path, database_url: str | None) -> tuple:
+    """A simulated log's settings, config, window and learnable decisions (oldest first)."""
     policy, _ = simulated_log(tmp_path, None, day=1, database_url=database_url)
     settings = get_settings(home=tmp_path / "home", salt="x", policy=policy, catalog=REPO / "config/offers.yaml",
                             database_url=database_url)
@@ -57,6 +55,25 @@ def test_the_streamed_retrain_gives_the_held_windows_candidate_and_estimates(tmp
         store.close()
     pairs = [(rec, outs) for rec, outs in everything if learnable(rec, reward_cfg, as_of)]
     assert 1000 < len(pairs) < len(everything)  # the filter has work to do
+    return settings, cfg, reward_cfg, as_of, window, pairs
+
+
+def _same_comparison(old, new) -> None:  # noqa: ANN001 - two Comparisons
+    assert new.n == old.n
+    assert set(new.policies) == set(old.policies)
+    for name, ev in old.policies.items():
+        got, want = new.policies[name].as_metrics(), ev.as_metrics()
+        assert got.keys() == want.keys() and all(_same(got[k], want[k]) for k in want), name
+    for pair, by_estimator in old.differences.items():
+        for est, d in by_estimator.items():
+            assert _same(new.differences[pair][est].value, d.value) and _same(new.differences[pair][est].se, d.se)
+
+
+def test_the_streamed_retrain_gives_the_held_windows_candidate_and_estimates(tmp_path: Path,
+                                                                             database_url: str | None) -> None:
+    from flows.retrain import compare_in_detail, count_window, evaluate_window, train_candidate, train_window
+
+    settings, cfg, reward_cfg, as_of, window, pairs = _window(tmp_path, database_url)
     train_part, test_part = window.split(pairs)
 
     # the reference: the lines as the held path made them (json.dumps of each record's
@@ -81,12 +98,7 @@ def test_the_streamed_retrain_gives_the_held_windows_candidate_and_estimates(tmp
     assert new.n == old.n == len(test_part)
     assert new_verdict == old_verdict
     assert set(new.policies) == set(old.policies) == {"candidate", "champion", "no_offer", "uniform", "rules"}
-    for name, ev in old.policies.items():
-        got, want = new.policies[name].as_metrics(), ev.as_metrics()
-        assert got.keys() == want.keys() and all(_same(got[k], want[k]) for k in want), name
-    for pair, by_estimator in old.differences.items():
-        for est, d in by_estimator.items():
-            assert _same(new.differences[pair][est].value, d.value) and _same(new.differences[pair][est].se, d.se)
+    _same_comparison(old, new)
     assert old_details is not None and new_details is not None
     a, b = old_details.decisions, new_details.decisions
     assert list(a.columns) == list(b.columns) and len(a) == len(b) == len(pairs)
@@ -95,6 +107,26 @@ def test_the_streamed_retrain_gives_the_held_windows_candidate_and_estimates(tmp
     assert old_details.mix.equals(new_details.mix)
     assert np.allclose(old_details.lift.select_dtypes("number").to_numpy(dtype=float),
                        new_details.lift.select_dtypes("number").to_numpy(dtype=float), equal_nan=True, rtol=0, atol=0)
+
+
+def test_a_first_models_streamed_progressive_evaluation_gives_the_held_windows_estimates(tmp_path: Path) -> None:
+    """No champion: the candidate is trained on the whole window and judged by progressive
+    validation over it; the streamed evaluation keeps only the policies' probabilities over
+    the training part's columns (``Columns(over=...)``), and gives what the held path gives."""
+    from flows.retrain import compare_in_detail, count_window, evaluate_window, train_window
+
+    settings, cfg, reward_cfg, as_of, window, pairs = _window(tmp_path, None)
+    vw_args = cfg.policy.retrain_args()
+    n = count_window(settings, reward_cfg, window)
+    trained = train_window(settings, vw_args, reward_cfg, window, n)
+    old, old_verdict, old_details = compare_in_detail(cfg, trained.model, None, pairs, as_of, pairs,
+                                                      progressive_args=vw_args)
+    new, new_verdict, new_details = evaluate_window(settings, cfg, trained, None, window, progressive_args=vw_args)
+    assert new.n == old.n == len(pairs) and new_verdict == old_verdict
+    _same_comparison(old, new)
+    assert old_details is not None and new_details is not None
+    assert len(new_details.decisions) == len(old_details.decisions) == 2 * len(pairs)
+    assert old_details.mix.equals(new_details.mix)
 
 
 def test_streamed_training_equals_training_on_the_file_and_reports_vws_refusal(tmp_path: Path) -> None:
