@@ -92,7 +92,8 @@ class Settings(BaseSettings):
     database_pool_size: int = Field(
         8, ge=1, le=64,
         description="PostgreSQL log: the connections a replica's request path (decision reads and group commits, "
-        "asynchronous) may hold at once; the other routes and background threads share as many again.",
+        "asynchronous) may hold at once; its other routes and background threads share as many again (at most "
+        "twice this per replica).",
     )
     sqlite_synchronous: Literal["FULL", "NORMAL"] = Field(
         "FULL",

@@ -215,11 +215,19 @@ class _Insert(NamedTuple):
 class DecisionStore:
     """The log, on SQLite (WAL) or PostgreSQL."""
 
-    def __init__(self, url: str, *, sqlite_synchronous: str = "FULL", suspension_refresh: float = 1.0):
+    def __init__(self, url: str, *, sqlite_synchronous: str = "FULL", suspension_refresh: float = 1.0,
+                 pool_size: int | None = None):
+        """``pool_size`` (PostgreSQL): at most this many connections for every synchronous
+        use of the store in this process (SQLAlchemy's pool without overflow; the request
+        path's raw connections are borrowed from it per call); ``None``: SQLAlchemy's default
+        pool, and a raw connection kept per thread."""
         self.url = url
         self.suspension_refresh = suspension_refresh
         self._suspended_cache: Cached[frozenset[str]] = Cached(suspension_refresh)
-        self.engine: Engine = create_engine(url, future=True, pool_pre_ping=not url.startswith("sqlite"))
+        sqlite = url.startswith("sqlite")
+        bounded = {} if sqlite or pool_size is None else {"pool_size": pool_size, "max_overflow": 0}
+        self._borrow = bool(bounded)
+        self.engine: Engine = create_engine(url, future=True, pool_pre_ping=not sqlite, **bounded)
         if self.engine.dialect.name == "sqlite":
 
             @event.listens_for(self.engine, "connect")
@@ -277,6 +285,10 @@ class DecisionStore:
         """A cursor on this thread's raw connection, in the driver's autocommit mode
         (reads see committed data and hold no transaction; writes say BEGIN/COMMIT).
         A connection that raised is dropped, so the next call reconnects."""
+        if self._borrow:
+            with self._borrowed_cursor() as cur:
+                yield cur
+            return
         conn = getattr(self._local, "conn", None)
         if conn is None:
             fairy = self.engine.raw_connection()
@@ -307,6 +319,23 @@ class DecisionStore:
                 cur.close()
             except Exception:  # noqa: BLE001
                 pass
+
+    @contextmanager
+    def _borrowed_cursor(self) -> Iterator[Any]:
+        """``_cursor`` with a bounded pool: a connection of the engine's pool for this call,
+        in autocommit mode while it is ours; one that raised is invalidated (reconnected)."""
+        fairy = self.engine.raw_connection()
+        conn = fairy.driver_connection
+        try:
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                yield cur
+            conn.autocommit = False
+        except BaseException:
+            fairy.invalidate()
+            raise
+        finally:
+            fairy.close()
 
     def probe(self) -> None:
         """Raise (``STORE_ERRORS``) if the log does not answer now: a connection from the
