@@ -20,14 +20,15 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import psycopg
 from sqlalchemy.engine import make_url
 
 from bandit.domain.context import History
-from bandit.log.records import DecisionRecord, DecisionRow, Written
+from bandit.log.batching import Batcher
+from bandit.log.records import DecisionRecord, DecisionRow, Written, to_ts
 from bandit.log.store import DecisionStore, Plan, Step
 from bandit.log.writer import GroupCommitWriter, PipelinedCommitWriter
 
@@ -62,6 +63,8 @@ class AsyncLog:
         self._idle: list[psycopg.AsyncConnection[Any]] = []
         self._open = 0
         self._slots = asyncio.Semaphore(pool_size)
+        self._histories: Batcher[tuple[str, float], History] = Batcher(
+            self._read_histories, "history read", in_flight=min(2, pool_size))
 
     @property
     def connections(self) -> int:
@@ -113,7 +116,12 @@ class AsyncLog:
                 raise
 
     async def history(self, customer_key: str, now: datetime, lookback_days: float) -> History:
-        return await self.run(self.store.history_plan(customer_key, now, lookback_days))
+        """The customer's history, read together with every other request's of this loop
+        iteration (one statement: ``DecisionStore.histories_plan``)."""
+        return await self._histories.submit((customer_key, to_ts(now - timedelta(days=lookback_days))))
+
+    async def _read_histories(self, wanted: list[tuple[str, float]]) -> list[History]:
+        return await self.run(self.store.histories_plan(wanted))
 
     async def suspended(self) -> frozenset[str]:
         return await self.run(self.store.suspended_plan())

@@ -68,6 +68,8 @@ from bandit.log.schema import (
 _ROWS_PER_STATEMENT = 64
 _GET_DECISION_SQL = text(f"SELECT {', '.join(DECISION_COLUMNS)} FROM decisions WHERE event_id = :e")
 _HISTORY_SQL = text("SELECT kind, offer_id, ts FROM contacts WHERE customer_key = :k AND ts >= :since")
+_HISTORIES_SQL = text("SELECT customer_key, kind, offer_id, ts FROM contacts WHERE customer_key = ANY(:ks) "
+                      "AND ts >= :since")
 _SHOWN_SINCE_SQL = text("SELECT COUNT(*) FROM contacts WHERE customer_key = :k AND kind = 'shown' AND ts >= :since")
 # A transaction-scoped PostgreSQL advisory lock per customer key, held by a commit that
 # checks an ``OfferLimit``: two replicas committing offers to one customer take turns, and
@@ -248,6 +250,7 @@ class DecisionStore:
         self._insert_by_rows: dict[tuple[str, int], str] = {}
         self._sql_get = _Compiled(_GET_DECISION_SQL, d)
         self._sql_history = _Compiled(_HISTORY_SQL, d)
+        self._sql_histories = _Compiled(_HISTORIES_SQL, d) if d.name == "postgresql" else None
         self._sql_shown_since = _Compiled(_SHOWN_SINCE_SQL, d)
         lock = " FOR UPDATE" if d.name == "postgresql" else ""
         self._sql_lock_decision = _Compiled(text(f"SELECT 1 FROM decisions WHERE event_id = :e{lock}"), d)
@@ -654,6 +657,21 @@ class DecisionStore:
         since = to_ts(now - timedelta(days=lookback_days))
         rows = yield Step(self._sql_history.sql, self._sql_history.params({"k": customer_key, "since": since}), "all")
         return history_from_rows(rows)
+
+    def histories_plan(self, wanted: list[tuple[str, float]]) -> "Plan[list[History]]":
+        """The histories of several customers, each since its own time (``(key, since)``
+        pairs), in one statement (PostgreSQL: ``= ANY`` of an array): the rows since the
+        earliest, each key's then cut at its own ``since``. For requests that arrive
+        together (``bandit.log.async_pg``): one round trip instead of one each."""
+        if self._sql_histories is None:
+            raise RuntimeError("histories_plan is PostgreSQL's")
+        q = self._sql_histories
+        rows = yield Step(q.sql, q.params({"ks": sorted({k for k, _ in wanted}),
+                                           "since": min(s for _, s in wanted)}), "all")
+        by_key: dict[str, list[tuple[str, str, float]]] = {}
+        for key, kind, offer_id, ts in rows:
+            by_key.setdefault(key, []).append((kind, offer_id, ts))
+        return [history_from_rows([r for r in by_key.get(k, ()) if r[2] >= since]) for k, since in wanted]
 
     # -- kill switch ---------------------------------------------------------
     def set_suspended(self, offer_id: str, suspended: bool, reason: str = "", actor: str | None = None) -> None:

@@ -36,6 +36,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from bandit.log.batching import Batcher
 from bandit.log.records import CapacityLimit, DecisionRecord, DecisionRow, OfferLimit, Written
 from bandit.log.store import DecisionStore
 
@@ -68,20 +69,13 @@ class GroupCommitWriter:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Written] = loop.create_future()
         self._pending.append((self.store.decision_row(rec, limit, capacity), fut))
-        self._schedule(loop)
-        return await fut
-
-    def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
         if not self._scheduled:
             self._scheduled = True
             loop.call_soon(self._flush)
-
-    def _take(self) -> list[tuple[DecisionRow, "asyncio.Future[Written]"]]:
-        batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]
-        return batch
+        return await fut
 
     def _flush(self) -> None:
-        batch = self._take()
+        batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]
         if self._pending:
             asyncio.get_running_loop().call_soon(self._flush)
         else:
@@ -90,19 +84,11 @@ class GroupCommitWriter:
         try:
             results = self.store.insert_decision_rows([row for row, _ in batch])
         except Exception as exc:  # noqa: BLE001 - every waiter learns its row is not logged
-            self._failed(batch, exc)
+            log.error("decision log commit of %d rows failed: %s", len(batch), exc)
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(exc)
             return
-        self._settle(batch, results, started)
-
-    @staticmethod
-    def _failed(batch: list[tuple[DecisionRow, "asyncio.Future[Written]"]], exc: Exception) -> None:
-        log.error("decision log commit of %d rows failed: %s", len(batch), exc)
-        for _, fut in batch:
-            if not fut.done():
-                fut.set_exception(exc)
-
-    def _settle(self, batch: list[tuple[DecisionRow, "asyncio.Future[Written]"]], results: list[Written],
-                started: float) -> None:
         if self.timed is not None:
             self.timed(time.perf_counter() - started, len(batch))
         for (_, fut), written in zip(batch, results, strict=True):
@@ -112,39 +98,26 @@ class GroupCommitWriter:
 
 class PipelinedCommitWriter(GroupCommitWriter):
     """Group commit that awaits the database instead of blocking the loop (PostgreSQL's,
-    over ``bandit.log.async_pg``): while one batch commits, the next one gathers, and is
-    committed as soon as the one before it is (up to ``in_flight`` batches at once, each on
-    a connection of the log's bounded pool). Requests keep being decided while the commit
-    waits on the server; on SQLite there is no server to wait on (see the module's
-    docstring), so it is not used there."""
+    over ``bandit.log.async_pg``): a ``Batcher`` of decision rows, so while one batch
+    commits the next one gathers, and is committed as soon as the one before it is (up to
+    ``in_flight`` batches at once, each on a connection of the log's bounded pool).
+    Requests keep being decided while the commit waits on the server; on SQLite there is
+    no server to wait on (see the module's docstring), so it is not used there."""
 
     def __init__(self, store: DecisionStore, log_: "AsyncLog", max_batch: int = 512,
                  timed: Callable[[float, int], None] | None = None, in_flight: int = 1):
         super().__init__(store, max_batch, timed)
         self.log = log_
-        self.in_flight = in_flight
-        self._running = 0
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._batcher: Batcher[DecisionRow, Written] = Batcher(self._commit, "decision log commit", max_batch,
+                                                               in_flight)
 
-    def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
-        if self._running < self.in_flight:
-            self._running += 1
-            task = loop.create_task(self._drain())
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+    async def write(self, rec: DecisionRecord, limit: OfferLimit | None = None,
+                    capacity: CapacityLimit | None = None) -> Written:
+        return await self._batcher.submit(self.store.decision_row(rec, limit, capacity))
 
-    async def _drain(self) -> None:
-        """Commit batches until none is pending (the first one: what gathered before this
-        task first ran, in the loop iteration after the first write)."""
-        try:
-            while self._pending:
-                batch = self._take()
-                started = time.perf_counter()
-                try:
-                    results = await self.log.insert_decision_rows([row for row, _ in batch])
-                except Exception as exc:  # noqa: BLE001 - every waiter learns its row is not logged
-                    self._failed(batch, exc)
-                    continue
-                self._settle(batch, results, started)
-        finally:
-            self._running -= 1
+    async def _commit(self, rows: list[DecisionRow]) -> list[Written]:
+        started = time.perf_counter()
+        results = await self.log.insert_decision_rows(rows)
+        if self.timed is not None:
+            self.timed(time.perf_counter() - started, len(rows))
+        return results

@@ -150,9 +150,9 @@ class Target:
             s.stop()
 
 
-def start(name: str, cmd: list[str], env: dict, probe: str, work: Path) -> Server:
+def start(name: str, cmd: list[str], env: dict, probe: str, work: Path, cwd: Path = REPO) -> Server:
     try:
-        return Server(cmd, env, probe, work / f"{name}.log")
+        return Server(cmd, env, probe, work / f"{name}.log", cwd)
     except RuntimeError as exc:
         sys.exit(str(exc))
 
@@ -222,8 +222,13 @@ def main() -> int:
                         "(postgresql-x2: two replicas on one database, the connections split between them)")
     p.add_argument("--no-reference", action="store_true", help="leave out the bare reference app")
     p.add_argument("--pool-size", type=int, default=None, help="the PostgreSQL replicas' database_pool_size")
+    p.add_argument("--baseline", type=Path, default=None,
+                   help="another checkout with its own .venv (git worktree add DIR COMMIT; make install there): each "
+                        "configuration is measured from it too, as DB@base, alternating with this tree's")
     p.add_argument("--json", type=Path, help="also write the results here")
     args = p.parse_args()
+    if args.baseline is not None and not (args.baseline / ".venv/bin/python").exists():
+        p.error(f"--baseline: no .venv/bin/python under {args.baseline} (run make install there)")
     databases = [d.strip() for d in args.database.split(",") if d.strip()]
     if not databases or any(d not in DATABASES for d in databases):
         p.error(f"--database: one or more of {', '.join(DATABASES)}, comma separated; got '{args.database}'")
@@ -251,18 +256,24 @@ def main() -> int:
     targets: list[Target] = []
     db_urls: dict[str, str] = {}
     try:
+        trees = [("", REPO, Path(sys.executable))]
+        if args.baseline is not None:
+            trees.append(("@base", args.baseline.resolve(), args.baseline.resolve() / ".venv/bin/python"))
         for db in databases:
-            db_url = None if db == "sqlite" else pg_database(f"bench_{db.replace('-', '_')}_{os.getpid()}")
-            db_urls[db] = db_url or f"sqlite:///{work / db / 'r1' / 'decisions.db'}"
-            servers, urls = [], []
-            for i in range(2 if db.endswith("-x2") else 1):
-                print(f"starting {db} replica {i + 1} (offer-bandit serve) ...", flush=True)
-                port = free_port()
-                servers.append(start(f"{db}-r{i + 1}", [sys.executable, "-m", "bandit.cli", "serve", "--port",
-                                                        str(port)], svc_env(f"{db}/r{i + 1}", db_url),
-                                     f"http://127.0.0.1:{port}/readyz", work))
-                urls.append(f"http://127.0.0.1:{port}/decide")
-            targets.append(Target(db, servers, urls, work))
+            for suffix, tree, python in trees:
+                name = db + suffix
+                db_url = None if db == "sqlite" else pg_database(f"bench_{name.replace('-', '_').replace('@', '_')}"
+                                                                 f"_{os.getpid()}")
+                db_urls[name] = db_url or f"sqlite:///{work / name / 'r1' / 'decisions.db'}"
+                servers, urls = [], []
+                for i in range(2 if db.endswith("-x2") else 1):
+                    print(f"starting {name} replica {i + 1} (offer-bandit serve, {tree}) ...", flush=True)
+                    port = free_port()
+                    servers.append(start(f"{name}-r{i + 1}", [str(python), "-m", "bandit.cli", "serve", "--port",
+                                                              str(port)], svc_env(f"{name}/r{i + 1}", db_url),
+                                         f"http://127.0.0.1:{port}/readyz", work, tree))
+                    urls.append(f"http://127.0.0.1:{port}/decide")
+                targets.append(Target(name, servers, urls, work))
         if not args.no_reference:
             print("starting the reference (bare Starlette + VW predict) ...", flush=True)
             port = free_port()
@@ -317,7 +328,7 @@ def main() -> int:
           f"{os.cpu_count()} cores; SQLite synchronous={sync}; load average {os.getloadavg()[0]:.2f}")
     if args.json:
         args.json.write_text(json.dumps({"results": results, "ratios": ratios, "rate": rate, "logged": logged,
-                                         "args": vars(args) | {"json": str(args.json)}}, indent=2))
+                                         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}}, indent=2))
     shutil.rmtree(work, ignore_errors=True)
     return 0
 

@@ -138,32 +138,37 @@ async def _retry(decider, store: DecisionStore, event_id: str):  # noqa: ANN001,
 
 
 @hsettings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(days=st.lists(st.integers(0, 400), min_size=0, max_size=6), lookback=st.integers(1, 400))
-def test_async_reads_equal_the_sync_ones(settings: Settings, pg_url: str, days: list[int], lookback: int) -> None:
-    """History, suspended offers and event-id lookups read through the async path are the
+@given(days=st.lists(st.tuples(st.integers(0, 2), st.integers(0, 400)), min_size=0, max_size=8),
+       lookbacks=st.lists(st.integers(1, 400), min_size=3, max_size=3))
+def test_async_reads_equal_the_sync_ones(settings: Settings, pg_url: str, days: list[tuple[int, int]],
+                                         lookbacks: list[int]) -> None:
+    """History (three customers read at once, each with its own lookback: one grouped
+    statement), suspended offers and event-id lookups read through the async path are the
     store's own answers."""
     store = DecisionStore(pg_url, suspension_refresh=0)
     decider = eager_decider(settings, store, max_offers=100)
-    key = uuid.uuid4().hex
+    run = uuid.uuid4().hex
+    customers = [f"{run}-{c}" for c in range(3)]
     try:
-        made = [decider.decide(request(event_id=f"{key}-{i}", customer__id=key), now=NOW - timedelta(days=d))
-                for i, d in enumerate(days)]
+        made = [decider.decide(request(event_id=f"{run}-{i}", customer__id=customers[c]), now=NOW - timedelta(days=d))
+                for i, (c, d) in enumerate(days)]
         for d in made:
             if d.offer_id != NO_OFFER:
                 decider.record_outcome(d.event_id, "declined")
         store.set_suspended("fiber_upgrade", True)
-        ckey = customer_key("test-salt", key)
+        keys = [customer_key("test-salt", c) for c in customers]
 
         async def read() -> tuple:
             alog = AsyncLog(store, 2)
             try:
-                return (await alog.history(ckey, NOW, lookback), await alog.suspended(),
-                        [await alog.get_decision(d.event_id) for d in made], await alog.get_decision("nope"))
+                hists = await asyncio.gather(*(alog.history(k, NOW, lb) for k, lb in zip(keys, lookbacks)))
+                return (hists, await alog.suspended(), [await alog.get_decision(d.event_id) for d in made],
+                        await alog.get_decision("nope"))
             finally:
                 await alog.aclose()
 
-        hist, suspended, got, missing = asyncio.run(read())
-        assert hist == store.history(ckey, NOW, lookback)
+        hists, suspended, got, missing = asyncio.run(read())
+        assert hists == [store.history(k, NOW, lb) for k, lb in zip(keys, lookbacks)]
         assert suspended == store.suspended(fresh=True) == frozenset({"fiber_upgrade"})
         assert got == [store.get_decision(d.event_id) for d in made]
         assert missing is None
