@@ -583,33 +583,27 @@ class DecisionStore:
         decision's row locked ``FOR UPDATE``), so two outcomes for one decision arriving at
         once cannot both pass the check: the first recorded stands."""
         with self._cursor() as cur:
-            cur.execute(self._begin)
-            try:
-                q = self._sql_lock_decision
-                cur.execute(q.sql, q.params({"e": o.event_id}))
-                cur.fetchall()
-                q = self._sql_outcomes_of
-                cur.execute(q.sql, q.params({"e": o.event_id}))
-                present = cur.fetchall()
-                if any(dedupe == o.dedupe for _, dedupe in present):
-                    verdict: tuple[Appended, str | None] = (Appended.DUPLICATE, None)
-                elif (clash := next((t for t, _ in present if t in conflicts), None)) is not None:
-                    verdict = (Appended.CONFLICT, clash)
-                else:
-                    q = self._sql_insert_outcome
-                    cur.execute(q.sql, q.params({"e": o.event_id, "type": o.type, "value": o.value, "score": o.score,
-                                                 "ts": o.ts, "dedupe": o.dedupe}))
-                    if o.type in CONTACT_KIND:
-                        q = self._sql_contact_from_decision
-                        cur.execute(q.sql, q.params({"e": o.event_id, "ts": o.ts, "kind": CONTACT_KIND[o.type]}))
-                    verdict = (Appended.NEW, None)
-                cur.execute("COMMIT")
-            except BaseException:
-                try:
-                    cur.execute("ROLLBACK")
-                except Exception:  # noqa: BLE001 - the original error is the one to report
-                    pass
-                raise
+            return run_plan(cur, self._add_outcome_plan(o, conflicts))
+
+    def _add_outcome_plan(self, o: Outcome, conflicts: frozenset[str]) -> "Plan[tuple[Appended, str | None]]":
+        yield Step(self._begin)
+        q = self._sql_lock_decision
+        yield Step(q.sql, q.params({"e": o.event_id}), "all")
+        q = self._sql_outcomes_of
+        present = yield Step(q.sql, q.params({"e": o.event_id}), "all")
+        if any(dedupe == o.dedupe for _, dedupe in present):
+            verdict: tuple[Appended, str | None] = (Appended.DUPLICATE, None)
+        elif (clash := next((t for t, _ in present if t in conflicts), None)) is not None:
+            verdict = (Appended.CONFLICT, clash)
+        else:
+            q = self._sql_insert_outcome
+            yield Step(q.sql, q.params({"e": o.event_id, "type": o.type, "value": o.value, "score": o.score,
+                                        "ts": o.ts, "dedupe": o.dedupe}))
+            if o.type in CONTACT_KIND:
+                q = self._sql_contact_from_decision
+                yield Step(q.sql, q.params({"e": o.event_id, "ts": o.ts, "kind": CONTACT_KIND[o.type]}))
+            verdict = (Appended.NEW, None)
+        yield Step("COMMIT")
         return verdict
 
     def add_outcomes(self, items: list[Outcome]) -> int:

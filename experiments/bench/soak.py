@@ -171,7 +171,7 @@ def main() -> int:
     try:
         (worker,) = worker_pids(server.proc.pid)
         if args.client == "wrk":
-            delay_ms = fixed_rate_delay(f"{url}/decide", args.connections, args.rate, work, "soak")
+            delay_ms = fixed_rate_delay([f"{url}/decide"], args.connections, args.rate, work, "soak")
 
             def interval(seconds: int, name: str) -> dict:
                 r = wrk(f"{url}/decide", seconds, args.connections, delay_ms, work, name)
