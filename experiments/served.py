@@ -115,9 +115,9 @@ def stop_process(proc: subprocess.Popen) -> None:
 class Server:
     """A server process in its own session; ``stop`` ends its workers too."""
 
-    def __init__(self, cmd: list[str], env: dict[str, str], probe: str, log: Path):
+    def __init__(self, cmd: list[str], env: dict[str, str], probe: str, log: Path, cwd: Path = REPO):
         self.log = log
-        self.proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=open(log, "w"), stderr=subprocess.STDOUT,
+        self.proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=open(log, "w"), stderr=subprocess.STDOUT,
                                      start_new_session=True)
         try:
             wait_ready(probe, self.proc, log)

@@ -45,7 +45,7 @@ from bandit.domain.errors import (
 )
 from bandit.domain.outcomes import OUTCOME_FACTS, REPORTED_OUTCOME_TYPES, OutcomeType, ValueRule
 from bandit.log.store import STORE_ERRORS
-from bandit.log.writer import GroupCommitWriter
+from bandit.log.async_pg import request_writer
 from bandit.deploy.fleet import ConfigFollower, publish
 from bandit.deploy.runtime import Runtime, build_runtime
 from bandit.deploy.models import ModelSource, ModelStatus
@@ -411,7 +411,7 @@ class OfferBandit:
         fail_fast()  # MLflow's HTTP retries bounded in this process (tracking.runs)
         self.observer = metrics.observer()
         self.rt: Runtime = build_runtime(settings, source=_model_source(settings), observer=self.observer)
-        self.writer = GroupCommitWriter(self.rt.store, timed=self.observer.committed)
+        self.writer = request_writer(self.rt.store, settings.database_pool_size, timed=self.observer.committed)
         metrics.report_state(self.metrics_state)
         self._probing, self._probed = threading.Lock(), 0.0
         self.rt.models.start_polling(settings.model_poll_seconds)

@@ -89,6 +89,12 @@ class Settings(BaseSettings):
     suspension_refresh_seconds: float = Field(
         1.0, ge=0, description="How stale a replica's view of the kill switch may be (set through it: at once)."
     )
+    database_pool_size: int = Field(
+        8, ge=1, le=64,
+        description="PostgreSQL log: the connections a replica's request path (decision reads and group commits, "
+        "asynchronous) may hold at once; its other routes and background threads share as many again (at most "
+        "twice this per replica).",
+    )
     sqlite_synchronous: Literal["FULL", "NORMAL"] = Field(
         "FULL",
         description="SQLite log: FULL fsyncs every commit (a logged decision survives power loss); NORMAL "

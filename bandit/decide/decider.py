@@ -58,6 +58,10 @@ from bandit.config.policyfile import PolicyFile
 from bandit.domain.outcomes import OUTCOME_FACTS, OUTCOME_TYPES, OutcomeType, ValueRule, conflicting
 from bandit.decide.sampling import baseline_pmf, sample_index, uniform_from
 from bandit.log.writer import GroupCommitWriter
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bandit.log.async_pg import AsyncLog
 from bandit.domain.context import EMPTY_HISTORY
 from bandit.log.records import (
     Appended,
@@ -177,6 +181,30 @@ class OutcomeReceipt:
 
 
 @dataclass(frozen=True)
+class _Asked:
+    """A checked request before the log is read: its time, the configuration it is decided
+    under, its event id (``given_id``: the caller's own, so possibly a retry) and customer key."""
+
+    now: datetime
+    config: Any
+    event_id: str
+    given_id: bool
+    ckey: str | None
+    lookback: float
+
+
+@dataclass(frozen=True)
+class _Seen:
+    """What the log said for a request: the decision already logged under its event id, the
+    customer's logged history, the suspended offers, the capacities' uses."""
+
+    existing: DecisionRecord | None
+    history: History
+    suspended: frozenset[str]
+    uses: list[tuple[str, str | None, float]]
+
+
+@dataclass(frozen=True)
 class _Prepared:
     record: DecisionRecord
     eligibility: Eligibility
@@ -198,58 +226,92 @@ class Decider:
     # -- deciding ------------------------------------------------------------
     def decide(self, request: DecisionRequest, now: datetime | None = None) -> Decision:
         """Decide and log synchronously (CLI, flows, simulations)."""
-        p = self._prepare(request, now)
+        asked = self._asked(request, now)
+        try:
+            seen = self._read(asked)
+        except STORE_ERRORS as exc:  # without the log, caps cannot be checked: no offer
+            return self._unreadable(asked, exc)
+        p = self._prepare(request, asked, seen)
         if isinstance(p, Decision):
             return p
         try:
             written = self.store.write_decision(p.record, p.limit, p.capacity)
         except STORE_ERRORS as exc:  # the log's database failing: no offer (anything else is a bug: raised)
             return self._log_failed(p, exc)
-        return self._finish(p, written)
+        existing = self.store.get_decision(p.record.event_id) if written is Written.DUPLICATE else None
+        return self._finish(p, written, existing)
 
     async def decide_async(self, request: DecisionRequest, writer: GroupCommitWriter,
                            now: datetime | None = None) -> Decision:
         """The same path for servers: the log write is a group commit awaited without
-        blocking the event loop; the answer still waits for this decision's commit."""
-        p = self._prepare(request, now)
+        blocking the event loop; the answer still waits for this decision's commit. With a
+        writer that has asynchronous reads (``writer.log``: PostgreSQL's), the log's reads
+        are awaited too."""
+        asked = self._asked(request, now)
+        alog = writer.log
+        try:
+            seen = self._read(asked) if alog is None else await self._read_async(asked, alog)
+        except STORE_ERRORS as exc:
+            return self._unreadable(asked, exc)
+        p = self._prepare(request, asked, seen)
         if isinstance(p, Decision):
             return p
         try:
             written = await writer.write(p.record, p.limit, p.capacity)
+            existing = None
+            if written is Written.DUPLICATE:
+                existing = (self.store.get_decision(p.record.event_id) if alog is None
+                            else await alog.get_decision(p.record.event_id))
         except STORE_ERRORS as exc:
             return self._log_failed(p, exc)
-        return self._finish(p, written)
+        return self._finish(p, written, existing)
 
-    def _prepare(self, request: DecisionRequest, now: datetime | None) -> "_Prepared | Decision":
-        """Everything up to the log write. Returns a final ``Decision`` when no write is due
-        (a repeated event id, or an unreadable log)."""
+    def _asked(self, request: DecisionRequest, now: datetime | None) -> "_Asked":
+        """What the request asks, before the log is read: checked (``InvalidRequest``)."""
         now = now or self.clock()
         cfg = self.config.current
-        catalog, policy = cfg.catalog, cfg.policy
-        event_id = request.event_id or new_event_id()
-
-        self._check_candidates(request, catalog)
+        self._check_candidates(request, cfg.catalog)
         check_features(request)
         cid = request.customer.id
-        ckey = customer_key(self.secret, cid) if cid is not None else None  # None: an anonymous visitor
-        context = logged_context(request)
+        g = cfg.policy.guardrails
+        return _Asked(
+            now=now, config=cfg, event_id=request.event_id or new_event_id(), given_id=request.event_id is not None,
+            ckey=customer_key(self.secret, cid) if cid is not None else None,  # None: an anonymous visitor
+            lookback=max(365.0, g.complaint_cooldown_days, g.decline_pause_days, g.frequency_cap.window_days,
+                         g.impression_cap.window_days + g.impression_cap.pause_days))
+
+    def _read(self, a: "_Asked") -> "_Seen":
+        """What the log says for this request (``STORE_ERRORS`` if it cannot be read)."""
+        return _Seen(
+            existing=self.store.get_decision(a.event_id) if a.given_id else None,
+            history=self.store.history(a.ckey, a.now, a.lookback) if a.ckey else EMPTY_HISTORY,
+            suspended=self.store.suspended(),
+            uses=self.store.capacity_uses(to_ts(a.now)) if a.config.catalog.capacities else [])
+
+    async def _read_async(self, a: "_Asked", alog: "AsyncLog") -> "_Seen":
+        """``_read`` over the asynchronous connections: the same reads, awaited."""
+        return _Seen(
+            existing=await alog.get_decision(a.event_id) if a.given_id else None,
+            history=await alog.history(a.ckey, a.now, a.lookback) if a.ckey else EMPTY_HISTORY,
+            suspended=await alog.suspended(),
+            uses=await alog.capacity_uses(to_ts(a.now)) if a.config.catalog.capacities else [])
+
+    def _unreadable(self, a: "_Asked", exc: Exception) -> Decision:
+        """Without the log, caps cannot be checked: no offer, counted and logged."""
+        log.error("decision %s: log unreadable: %s", a.event_id, exc)
+        self.log_health.failed(exc)
+        self.observer.log_failed(exc)
+        return self._unlogged(a.event_id, self.models.current.version, Eligibility((NO_OFFER,), ()))
+
+    def _prepare(self, request: DecisionRequest, a: "_Asked", seen: "_Seen") -> "_Prepared | Decision":
+        """Everything between the log's reads and its write. Returns a final ``Decision``
+        when no write is due (a repeated event id)."""
+        now, cfg, event_id, ckey = a.now, a.config, a.event_id, a.ckey
+        catalog, policy = cfg.catalog, cfg.policy
         g = policy.guardrails
-        lookback = max(365.0, g.complaint_cooldown_days, g.decline_pause_days,
-                       g.frequency_cap.window_days, g.impression_cap.window_days + g.impression_cap.pause_days)
-        existing: DecisionRecord | None = None
-        try:
-            if request.event_id is not None:
-                existing = self.store.get_decision(event_id)
-            logged_history = history = self.store.history(ckey, now, lookback) if ckey else EMPTY_HISTORY
-            if request.history != EMPTY_HISTORY:
-                history = history.merged(request.history)
-            suspended = self.store.suspended()
-            uses = self.store.capacity_uses(to_ts(now)) if catalog.capacities else []
-        except STORE_ERRORS as exc:  # without the log, caps cannot be checked: no offer
-            log.error("decision %s: log unreadable: %s", event_id, exc)
-            self.log_health.failed(exc)
-            self.observer.log_failed(exc)
-            return self._unlogged(event_id, self.models.current.version, Eligibility((NO_OFFER,), ()))
+        context = logged_context(request)
+        existing, logged_history, suspended, uses = seen.existing, seen.history, seen.suspended, seen.uses
+        history = logged_history.merged(request.history) if request.history != EMPTY_HISTORY else logged_history
         if existing is not None:
             return replay(existing, ckey, context)
         full = offers_at_capacity(catalog, uses, request.channel.value, to_ts(now))
@@ -332,9 +394,10 @@ class Decider:
         self.observer.log_failed(exc)
         return self._unlogged(p.record.event_id, p.record.model_version, p.eligibility)
 
-    def _finish(self, p: "_Prepared", written: Written) -> Decision:
-        if written is Written.DUPLICATE:  # a concurrent request with the same event id won the race
-            existing = self.store.get_decision(p.record.event_id)
+    def _finish(self, p: "_Prepared", written: Written, existing: DecisionRecord | None = None) -> Decision:
+        """The answer for what the commit wrote; for a ``DUPLICATE``, ``existing`` is the row
+        logged under the event id (a concurrent request with the same id won the race)."""
+        if written is Written.DUPLICATE:
             if existing is not None:
                 return replay(existing, p.record.customer_key, p.record.payload["context"])
         self.log_health.succeeded()

@@ -25,7 +25,7 @@ class Runtime:
 def open_store(settings: Settings) -> DecisionStore:
     settings.ensure_home()
     return DecisionStore(settings.db_url, suspension_refresh=settings.suspension_refresh_seconds,
-                         sqlite_synchronous=settings.sqlite_synchronous)
+                         sqlite_synchronous=settings.sqlite_synchronous, pool_size=settings.database_pool_size)
 
 
 def default_source(settings: Settings) -> ModelSource | None:

@@ -24,10 +24,10 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any, Generic, NamedTuple, TypeVar
 
 import psycopg
 from sqlalchemy import create_engine, event, func, insert, select, text, update
@@ -68,6 +68,8 @@ from bandit.log.schema import (
 _ROWS_PER_STATEMENT = 64
 _GET_DECISION_SQL = text(f"SELECT {', '.join(DECISION_COLUMNS)} FROM decisions WHERE event_id = :e")
 _HISTORY_SQL = text("SELECT kind, offer_id, ts FROM contacts WHERE customer_key = :k AND ts >= :since")
+_HISTORIES_SQL = text("SELECT customer_key, kind, offer_id, ts FROM contacts WHERE customer_key = ANY(:ks) "
+                      "AND ts >= :since")
 _SHOWN_SINCE_SQL = text("SELECT COUNT(*) FROM contacts WHERE customer_key = :k AND kind = 'shown' AND ts >= :since")
 # A transaction-scoped PostgreSQL advisory lock per customer key, held by a commit that
 # checks an ``OfferLimit``: two replicas committing offers to one customer take turns, and
@@ -93,6 +95,8 @@ _UPSERT_SUSPENSION_SQL = text(
     "INSERT INTO suspensions (offer_id, suspended, reason, ts) VALUES (:offer_id, :suspended, :reason, :ts) "
     "ON CONFLICT (offer_id) DO UPDATE SET suspended = excluded.suspended, reason = excluded.reason, ts = excluded.ts"
 )
+_T = TypeVar("_T")
+
 STORE_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, psycopg.Error, SQLAlchemyError)
 """What the log's database raises when it is down or refuses (the request path's raw
 connections raise the driver's errors, SQLAlchemy's paths its own): the errors a caller
@@ -111,6 +115,96 @@ class _Compiled:
         return values if self._order is None else tuple(values[k] for k in self._order)
 
 
+class Step(NamedTuple):
+    """One statement of a ``Plan`` and what its result is wanted as: ``none``, the first
+    row (``one``), every row (``all``) or the count of rows it changed (``rowcount``)."""
+
+    sql: str
+    params: Sequence[Any] | dict[str, Any] | None = None
+    want: str = "none"
+
+
+Plan = Generator[Step, Any, _T]
+"""A transaction written once for both drivers: a generator that yields the ``Step``s to
+run, is sent each one's result, and returns its answer. ``run_plan`` runs it on a
+synchronous cursor, ``bandit.log.async_pg`` on an asynchronous one: the SQL and the logic
+(the limits' locks and counts) exist once."""
+
+
+def step_result(cur: Any, want: str) -> Any:
+    """What a ``Step`` wants from the cursor that ran it (sync or async alike: these calls
+    do not wait on the server once ``execute`` has returned)."""
+    if want == "none":
+        return None
+    if want == "rowcount":
+        return cur.rowcount
+    return cur.fetchone() if want == "one" else cur.fetchall()
+
+
+def run_plan(cur: Any, plan: "Plan[_T]") -> _T:
+    """Run ``plan`` on a synchronous cursor in autocommit mode; on any error, ROLLBACK (the
+    original error is the one raised)."""
+    try:
+        step = next(plan)
+        while True:
+            if step.params is None:
+                cur.execute(step.sql)
+            else:
+                cur.execute(step.sql, step.params)
+            step = plan.send(step_result(cur, step.want))
+    except StopIteration as done:
+        return done.value
+    except BaseException:
+        try:
+            cur.execute("ROLLBACK")
+        except Exception:  # noqa: BLE001 - the original error is the one to report
+            pass
+        raise
+
+
+def history_from_rows(rows: Sequence[tuple[str, str, float]]) -> History:
+    """A customer's ``History`` from their ``contacts`` rows (kind, offer, ts): the request
+    path's, built without validating our own rows."""
+    if not rows:
+        return EMPTY_HISTORY
+    shown, declined, accepted, complaints = set(), set(), set(), []
+    event = OfferEvent.model_construct
+    for kind, offer_id, ts in rows:
+        if kind == "complaint":
+            complaints.append(ts)
+        else:
+            {"shown": shown, "declined": declined, "accepted": accepted}[kind].add(
+                event(offer_id=offer_id, at=from_ts(ts)))
+    key = lambda e: (e.at, e.offer_id)  # noqa: E731
+    return History.model_construct(
+        shown=tuple(sorted(shown, key=key)),
+        declined=tuple(sorted(declined, key=key)),
+        accepted=tuple(sorted(accepted, key=key)),
+        last_complaint=from_ts(max(complaints)) if complaints else None,
+    )
+
+
+class Cached(Generic[_T]):
+    """A value read from the log, reused for ``seconds`` (the kill switch, the capacities'
+    uses): shared by the synchronous and the asynchronous reads of one store."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self._value: tuple[float, _T] | None = None
+
+    def get(self) -> _T | None:
+        """The value if it is fresh enough, else ``None``."""
+        v = self._value
+        return v[1] if v is not None and time.monotonic() - v[0] < self.seconds else None
+
+    def put(self, value: _T, read_at: float) -> _T:
+        self._value = (read_at, value)
+        return value
+
+    def clear(self) -> None:
+        self._value = None
+
+
 class _Insert(NamedTuple):
     """What one decision inserts: its row (or a fallback's), its contact and use, if any."""
 
@@ -123,11 +217,19 @@ class _Insert(NamedTuple):
 class DecisionStore:
     """The log, on SQLite (WAL) or PostgreSQL."""
 
-    def __init__(self, url: str, *, sqlite_synchronous: str = "FULL", suspension_refresh: float = 1.0):
+    def __init__(self, url: str, *, sqlite_synchronous: str = "FULL", suspension_refresh: float = 1.0,
+                 pool_size: int | None = None):
+        """``pool_size`` (PostgreSQL): at most this many connections for every synchronous
+        use of the store in this process (SQLAlchemy's pool without overflow; the request
+        path's raw connections are borrowed from it per call); ``None``: SQLAlchemy's default
+        pool, and a raw connection kept per thread."""
         self.url = url
         self.suspension_refresh = suspension_refresh
-        self._suspended_cache: tuple[float, frozenset[str]] | None = None
-        self.engine: Engine = create_engine(url, future=True, pool_pre_ping=not url.startswith("sqlite"))
+        self._suspended_cache: Cached[frozenset[str]] = Cached(suspension_refresh)
+        sqlite = url.startswith("sqlite")
+        bounded = {} if sqlite or pool_size is None else {"pool_size": pool_size, "max_overflow": 0}
+        self._borrow = bool(bounded)
+        self.engine: Engine = create_engine(url, future=True, pool_pre_ping=not sqlite, **bounded)
         if self.engine.dialect.name == "sqlite":
 
             @event.listens_for(self.engine, "connect")
@@ -148,6 +250,7 @@ class DecisionStore:
         self._insert_by_rows: dict[tuple[str, int], str] = {}
         self._sql_get = _Compiled(_GET_DECISION_SQL, d)
         self._sql_history = _Compiled(_HISTORY_SQL, d)
+        self._sql_histories = _Compiled(_HISTORIES_SQL, d) if d.name == "postgresql" else None
         self._sql_shown_since = _Compiled(_SHOWN_SINCE_SQL, d)
         lock = " FOR UPDATE" if d.name == "postgresql" else ""
         self._sql_lock_decision = _Compiled(text(f"SELECT 1 FROM decisions WHERE event_id = :e{lock}"), d)
@@ -159,7 +262,7 @@ class DecisionStore:
         self._sql_customer_lock = _Compiled(_CUSTOMER_LOCK_SQL, d) if d.name == "postgresql" else None
         self._sql_used_since = _Compiled(_USED_SINCE_SQL, d)
         self._sql_uses_since = _Compiled(_USES_SINCE_SQL, d)
-        self._uses_cache: tuple[float, list[tuple[str, str | None, float]]] | None = None
+        self._uses_cache: Cached[list[tuple[str, str | None, float]]] = Cached(suspension_refresh)
         # SQLite: take the write lock at BEGIN, so that a limit's count and the inserts after it
         # see one state of the log (a deferred transaction that read first could not write).
         self._begin = "BEGIN IMMEDIATE" if d.name == "sqlite" else "BEGIN"
@@ -185,6 +288,10 @@ class DecisionStore:
         """A cursor on this thread's raw connection, in the driver's autocommit mode
         (reads see committed data and hold no transaction; writes say BEGIN/COMMIT).
         A connection that raised is dropped, so the next call reconnects."""
+        if self._borrow:
+            with self._borrowed_cursor() as cur:
+                yield cur
+            return
         conn = getattr(self._local, "conn", None)
         if conn is None:
             fairy = self.engine.raw_connection()
@@ -215,6 +322,23 @@ class DecisionStore:
                 cur.close()
             except Exception:  # noqa: BLE001
                 pass
+
+    @contextmanager
+    def _borrowed_cursor(self) -> Iterator[Any]:
+        """``_cursor`` with a bounded pool: a connection of the engine's pool for this call,
+        in autocommit mode while it is ours; one that raised is invalidated (reconnected)."""
+        fairy = self.engine.raw_connection()
+        conn = fairy.driver_connection
+        try:
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                yield cur
+            conn.autocommit = False
+        except BaseException:
+            fairy.invalidate()
+            raise
+        finally:
+            fairy.close()
 
     def probe(self) -> None:
         """Raise (``STORE_ERRORS``) if the log does not answer now: a connection from the
@@ -263,43 +387,45 @@ class DecisionStore:
         logged as made, was a repeated event id (nothing written), or met its
         ``OfferLimit`` or ``CapacityLimit`` (its fallback logged instead).
 
+        The statements are ``insert_plan``'s, run here on this thread's raw connection (the
+        asynchronous path, ``bandit.log.async_pg``, runs the same plan on its own)."""
+        if not rows:
+            return []
+        with self._cursor() as cur:
+            return run_plan(cur, self.insert_plan(rows))
+
+    def insert_plan(self, rows: list[DecisionRow]) -> "Plan[list[Written]]":
+        """The transaction that inserts ``rows``, as the statements it runs (``Step``s, each
+        sent back its result): one description of it for the synchronous and the
+        asynchronous driver. BEGIN, the limits' locks and counts, the inserts, COMMIT.
+
         The rows go to the driver as multi-row ``INSERT`` statements (up to
         ``_ROWS_PER_STATEMENT`` rows each): one call into the driver per chunk rather than
         per row. When fewer rows than sent were inserted (a repeated event id: rare), the
         transaction is rolled back and redone row by row to learn which ones."""
-        if not rows:
-            return []
-        with self._cursor() as cur:
-            cur.execute(self._begin)
-            try:
-                chosen = self._within_limits(cur, rows)
-                if self._insert_all(cur, "decisions", [c.decision for c in chosen]) == len(rows):
-                    written = [c.status for c in chosen]
-                    self._insert_all(cur, "contacts", [c.contact for c in chosen if c.contact is not None])
-                    self._insert_all(cur, "offer_uses", [c.use for c in chosen if c.use is not None])
-                else:
-                    cur.execute("ROLLBACK")
-                    cur.execute(self._begin)
-                    self._lock_limits(cur, rows)
-                    written = []
-                    for r in rows:  # each limit's count sees the rows inserted before it
-                        c = self._within_limits(cur, [r], locked=True)[0]
-                        new = self._insert_all(cur, "decisions", [c.decision]) == 1
-                        if new and c.contact is not None:
-                            self._insert_all(cur, "contacts", [c.contact])
-                        if new and c.use is not None:
-                            self._insert_all(cur, "offer_uses", [c.use])
-                        written.append(c.status if new else Written.DUPLICATE)
-                cur.execute("COMMIT")
-            except BaseException:
-                try:
-                    cur.execute("ROLLBACK")
-                except Exception:  # noqa: BLE001 - the original error is the one to report
-                    pass
-                raise
+        yield Step(self._begin)
+        chosen = yield from self._within_limits(rows)
+        if (yield from self._insert_all("decisions", [c.decision for c in chosen])) == len(rows):
+            written = [c.status for c in chosen]
+            yield from self._insert_all("contacts", [c.contact for c in chosen if c.contact is not None])
+            yield from self._insert_all("offer_uses", [c.use for c in chosen if c.use is not None])
+        else:
+            yield Step("ROLLBACK")
+            yield Step(self._begin)
+            yield from self._lock_limits(rows)
+            written = []
+            for r in rows:  # each limit's count sees the rows inserted before it
+                c = (yield from self._within_limits([r], locked=True))[0]
+                new = (yield from self._insert_all("decisions", [c.decision])) == 1
+                if new and c.contact is not None:
+                    yield from self._insert_all("contacts", [c.contact])
+                if new and c.use is not None:
+                    yield from self._insert_all("offer_uses", [c.use])
+                written.append(c.status if new else Written.DUPLICATE)
+        yield Step("COMMIT")
         return written
 
-    def _lock_limits(self, cur: Any, rows: list[DecisionRow]) -> None:
+    def _lock_limits(self, rows: list[DecisionRow]) -> "Plan[None]":
         """PostgreSQL: the per-customer locks of the rows' limits, then the per-offer locks of
         their capacities, each in key order (every transaction takes them in this one order,
         so none can deadlock another). SQLite's BEGIN IMMEDIATE has already serialized every
@@ -308,29 +434,27 @@ class DecisionStore:
             return
         q = self._sql_customer_lock
         for key in sorted({r.limit.customer_key for r in rows if r.limit is not None}):
-            cur.execute(q.sql, q.params({"c": _CUSTOMER_LOCK_CLASS, "k": key}))
-            cur.fetchall()
+            yield Step(q.sql, q.params({"c": _CUSTOMER_LOCK_CLASS, "k": key}), "all")
         for key in sorted({r.capacity.offer_id for r in rows if r.capacity is not None}):
-            cur.execute(q.sql, q.params({"c": _OFFER_LOCK_CLASS, "k": key}))
-            cur.fetchall()
+            yield Step(q.sql, q.params({"c": _OFFER_LOCK_CLASS, "k": key}), "all")
 
-    def _within_limits(self, cur: Any, rows: list[DecisionRow], locked: bool = False) -> list["_Insert"]:
+    def _within_limits(self, rows: list[DecisionRow], locked: bool = False) -> "Plan[list[_Insert]]":
         """For each row, what to insert: its own rows, or a fallback's where its limit (the
         customer's cap, checked first) or its offer's capacity is reached, counting what the
         log holds and what ``rows`` inserts before it."""
         if all(r.limit is None and r.capacity is None for r in rows):
             return [_Insert(r.decision, r.contact, None, Written.NEW) for r in rows]
         if not locked:
-            self._lock_limits(cur, rows)
+            yield from self._lock_limits(rows)
         shown_in_batch: dict[str, list[float]] = {}
         used_in_batch: list[tuple[Any, ...]] = []
         out: list[_Insert] = []
         for r in rows:
             choice = _Insert(r.decision, r.contact, r.use, Written.NEW)
-            if r.limit is not None and self._shown(cur, r.limit, shown_in_batch) > r.limit.allowed:
+            if r.limit is not None and (yield from self._shown(r.limit, shown_in_batch)) > r.limit.allowed:
                 assert r.fallback is not None
                 choice = _Insert(r.fallback, None, None, Written.LIMITED)
-            elif r.capacity is not None and self._used(cur, r.capacity, used_in_batch) > r.capacity.allowed:
+            elif r.capacity is not None and (yield from self._used(r.capacity, used_in_batch)) > r.capacity.allowed:
                 assert r.capacity_fallback is not None
                 choice = _Insert(r.capacity_fallback, None, None, Written.AT_CAPACITY)
             if choice.contact is not None:
@@ -340,16 +464,16 @@ class DecisionStore:
             out.append(choice)
         return out
 
-    def _shown(self, cur: Any, lim: OfferLimit, in_batch: dict[str, list[float]]) -> int:
+    def _shown(self, lim: OfferLimit, in_batch: dict[str, list[float]]) -> "Plan[int]":
         q = self._sql_shown_since
-        cur.execute(q.sql, q.params({"k": lim.customer_key, "since": lim.since}))
-        return int(cur.fetchone()[0]) + sum(1 for ts in in_batch.get(lim.customer_key, ()) if ts >= lim.since)
+        (count,) = yield Step(q.sql, q.params({"k": lim.customer_key, "since": lim.since}), "one")
+        return int(count) + sum(1 for ts in in_batch.get(lim.customer_key, ()) if ts >= lim.since)
 
-    def _used(self, cur: Any, cap: CapacityLimit, in_batch: list[tuple[Any, ...]]) -> int:
+    def _used(self, cap: CapacityLimit, in_batch: list[tuple[Any, ...]]) -> "Plan[int]":
         """The offer's uses since ``cap.since`` (on its channels), in the log and in the batch."""
         q = self._sql_used_since
-        cur.execute(q.sql, q.params({"o": cap.offer_id, "since": cap.since}))
-        counted = cur.fetchall() + [(u[1], u[2]) for u in in_batch if u[0] == cap.offer_id]
+        logged = yield Step(q.sql, q.params({"o": cap.offer_id, "since": cap.since}), "all")
+        counted = list(logged) + [(u[1], u[2]) for u in in_batch if u[0] == cap.offer_id]
         return sum(1 for channel, ts in counted
                    if ts >= cap.since and (cap.channels is None or channel in cap.channels))
 
@@ -357,26 +481,27 @@ class DecisionStore:
         """Uses of offers with a capacity in the 24 hours (the longest period) before ``now``
         (default: the clock's), as ``(offer_id, channel, ts)``: what the guardrails count.
         Cached like ``suspended`` (a second stale at most; the commit counts again, exactly)."""
-        now = time.monotonic()
-        cached = self._uses_cache
-        if not fresh and cached is not None and now - cached[0] < self.suspension_refresh:
-            return cached[1]
         with self._cursor() as cur:
-            q = self._sql_uses_since
-            since = (time.time() if now is None else now) - CAPACITY_PERIODS["day"]
-            cur.execute(q.sql, q.params({"since": since}))
-            value = [(str(o), c, float(ts)) for o, c, ts in cur.fetchall()]
-        self._uses_cache = (now, value)
-        return value
+            return run_plan(cur, self.capacity_uses_plan(now, fresh))
 
-    def _insert_all(self, cur: Any, table: str, rows: list[tuple[Any, ...]]) -> int:
+    def capacity_uses_plan(self, now: float | None = None,
+                           fresh: bool = False) -> "Plan[list[tuple[str, str | None, float]]]":
+        """``capacity_uses`` as a ``Plan`` (no statement while the cached value is fresh)."""
+        if not fresh and (cached := self._uses_cache.get()) is not None:
+            return cached
+        read_at = time.monotonic()
+        q = self._sql_uses_since
+        since = (time.time() if now is None else now) - CAPACITY_PERIODS["day"]
+        rows = yield Step(q.sql, q.params({"since": since}), "all")
+        return self._uses_cache.put([(str(o), c, float(ts)) for o, c, ts in rows], read_at)
+
+    def _insert_all(self, table: str, rows: list[tuple[Any, ...]]) -> "Plan[int]":
         """Insert ``rows`` into ``table`` (``decisions``: skipping event ids already logged)
         in chunks of ``_ROWS_PER_STATEMENT``; how many rows were inserted."""
         count = 0
         for i in range(0, len(rows), _ROWS_PER_STATEMENT):
             chunk = rows[i : i + _ROWS_PER_STATEMENT]
-            cur.execute(self._insert_sql(table, len(chunk)), [v for row in chunk for v in row])
-            count += cur.rowcount
+            count += yield Step(self._insert_sql(table, len(chunk)), [v for row in chunk for v in row], "rowcount")
         return count
 
     def _insert_sql(self, table: str, n: int) -> str:
@@ -418,8 +543,10 @@ class DecisionStore:
 
     def get_decision(self, event_id: str) -> DecisionRecord | None:
         with self._cursor() as cur:
-            cur.execute(self._sql_get.sql, self._sql_get.params({"e": event_id}))
-            row = cur.fetchone()
+            return run_plan(cur, self.get_decision_plan(event_id))
+
+    def get_decision_plan(self, event_id: str) -> "Plan[DecisionRecord | None]":
+        row = yield Step(self._sql_get.sql, self._sql_get.params({"e": event_id}), "one")
         return row_to_record(dict(zip(DECISION_COLUMNS, row, strict=True))) if row else None
 
     def activate(self, event_id: str, ts: float) -> bool | None:
@@ -456,33 +583,27 @@ class DecisionStore:
         decision's row locked ``FOR UPDATE``), so two outcomes for one decision arriving at
         once cannot both pass the check: the first recorded stands."""
         with self._cursor() as cur:
-            cur.execute(self._begin)
-            try:
-                q = self._sql_lock_decision
-                cur.execute(q.sql, q.params({"e": o.event_id}))
-                cur.fetchall()
-                q = self._sql_outcomes_of
-                cur.execute(q.sql, q.params({"e": o.event_id}))
-                present = cur.fetchall()
-                if any(dedupe == o.dedupe for _, dedupe in present):
-                    verdict: tuple[Appended, str | None] = (Appended.DUPLICATE, None)
-                elif (clash := next((t for t, _ in present if t in conflicts), None)) is not None:
-                    verdict = (Appended.CONFLICT, clash)
-                else:
-                    q = self._sql_insert_outcome
-                    cur.execute(q.sql, q.params({"e": o.event_id, "type": o.type, "value": o.value, "score": o.score,
-                                                 "ts": o.ts, "dedupe": o.dedupe}))
-                    if o.type in CONTACT_KIND:
-                        q = self._sql_contact_from_decision
-                        cur.execute(q.sql, q.params({"e": o.event_id, "ts": o.ts, "kind": CONTACT_KIND[o.type]}))
-                    verdict = (Appended.NEW, None)
-                cur.execute("COMMIT")
-            except BaseException:
-                try:
-                    cur.execute("ROLLBACK")
-                except Exception:  # noqa: BLE001 - the original error is the one to report
-                    pass
-                raise
+            return run_plan(cur, self._add_outcome_plan(o, conflicts))
+
+    def _add_outcome_plan(self, o: Outcome, conflicts: frozenset[str]) -> "Plan[tuple[Appended, str | None]]":
+        yield Step(self._begin)
+        q = self._sql_lock_decision
+        yield Step(q.sql, q.params({"e": o.event_id}), "all")
+        q = self._sql_outcomes_of
+        present = yield Step(q.sql, q.params({"e": o.event_id}), "all")
+        if any(dedupe == o.dedupe for _, dedupe in present):
+            verdict: tuple[Appended, str | None] = (Appended.DUPLICATE, None)
+        elif (clash := next((t for t, _ in present if t in conflicts), None)) is not None:
+            verdict = (Appended.CONFLICT, clash)
+        else:
+            q = self._sql_insert_outcome
+            yield Step(q.sql, q.params({"e": o.event_id, "type": o.type, "value": o.value, "score": o.score,
+                                        "ts": o.ts, "dedupe": o.dedupe}))
+            if o.type in CONTACT_KIND:
+                q = self._sql_contact_from_decision
+                yield Step(q.sql, q.params({"e": o.event_id, "ts": o.ts, "kind": CONTACT_KIND[o.type]}))
+            verdict = (Appended.NEW, None)
+        yield Step("COMMIT")
         return verdict
 
     def add_outcomes(self, items: list[Outcome]) -> int:
@@ -521,29 +642,30 @@ class DecisionStore:
         """What the log knows of a customer: offers shown (activated), declined, accepted, complaints.
 
         On the request path: one prebuilt statement over ``contacts``, no validation of our
-        own rows.
+        own rows (``history_from_rows``).
         """
-        since = to_ts(now - timedelta(days=lookback_days))
         with self._cursor() as cur:
-            cur.execute(self._sql_history.sql, self._sql_history.params({"k": customer_key, "since": since}))
-            rows = cur.fetchall()
-        if not rows:
-            return EMPTY_HISTORY
-        shown, declined, accepted, complaints = set(), set(), set(), []
-        event = OfferEvent.model_construct
-        for kind, offer_id, ts in rows:
-            if kind == "complaint":
-                complaints.append(ts)
-            else:
-                {"shown": shown, "declined": declined, "accepted": accepted}[kind].add(
-                    event(offer_id=offer_id, at=from_ts(ts)))
-        key = lambda e: (e.at, e.offer_id)  # noqa: E731
-        return History.model_construct(
-            shown=tuple(sorted(shown, key=key)),
-            declined=tuple(sorted(declined, key=key)),
-            accepted=tuple(sorted(accepted, key=key)),
-            last_complaint=from_ts(max(complaints)) if complaints else None,
-        )
+            return run_plan(cur, self.history_plan(customer_key, now, lookback_days))
+
+    def history_plan(self, customer_key: str, now: datetime, lookback_days: float) -> "Plan[History]":
+        since = to_ts(now - timedelta(days=lookback_days))
+        rows = yield Step(self._sql_history.sql, self._sql_history.params({"k": customer_key, "since": since}), "all")
+        return history_from_rows(rows)
+
+    def histories_plan(self, wanted: list[tuple[str, float]]) -> "Plan[list[History]]":
+        """The histories of several customers, each since its own time (``(key, since)``
+        pairs), in one statement (PostgreSQL: ``= ANY`` of an array): the rows since the
+        earliest, each key's then cut at its own ``since``. For requests that arrive
+        together (``bandit.log.async_pg``): one round trip instead of one each."""
+        if self._sql_histories is None:
+            raise RuntimeError("histories_plan is PostgreSQL's")
+        q = self._sql_histories
+        rows = yield Step(q.sql, q.params({"ks": sorted({k for k, _ in wanted}),
+                                           "since": min(s for _, s in wanted)}), "all")
+        by_key: dict[str, list[tuple[str, str, float]]] = {}
+        for key, kind, offer_id, ts in rows:
+            by_key.setdefault(key, []).append((kind, offer_id, ts))
+        return [history_from_rows([r for r in by_key.get(k, ()) if r[2] >= since]) for k, since in wanted]
 
     # -- kill switch ---------------------------------------------------------
     def set_suspended(self, offer_id: str, suspended: bool, reason: str = "", actor: str | None = None) -> None:
@@ -551,7 +673,7 @@ class DecisionStore:
         one, the monitor flow on another) setting the same offer at once cannot collide
         (a delete then insert could: both delete, then the second insert fails); and the
         event appended to ``suspension_events`` (who, when, why) in the same transaction."""
-        self._suspended_cache = None
+        self._suspended_cache.clear()
         now = time.time()
         with self.engine.begin() as conn:
             conn.execute(_UPSERT_SUSPENSION_SQL,
@@ -601,14 +723,14 @@ class DecisionStore:
         """Suspended offer ids. Cached for ``suspension_refresh`` seconds on the request path;
         a change made through this store is seen at once, one made through another replica
         within the refresh interval. ``fresh=True`` always reads the table."""
-        now = time.monotonic()
-        cached = self._suspended_cache
-        if not fresh and cached is not None and now - cached[0] < self.suspension_refresh:
-            return cached[1]
         with self._cursor() as cur:
-            cur.execute(self._sql_suspended.sql, self._sql_suspended.params({"t": True}))
-            rows = cur.fetchall()
-        value = frozenset(r[0] for r in rows)
-        self._suspended_cache = (now, value)
-        return value
+            return run_plan(cur, self.suspended_plan(fresh))
 
+    def suspended_plan(self, fresh: bool = False) -> "Plan[frozenset[str]]":
+        """``suspended`` as a ``Plan`` (no statement while the cached value is fresh)."""
+        if not fresh and (cached := self._suspended_cache.get()) is not None:
+            return cached
+        read_at = time.monotonic()
+        q = self._sql_suspended
+        rows = yield Step(q.sql, q.params({"t": True}), "all")
+        return self._suspended_cache.put(frozenset(r[0] for r in rows), read_at)

@@ -7,7 +7,7 @@ the rate achieved, p50 and p99 latency, errors, and the worker's resident memory
 the memory growth from after the warm-up to the end, and whether the log holds every decision
 answered (each request is a new decision, so the log must have grown by at least as many).
 
-    python experiments/bench/soak.py [--minutes 10] [--rate 500] [--client wrk|python] [--json out.json]
+    python experiments/bench/soak.py [--minutes 10] [--rate 500] [--client wrk|python] [--database sqlite|postgresql] [--json out.json]
 
 ``--client wrk`` (the default; Debian: ``apt-get install wrk``): ``wrk`` with ``serving.py``'s
 request script and its fixed-rate schedule (each connection pauses so that pause plus latency
@@ -25,7 +25,6 @@ import json
 import math
 import os
 import shutil
-import sqlite3
 import sys
 import tempfile
 import threading
@@ -134,11 +133,6 @@ def intervals(samples: list[Sample], seconds: float, count: int) -> Iterator[tup
         yield k * seconds, by[k]
 
 
-def logged_count(home: Path) -> int:
-    with sqlite3.connect(home / "decisions.db") as c:
-        return c.execute("select count(*) from decisions").fetchone()[0]
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
@@ -148,12 +142,15 @@ def main() -> int:
     p.add_argument("--warmup", type=int, default=30, help="seconds of warm-up at the same rate, not reported")
     p.add_argument("--connections", type=int, default=16, help="wrk connections (python client: half as many threads)")
     p.add_argument("--client", choices=["wrk", "python"], default="wrk")
+    p.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite",
+                   help="the log: SQLite (synchronous=FULL) or a fresh database on the PostgreSQL server of "
+                        "OFFER_BANDIT_BENCH_PG_URL (default 127.0.0.1:5432, the asynchronous request path)")
     p.add_argument("--json", type=Path, help="also write the results here")
     args = p.parse_args()
     if args.client == "wrk" and not shutil.which("wrk"):
         sys.exit("wrk not found: install it (Debian: apt-get install wrk), or use --client python")
 
-    from experiments.bench.serving import KEY, fixed_rate_delay, train_model, wrk
+    from experiments.bench.serving import KEY, count_logged, drop_database, fixed_rate_delay, pg_database, train_model, wrk
     from experiments.served import Server, free_port, rss_kib, serve_command, worker_pids
 
     work = Path(tempfile.mkdtemp(prefix="soak-"))
@@ -165,12 +162,16 @@ def main() -> int:
            "OFFER_BANDIT_API_KEYS": KEY, "OFFER_BANDIT_ADMIN_KEY": "soak-admin", "OFFER_BANDIT_MODEL_PATH": str(model),
            "OFFER_BANDIT_CATALOG": str(REPO / "config/offers.yaml"),
            "OFFER_BANDIT_POLICY": str(REPO / "config/policy.yaml")}
+    if args.database == "postgresql":
+        env["OFFER_BANDIT_DATABASE_URL"] = db_url = pg_database(f"soak_{os.getpid()}")
+    else:
+        db_url = f"sqlite:///{work / 'svc' / 'decisions.db'}"
     server = Server(serve_command(port), env, f"{url}/readyz", work / "serve.log")
     rows = []
     try:
         (worker,) = worker_pids(server.proc.pid)
         if args.client == "wrk":
-            delay_ms = fixed_rate_delay(f"{url}/decide", args.connections, args.rate, work, "soak")
+            delay_ms = fixed_rate_delay([f"{url}/decide"], args.connections, args.rate, work, "soak")
 
             def interval(seconds: int, name: str) -> dict:
                 r = wrk(f"{url}/decide", seconds, args.connections, delay_ms, work, name)
@@ -182,7 +183,7 @@ def main() -> int:
             def interval(seconds: int, name: str) -> dict:
                 return summarize(load.run(seconds), seconds)
 
-        before = logged_count(work / "svc")
+        before = count_logged(db_url)
         print(f"warm-up: {args.warmup} s at {args.rate:.0f}/s ({args.client})", flush=True)
         warm = interval(args.warmup, "warmup")
         rss0 = rss_kib(worker)
@@ -197,8 +198,11 @@ def main() -> int:
         rss1 = rss_kib(worker)
     finally:
         server.stop()
+    logged_end = count_logged(db_url)
+    if args.database == "postgresql":
+        drop_database(db_url)
     answered = warm["requests"] + sum(r["requests"] for r in rows)
-    logged = logged_count(work / "svc") - before
+    logged = logged_end - before
     growth = (rss1 - rss0) / rss0
     errors = warm["errors"] + sum(r["errors"] for r in rows)
     print(f"\n{answered} decisions answered, {logged} logged (at least as many: {logged >= answered}); "
@@ -206,7 +210,7 @@ def main() -> int:
     print(f"worker RSS after warm-up {rss0 / 1024:.1f} MiB, at the end {rss1 / 1024:.1f} MiB: growth {growth:+.1%}")
     clients = f"{args.connections} connections" if args.client == "wrk" else f"{max(1, args.connections // 2)} threads"
     print(f"client: {args.client}, {clients}; rate {args.rate:.0f}/s; machine: "
-          f"{os.cpu_count()} cores; log: SQLite, synchronous=FULL")
+          f"{os.cpu_count()} cores; log: {'SQLite, synchronous=FULL' if args.database == 'sqlite' else 'PostgreSQL'}")
     if args.json:
         args.json.write_text(json.dumps({"args": vars(args) | {"json": str(args.json)}, "warmup": warm,
                                          "intervals": rows, "rss_kib": [rss0, rss1], "growth": growth,

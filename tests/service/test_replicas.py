@@ -28,6 +28,7 @@ APP = "offer-bandit-replica-test"
 SALT = "served-salt"  # start_service's, the same for every replica
 REFRESH = 1.0  # OFFER_BANDIT_SUSPENSION_REFRESH_SECONDS
 CUSTOMERS, CONTACTS, THREADS, DUPLICATES = 160, 4, 8, 40
+POOL = 3  # OFFER_BANDIT_DATABASE_POOL_SIZE: below the client threads, so that the bound is what holds
 CAPACITY_OFFER = """
   - id: callback_with_capacity
     title: Callback from the one sales specialist on duty
@@ -92,7 +93,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         # tagged, so that the replicas' connections can be told from other clients of the server
         url = make_url(url).update_query_dict({"application_name": APP}).render_as_string(hide_password=False)
         replicas = start_replicas(tmp, 2, url, {"OFFER_BANDIT_POLICY": str(policy), "OFFER_BANDIT_CATALOG": str(catalog),
-                                                "OFFER_BANDIT_SUSPENSION_REFRESH_SECONDS": str(REFRESH)})
+                                                "OFFER_BANDIT_SUSPENSION_REFRESH_SECONDS": str(REFRESH),
+                                                "OFFER_BANDIT_DATABASE_POOL_SIZE": str(POOL)})
         try:
             yield Cluster(replicas, url, catalog)
         finally:
@@ -105,6 +107,7 @@ class Traffic:
     duplicates: list[tuple[dict, dict]]  # one client event id, answered by each replica
     outcomes: int
     seconds: float
+    connections: int  # the most connections both replicas held at once (pg_stat_activity)
 
 
 @pytest.fixture(scope="module")
@@ -162,7 +165,7 @@ def traffic(cluster: Cluster) -> Traffic:
     done.set()
     sampler.join()
     dups = [duplicate(n) for n in range(DUPLICATES)]
-    t = Traffic(contacts, dups, outcomes[0], seconds)
+    t = Traffic(contacts, dups, outcomes[0], seconds, peak[0])
     n = CUSTOMERS * CONTACTS
     size = cluster.query("select pg_total_relation_size('decisions') / count(*) from decisions")[0][0]
     print(f"\nreplicas: {n} decisions and {t.outcomes} outcomes through 2 replicas from {THREADS} client "
@@ -170,6 +173,12 @@ def traffic(cluster: Cluster) -> Traffic:
           f"at most {peak[0]} connections to PostgreSQL from both replicas; {size} bytes per logged decision "
           "(table, indexes and TOAST)")
     return t
+
+
+def test_each_replica_holds_at_most_twice_its_pool_size_connections(traffic: Traffic) -> None:
+    """DATABASE_POOL_SIZE bounds a replica's connections: as many for the decisions' async
+    path, as many for everything else (outcomes here, through FastAPI's threads)."""
+    assert 0 < traffic.connections <= 2 * 2 * POOL, traffic.connections
 
 
 def test_every_answered_decision_is_in_the_shared_log_exactly_once(cluster: Cluster, traffic: Traffic) -> None:
