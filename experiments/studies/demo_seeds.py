@@ -10,6 +10,13 @@ from day 2, promotions on at least 3 of 6 nights, and under 10 minutes.
 
     .venv/bin/python experiments/studies/demo_seeds.py [--seeds 7 11 42 1 3 2024] [--json out.json]
     .venv/bin/python experiments/studies/demo_seeds.py --seeds 5 --policy my-policy.yaml
+    .venv/bin/python experiments/studies/demo_seeds.py --seeds 1 --keep /tmp/demos   # keep each run's home
+
+With ``--keep DIR`` each seed's home (``DIR/home-<seed>``: the demo's decision log and MLflow
+store under ``demo/``) and its ``DIR/demo-<seed>.json`` are kept, so the runs can be read in
+MLflow and ``offer-bandit tune --home DIR/home-<seed>/demo --policy
+DIR/home-<seed>/demo/policy.yaml`` can be run on the demo's log. The JSON rows carry each
+night's verdict (``verdicts``) either way.
 
 Each run takes 2 to 6 minutes on a 2-core machine; the seeds run one after another.
 """
@@ -17,6 +24,7 @@ Each run takes 2 to 6 minutes on a 2-core machine; the seeds run one after anoth
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import subprocess
 import sys
@@ -61,6 +69,7 @@ def summary(seed: int, result: dict[str, Any]) -> dict[str, Any]:
         "share_of_oracle": share, "bandit_complaint_rate": b["complaint_rate"],
         "rules_complaint_rate": rules["complaint_rate"], "first_model_day": first_model,
         "promotions": promoted, "nights": nights, "minutes": result["seconds"] / 60,
+        "verdicts": [d.get("verdict", "") for d in days],
     }
     row["meets"] = {
         "revenue": share >= SHARE,
@@ -93,6 +102,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--days", type=int, default=6, help="simulated days per run (default 6)")
     ap.add_argument("--policy", type=Path, default=None, help="policy file for the demo (default the shipped one)")
     ap.add_argument("--json", type=Path, default=None, help="also write every row as JSON here")
+    ap.add_argument("--keep", type=Path, default=None,
+                    help="keep each seed's home under this directory (home-<seed>), to read its log and MLflow "
+                    "runs afterwards (default: a temporary directory, removed)")
     return ap.parse_args(argv)
 
 
@@ -101,7 +113,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.policy is not None and not args.policy.is_file():
         sys.exit(f"--policy: no such file: {args.policy}")
     rows = []
-    with tempfile.TemporaryDirectory(prefix="demo-seeds-") as d:
+    if args.keep is not None:
+        args.keep.mkdir(parents=True, exist_ok=True)
+    with (contextlib.nullcontext(str(args.keep.resolve())) if args.keep is not None
+          else tempfile.TemporaryDirectory(prefix="demo-seeds-")) as d:
         for seed in args.seeds:
             print(f"seed {seed} ...", file=sys.stderr, flush=True)
             rows.append(summary(seed, run_seed(seed, Path(d), args.policy and args.policy.resolve(), args.days)))
