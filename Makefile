@@ -35,8 +35,12 @@ $(STAMP): uv.lock pyproject.toml Makefile
 	$(BIN)/uv sync --frozen --inexact --all-extras --compile-bytecode --python $(BIN)/python
 	touch $(STAMP)
 
+# The suite is CPU-bound (servers, VW, fuzzing): it runs on every core, a test file per
+# worker at a time (--dist loadfile: a file's module fixtures are built once).
+TEST_WORKERS ?= auto
+
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 demo: $(STAMP)
 	$(BIN)/offer-bandit demo

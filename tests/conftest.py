@@ -175,20 +175,38 @@ import httpx  # noqa: E402
 from experiments.served import alive, free_port, kill_tree, worker_pids  # noqa: E402
 
 CHANNEL_KEY, ADMIN_KEY = "test-channel-key", "test-admin-key"
-FIGURES: list[str] = []
+FIGURES_FILE = "OFFER_BANDIT_TEST_FIGURES"  # where the run's workers write their figures
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The controlling process (or the only one) names a file for the figures; pytest-xdist's
+    workers inherit it, so every worker's figures reach the summary."""
+    if not hasattr(config, "workerinput"):
+        import tempfile
+
+        fd, path = tempfile.mkstemp(prefix="offer-bandit-figures-", suffix=".txt")
+        os.close(fd)
+        os.environ[FIGURES_FILE] = path
 
 
 def record_figure(text: str) -> None:
     """A figure the reliability suite measured (cases fuzzed, decisions checked after a
     kill, soak latency and memory): printed at the end of the run, so that what the README
-    quotes can be read off ``make test``."""
-    FIGURES.append(text)
+    quotes can be read off ``make test``. Appended as one line (a short write to a file
+    opened for appending is not interleaved with another worker's)."""
+    with open(os.environ[FIGURES_FILE], "a") as f:
+        f.write(text.replace("\n", " ") + "\n")
 
 
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if FIGURES:
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    path = os.environ.get(FIGURES_FILE)
+    if hasattr(config, "workerinput") or not path or not os.path.exists(path):
+        return
+    lines = Path(path).read_text().splitlines()
+    os.unlink(path)
+    if lines:
         terminalreporter.section("reliability figures")
-        for line in FIGURES:
+        for line in lines:
             terminalreporter.write_line(line)
 
 
