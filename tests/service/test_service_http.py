@@ -2,12 +2,13 @@
 reloads, models, readiness and metrics, against one served instance (``served``)."""
 
 import random
+from collections.abc import Iterator
 import time
 
 import pytest
 
 from bandit.config.catalog import NO_OFFER
-from conftest import ADMIN_KEY, Served, body, decide_offer
+from conftest import ADMIN_KEY, Served, body, decide_offer, start_service, stop_service
 
 pytestmark = pytest.mark.slow
 
@@ -156,31 +157,40 @@ def test_invalid_catalog_reload_keeps_the_old_one_and_a_valid_one_applies(served
         admin.post("/admin/reload")
 
 
-def test_model_is_picked_up_without_restart_and_a_broken_one_never_replaces_it(served: Served, tmp_path) -> None:
+@pytest.fixture
+def own(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """An instance of the test's own: the session's serves cold start, which other files'
+    tests (the Personalizer client's exploration rate) rely on, whichever worker runs them."""
+    s = start_service(tmp_path_factory.mktemp("own"))
+    yield s
+    stop_service(s.proc)
+
+
+def test_model_is_picked_up_without_restart_and_a_broken_one_never_replaces_it(own: Served, tmp_path) -> None:
     from bandit.log.dsjson import dsjson_lines
     from bandit.config.policyfile import PolicyFile
     from bandit.log.store import DecisionStore
     from bandit.learn.training import train_dsjson
 
-    c, admin = served.client(), served.client(ADMIN_KEY)
+    c, admin = own.client(), own.client(ADMIN_KEY)
     assert c.get("/readyz").json()["model"]["source"] in ("cold_start", "file")
     for i in range(50):
         c.post("/decide", json=body(customer__id=f"train-{i}"))
-    store = DecisionStore(f"sqlite:///{served.home / 'decisions.db'}")
+    store = DecisionStore(f"sqlite:///{own.home / 'decisions.db'}")
     policy = PolicyFile()
     model, n = train_dsjson(policy.vw_args(), dsjson_lines(store, policy.reward))
     assert n >= 50
     version = model.save(tmp_path / "m.vw")
-    (tmp_path / "m.vw").replace(served.model_path)
+    (tmp_path / "m.vw").replace(own.model_path)
     deadline = time.time() + 15
     while time.time() < deadline and c.get("/readyz").json()["model"]["version"] != version:
         time.sleep(0.3)
     ready = c.get("/readyz").json()
     assert ready["model"] == {**ready["model"], "source": "file", "version": version}
     assert c.post("/decide", json=body(customer__id="after-model")).json()["model_version"] == version
-    assert (served.home / "models" / "last-known-good.vw").is_file()
+    assert (own.home / "models" / "last-known-good.vw").is_file()
     # A corrupt file at the same path: the reload fails and the good model keeps serving.
-    served.model_path.write_bytes(b"not a vw model")
+    own.model_path.write_bytes(b"not a vw model")
     r = admin.post("/admin/model/reload").json()["model"]
     assert r["version"] == version and r["last_error"]
     assert c.post("/decide", json=body(customer__id="after-corrupt")).json()["model_version"] == version
@@ -188,6 +198,7 @@ def test_model_is_picked_up_without_restart_and_a_broken_one_never_replaces_it(s
 
 
 def test_readyz_detail_and_metrics(served: Served) -> None:
+    served.client().post("/decide", json=body(customer__id="distressed-1", interaction__distress=True))
     c = served.client(None)
     r = c.get("/readyz").json()
     assert r["ready"] is True and r["offers"] == 10 and "model" in r and r["detail"]
