@@ -198,7 +198,10 @@ def test_model_is_picked_up_without_restart_and_a_broken_one_never_replaces_it(o
 
 
 def test_readyz_detail_and_metrics(served: Served) -> None:
+    # what the metrics below count, made here (the file's other tests make more of it)
     served.client().post("/decide", json=body(customer__id="distressed-1", interaction__distress=True))
+    d = decide_offer(served, "readyz-metrics")
+    served.client().post("/outcome", json={"event_id": d["event_id"], "type": "declined"})
     c = served.client(None)
     r = c.get("/readyz").json()
     assert r["ready"] is True and r["offers"] == 10 and "model" in r and r["detail"]

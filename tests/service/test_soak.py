@@ -17,7 +17,7 @@ from experiments.bench.soak import FixedRateLoad, intervals, summarize
 
 pytestmark = pytest.mark.slow
 
-RATE, WARMUP, SECONDS, INTERVAL = 200, 5, 30, 10
+RATE, WARMUP, SECONDS, INTERVAL = 200, 5, 20, 10
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +30,7 @@ def soaked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     stop_service(s.proc)
 
 
-def test_a_steady_rate_for_30_seconds_has_no_errors_and_flat_memory(soaked: Served) -> None:
+def test_a_steady_rate_for_20_seconds_has_no_errors_and_flat_memory(soaked: Served) -> None:
     assert soaked.client().get("/readyz").json()["model"]["source"] == "file"
     worker = soaked.worker_pid()
     load = FixedRateLoad(soaked.url, CHANNEL_KEY, RATE)
