@@ -92,7 +92,14 @@ class AsyncLog:
 
     async def run(self, plan: Plan[_T]) -> _T:
         """Run ``plan`` on one of the pool's connections (none taken if it needs no
-        statement: a cached value); on an error, ROLLBACK and the connection is dropped."""
+        statement: a cached value); on an error, ROLLBACK and the connection is dropped.
+
+        In libpq's pipeline mode: a step whose result the plan does not want (BEGIN, the
+        limits' locks, the contacts' insert, COMMIT) is sent without waiting for its answer,
+        so a commit waits on the server two or three times (the limits' counts, the
+        decisions' insert, the final sync) instead of once per statement. Each wait is an
+        await, which under load resumes only after the loop's other ready requests: measured
+        at 1 to 2 ms per statement at full load, whatever the server's own time."""
         try:
             step = next(plan)
         except StopIteration as done:
@@ -100,14 +107,18 @@ class AsyncLog:
         async with self._connection() as conn:
             cur = conn.cursor()
             try:
-                while True:
-                    if step.params is None:
-                        await cur.execute(step.sql)
-                    else:
+                async with conn.pipeline() as pipeline:
+                    while True:
                         await cur.execute(step.sql, step.params)
-                    step = plan.send(await _result(cur, step.want))
-            except StopIteration as done:
-                return done.value
+                        if step.want == "rowcount":
+                            await pipeline.sync()
+                        try:
+                            step = plan.send(await _result(cur, step.want))
+                        except StopIteration as done:
+                            answer: _T = done.value
+                            break
+                # Leaving the pipeline synced it: the statements sent unanswered (COMMIT) are done.
+                return answer
             except BaseException:
                 try:
                     await cur.execute("ROLLBACK")
@@ -151,7 +162,7 @@ def request_writer(store: DecisionStore, pool_size: int,
     asynchronous reads (at most ``pool_size`` connections), on SQLite the group commit on
     the loop thread."""
     if store.engine.dialect.name == "postgresql":
-        return PipelinedCommitWriter(store, AsyncLog(store, pool_size), timed=timed)
+        return PipelinedCommitWriter(store, AsyncLog(store, pool_size), timed=timed, in_flight=2)
     return GroupCommitWriter(store, timed=timed)
 
 

@@ -70,16 +70,28 @@ _GET_DECISION_SQL = text(f"SELECT {', '.join(DECISION_COLUMNS)} FROM decisions W
 _HISTORY_SQL = text("SELECT kind, offer_id, ts FROM contacts WHERE customer_key = :k AND ts >= :since")
 _HISTORIES_SQL = text("SELECT customer_key, kind, offer_id, ts FROM contacts WHERE customer_key = ANY(:ks) "
                       "AND ts >= :since")
-_SHOWN_SINCE_SQL = text("SELECT COUNT(*) FROM contacts WHERE customer_key = :k AND kind = 'shown' AND ts >= :since")
-# A transaction-scoped PostgreSQL advisory lock per customer key, held by a commit that
-# checks an ``OfferLimit``: two replicas committing offers to one customer take turns, and
-# the second counts the first's contact. The two-integer form is a lock space of its own
-# (the schema lock of ``bandit.log.migrations`` uses the one-bigint form).
+# The offers shown to customers since a time, and an offer's uses: what a commit's limits
+# count. PostgreSQL reads every key of a batch in one statement (``= ANY`` of an array: one
+# round trip, where one per row made the commit of a batch of 16 offers some 36 round
+# trips); SQLite, a local file, one statement per key.
+_SHOWN_SINCE_SQL = text("SELECT customer_key, ts FROM contacts WHERE customer_key = :k AND kind = 'shown' "
+                        "AND ts >= :since")
+_SHOWN_SINCE_ANY_SQL = text("SELECT customer_key, ts FROM contacts WHERE customer_key = ANY(:ks) "
+                            "AND kind = 'shown' AND ts >= :since")
+_USED_SINCE_SQL = text("SELECT offer_id, channel, ts FROM offer_uses WHERE offer_id = :k AND ts >= :since")
+_USED_SINCE_ANY_SQL = text("SELECT offer_id, channel, ts FROM offer_uses WHERE offer_id = ANY(:ks) "
+                           "AND ts >= :since")
+# Transaction-scoped PostgreSQL advisory locks, taken by a commit that checks limits: one per
+# customer key of an ``OfferLimit`` (two replicas committing offers to one customer take
+# turns, and the second counts the first's contact), then one per offer of a
+# ``CapacityLimit``. The two-integer form is a lock space of its own (the schema lock of
+# ``bandit.log.migrations`` uses the one-bigint form). All of a commit's locks are taken by
+# one statement, in the arrays' order (``WITH ORDINALITY``; PostgreSQL evaluates a volatile
+# function of the select list after the sort).
 _CUSTOMER_LOCK_CLASS = 0x0FFE
-_CUSTOMER_LOCK_SQL = text("SELECT pg_advisory_xact_lock(:c, hashtext(:k))")
-# The same per offer, held by a commit that checks a ``CapacityLimit``.
 _OFFER_LOCK_CLASS = 0x0FFF
-_USED_SINCE_SQL = text("SELECT channel, ts FROM offer_uses WHERE offer_id = :o AND ts >= :since")
+_LOCKS_SQL = text("SELECT pg_advisory_xact_lock(c, hashtext(k)) FROM unnest(CAST(:cs AS integer[]), "
+                  "CAST(:ks AS text[])) WITH ORDINALITY AS u(c, k, i) ORDER BY i")
 _USES_SINCE_SQL = text("SELECT offer_id, channel, ts FROM offer_uses WHERE ts >= :since")
 # A contact of kind ``:kind`` at ``:ts`` for the decision ``:e``, its customer and offer
 # copied from the logged row (outcomes); the same for an activation, where a no_offer
@@ -205,6 +217,17 @@ class Cached(Generic[_T]):
         self._value = None
 
 
+def _shown_count(lim: OfferLimit, shown: dict[str, list[Any]]) -> int:
+    """Offers shown to ``lim``'s customer at or after its ``since`` (``(key, ts)`` rows)."""
+    return sum(1 for _, ts in shown.get(lim.customer_key, ()) if ts >= lim.since)
+
+
+def _used_count(cap: CapacityLimit, used: dict[str, list[Any]]) -> int:
+    """Uses of ``cap``'s offer at or after its ``since`` on its channels (``(offer, channel, ts)``)."""
+    return sum(1 for _, channel, ts in used.get(cap.offer_id, ())
+               if ts >= cap.since and (cap.channels is None or channel in cap.channels))
+
+
 class _Insert(NamedTuple):
     """What one decision inserts: its row (or a fallback's), its contact and use, if any."""
 
@@ -251,7 +274,10 @@ class DecisionStore:
         self._sql_get = _Compiled(_GET_DECISION_SQL, d)
         self._sql_history = _Compiled(_HISTORY_SQL, d)
         self._sql_histories = _Compiled(_HISTORIES_SQL, d) if d.name == "postgresql" else None
-        self._sql_shown_since = _Compiled(_SHOWN_SINCE_SQL, d)
+        pg = d.name == "postgresql"
+        self._sql_shown_since = _Compiled(_SHOWN_SINCE_ANY_SQL if pg else _SHOWN_SINCE_SQL, d)
+        self._sql_used_since = _Compiled(_USED_SINCE_ANY_SQL if pg else _USED_SINCE_SQL, d)
+        self._sql_locks = _Compiled(_LOCKS_SQL, d) if pg else None
         lock = " FOR UPDATE" if d.name == "postgresql" else ""
         self._sql_lock_decision = _Compiled(text(f"SELECT 1 FROM decisions WHERE event_id = :e{lock}"), d)
         self._sql_outcomes_of = _Compiled(text("SELECT type, dedupe FROM outcomes WHERE event_id = :e"), d)
@@ -259,8 +285,6 @@ class DecisionStore:
             "INSERT INTO outcomes (event_id, type, value, score, ts, dedupe) "
             "VALUES (:e, :type, :value, :score, :ts, :dedupe)"), d)
         self._sql_contact_from_decision = _Compiled(_CONTACT_FROM_DECISION, d)
-        self._sql_customer_lock = _Compiled(_CUSTOMER_LOCK_SQL, d) if d.name == "postgresql" else None
-        self._sql_used_since = _Compiled(_USED_SINCE_SQL, d)
         self._sql_uses_since = _Compiled(_USES_SINCE_SQL, d)
         self._uses_cache: Cached[list[tuple[str, str | None, float]]] = Cached(suspension_refresh)
         # SQLite: take the write lock at BEGIN, so that a limit's count and the inserts after it
@@ -428,54 +452,60 @@ class DecisionStore:
     def _lock_limits(self, rows: list[DecisionRow]) -> "Plan[None]":
         """PostgreSQL: the per-customer locks of the rows' limits, then the per-offer locks of
         their capacities, each in key order (every transaction takes them in this one order,
-        so none can deadlock another). SQLite's BEGIN IMMEDIATE has already serialized every
-        writer."""
-        if self._sql_customer_lock is None:
+        so none can deadlock another), in one statement. SQLite's BEGIN IMMEDIATE has already
+        serialized every writer."""
+        if self._sql_locks is None:
             return
-        q = self._sql_customer_lock
-        for key in sorted({r.limit.customer_key for r in rows if r.limit is not None}):
-            yield Step(q.sql, q.params({"c": _CUSTOMER_LOCK_CLASS, "k": key}), "all")
-        for key in sorted({r.capacity.offer_id for r in rows if r.capacity is not None}):
-            yield Step(q.sql, q.params({"c": _OFFER_LOCK_CLASS, "k": key}), "all")
+        customers = sorted({r.limit.customer_key for r in rows if r.limit is not None})
+        offers = sorted({r.capacity.offer_id for r in rows if r.capacity is not None})
+        q = self._sql_locks
+        yield Step(q.sql, q.params({"cs": [_CUSTOMER_LOCK_CLASS] * len(customers) + [_OFFER_LOCK_CLASS] * len(offers),
+                                    "ks": customers + offers}))
 
     def _within_limits(self, rows: list[DecisionRow], locked: bool = False) -> "Plan[list[_Insert]]":
         """For each row, what to insert: its own rows, or a fallback's where its limit (the
         customer's cap, checked first) or its offer's capacity is reached, counting what the
         log holds and what ``rows`` inserts before it."""
-        if all(r.limit is None and r.capacity is None for r in rows):
+        limits = [r.limit for r in rows if r.limit is not None]
+        capacities = [r.capacity for r in rows if r.capacity is not None]
+        if not limits and not capacities:
             return [_Insert(r.decision, r.contact, None, Written.NEW) for r in rows]
         if not locked:
             yield from self._lock_limits(rows)
-        shown_in_batch: dict[str, list[float]] = {}
-        used_in_batch: list[tuple[Any, ...]] = []
+        shown = yield from self._logged_since(self._sql_shown_since, {lim.customer_key for lim in limits},
+                                              min((lim.since for lim in limits), default=0.0))
+        used = yield from self._logged_since(self._sql_used_since, {cap.offer_id for cap in capacities},
+                                             min((cap.since for cap in capacities), default=0.0))
         out: list[_Insert] = []
         for r in rows:
             choice = _Insert(r.decision, r.contact, r.use, Written.NEW)
-            if r.limit is not None and (yield from self._shown(r.limit, shown_in_batch)) > r.limit.allowed:
+            if r.limit is not None and _shown_count(r.limit, shown) > r.limit.allowed:
                 assert r.fallback is not None
                 choice = _Insert(r.fallback, None, None, Written.LIMITED)
-            elif r.capacity is not None and (yield from self._used(r.capacity, used_in_batch)) > r.capacity.allowed:
+            elif r.capacity is not None and _used_count(r.capacity, used) > r.capacity.allowed:
                 assert r.capacity_fallback is not None
                 choice = _Insert(r.capacity_fallback, None, None, Written.AT_CAPACITY)
-            if choice.contact is not None:
-                shown_in_batch.setdefault(choice.contact[0], []).append(choice.contact[1])
-            if choice.use is not None:
-                used_in_batch.append(choice.use)
+            if choice.contact is not None:  # (customer_key, ts, kind, offer_id): counted by the rows after it
+                shown.setdefault(choice.contact[0], []).append((choice.contact[0], choice.contact[1]))
+            if choice.use is not None:  # (offer_id, channel, ts, event_id)
+                used.setdefault(choice.use[0], []).append(choice.use[:3])
             out.append(choice)
         return out
 
-    def _shown(self, lim: OfferLimit, in_batch: dict[str, list[float]]) -> "Plan[int]":
-        q = self._sql_shown_since
-        (count,) = yield Step(q.sql, q.params({"k": lim.customer_key, "since": lim.since}), "one")
-        return int(count) + sum(1 for ts in in_batch.get(lim.customer_key, ()) if ts >= lim.since)
-
-    def _used(self, cap: CapacityLimit, in_batch: list[tuple[Any, ...]]) -> "Plan[int]":
-        """The offer's uses since ``cap.since`` (on its channels), in the log and in the batch."""
-        q = self._sql_used_since
-        logged = yield Step(q.sql, q.params({"o": cap.offer_id, "since": cap.since}), "all")
-        counted = list(logged) + [(u[1], u[2]) for u in in_batch if u[0] == cap.offer_id]
-        return sum(1 for channel, ts in counted
-                   if ts >= cap.since and (cap.channels is None or channel in cap.channels))
+    def _logged_since(self, q: "_Compiled", keys: set[str], since: float) -> "Plan[dict[str, list[Any]]]":
+        """The rows ``q`` reads for ``keys`` at or after ``since`` (each row's first column is
+        its key), by key: on PostgreSQL in one statement, on SQLite one per key."""
+        by_key: dict[str, list[Any]] = {k: [] for k in keys}
+        if not keys:
+            return by_key
+        if self._sql_locks is not None:
+            batches = [{"ks": sorted(keys), "since": since}]
+        else:
+            batches = [{"k": k, "since": since} for k in sorted(keys)]
+        for params in batches:
+            for row in (yield Step(q.sql, q.params(params), "all")):
+                by_key[row[0]].append(tuple(row))
+        return by_key
 
     def capacity_uses(self, now: float | None = None, fresh: bool = False) -> list[tuple[str, str | None, float]]:
         """Uses of offers with a capacity in the 24 hours (the longest period) before ``now``
@@ -497,11 +527,13 @@ class DecisionStore:
 
     def _insert_all(self, table: str, rows: list[tuple[Any, ...]]) -> "Plan[int]":
         """Insert ``rows`` into ``table`` (``decisions``: skipping event ids already logged)
-        in chunks of ``_ROWS_PER_STATEMENT``; how many rows were inserted."""
+        in chunks of ``_ROWS_PER_STATEMENT``; how many rows were inserted (``decisions``
+        only: the others' counts are not asked for, so a pipelined driver need not wait)."""
         count = 0
+        want = "rowcount" if table == "decisions" else "none"  # only the decisions' count is ever read
         for i in range(0, len(rows), _ROWS_PER_STATEMENT):
             chunk = rows[i : i + _ROWS_PER_STATEMENT]
-            count += yield Step(self._insert_sql(table, len(chunk)), [v for row in chunk for v in row], "rowcount")
+            count += (yield Step(self._insert_sql(table, len(chunk)), [v for row in chunk for v in row], want)) or 0
         return count
 
     def _insert_sql(self, table: str, n: int) -> str:
