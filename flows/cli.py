@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import argparse
 import functools
+import importlib
 import os
 import sys
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from bandit.cli import ENV_HELP, CommandLine, CommandSet, parse_time, positive, settings_from, share, timestamp
 from bandit.config.settings import TELEMETRY_OFF, Settings
@@ -69,23 +71,31 @@ def tracked(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.
     return run
 
 
+def run_job(s: Settings, args: argparse.Namespace, steps: str, flow: str, params: dict[str, Any],
+            announce: str | None = None, as_dict: Callable[[Any], dict[str, Any]] = asdict) -> dict[str, Any]:
+    """Run a job once: its steps in this process (``--no-prefect``) or its Prefect flow, and
+    its result as a dict (what the flow returns; the steps' result through ``as_dict``).
+    ``steps`` and ``flow`` are ``module:function`` names, imported only for the way taken:
+    ``--no-prefect`` never imports Prefect. ``announce`` is printed once Prefect is set up."""
+    if not args.no_prefect:
+        configure_prefect(s)
+    if announce:
+        print(announce, flush=True)
+    module, name = (steps if args.no_prefect else flow).split(":")
+    run = getattr(importlib.import_module(module), name)
+    if args.no_prefect:
+        return as_dict(run(s, **params))
+    return run(settings=s, **params)
+
+
 def cmd_retrain(args: argparse.Namespace) -> int:
     """One retrain (``flows.retrain``, as the Prefect flow unless --no-prefect): train on the
     window, evaluate off-policy, log to MLflow, register, promote only through the gate."""
     s = settings_from(args)
     params = {"as_of": timestamp(args.as_of), "window_days": args.window_days, "holdout": args.holdout,
               "warm_start": args.warm_start}
-    if not args.no_prefect:
-        configure_prefect(s)
-    print(f"retraining on {args.window_days:g} days of the log (MLflow: {s.tracking_uri}) ...", flush=True)
-    if args.no_prefect:
-        from flows.retrain import retrain
-
-        r = asdict(retrain(s, **params))
-    else:
-        from flows.retrain_flow import retrain_flow
-
-        r = retrain_flow(settings=s, **params)
+    r = run_job(s, args, "flows.retrain:retrain", "flows.retrain_flow:retrain_flow", params,
+                announce=f"retraining on {args.window_days:g} days of the log (MLflow: {s.tracking_uri}) ...")
     if r["reused"]:
         print("this window was retrained before; its result:")
     print(f"trained on {r['trained_on']} decisions, evaluated on {r['evaluated_on']}; MLflow run {r['run_id']}")
@@ -134,15 +144,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     suspend offers over their complaint limit, lift over the control group, log to MLflow."""
     s = settings_from(args)
     params = {"as_of": timestamp(args.as_of), "window_hours": args.window_hours}
-    if args.no_prefect:
-        from flows.monitor import monitor
-
-        r = asdict(monitor(s, **params))
-    else:
-        configure_prefect(s)
-        from flows.monitor_flow import monitor_flow
-
-        r = monitor_flow(settings=s, **params)
+    r = run_job(s, args, "flows.monitor:monitor", "flows.monitor_flow:monitor_flow", params)
     print(f"window {r['window']} ({r['window_hours']:g} h): {r['decisions']} decisions, {r['offers']} offers made; "
           f"MLflow run {r['run_id']}")
     for b in r["breaches"]:
@@ -162,15 +164,7 @@ def cmd_working_well(args: argparse.Namespace) -> int:
     --days, tell the owners of those clearly paying, log the note to MLflow."""
     s = settings_from(args)
     params = {"as_of": timestamp(args.as_of), "days": args.days}
-    if args.no_prefect:
-        from flows.working_well import working_well
-
-        r = asdict(working_well(s, **params))
-    else:
-        configure_prefect(s)
-        from flows.working_well_flow import working_well_flow
-
-        r = working_well_flow(settings=s, **params)
+    r = run_job(s, args, "flows.working_well:working_well", "flows.working_well_flow:working_well_flow", params)
     print(r["note"], end="")
     print(f"MLflow run {r['run_id']}" + (f"; notified: {', '.join(r['notified'])}" if r["notified"] else ""))
     return 0
@@ -182,19 +176,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
     It recommends only: nothing is registered or promoted, the policy file is not touched."""
     s = settings_from(args)
     params = {"as_of": timestamp(args.as_of), "window_days": args.window_days, "holdout": args.holdout}
-    if not args.no_prefect:
-        configure_prefect(s)
-    print(f"tuning on {args.window_days:g} days of the log (MLflow: {s.tracking_uri}) ...", flush=True)
+    r = run_job(s, args, "flows.tune:tune", "flows.tune_flow:tune_flow", params,
+                announce=f"tuning on {args.window_days:g} days of the log (MLflow: {s.tracking_uri}) ...",
+                as_dict=lambda result: result.summary())
     from flows.tune import EXPERIMENT
-
-    if args.no_prefect:
-        from flows.tune import tune
-
-        r = tune(s, **params).summary()
-    else:
-        from flows.tune_flow import tune_flow
-
-        r = tune_flow(settings=s, **params)
     print(r["report"])
     if r["best"] is None:
         print("no recommendation: " + "; ".join(r["reasons"]))
