@@ -42,7 +42,7 @@ def conninfo(sqlalchemy_url: str) -> str:
 
 
 async def _result(cur: psycopg.AsyncCursor[Any], want: str) -> Any:
-    if want == "none":
+    if want in ("none", "done"):
         return None
     if want == "rowcount":
         return cur.rowcount
@@ -95,9 +95,9 @@ class AsyncLog:
         statement: a cached value); on an error, ROLLBACK and the connection is dropped.
 
         In libpq's pipeline mode: a step whose result the plan does not want (BEGIN, the
-        limits' locks, the contacts' insert, COMMIT) is sent without waiting for its answer,
-        so a commit waits on the server two or three times (the limits' counts, the
-        decisions' insert, the final sync) instead of once per statement. Each wait is an
+        limits' locks, the inserts) is sent without waiting for its answer, so a commit waits
+        on the server once or twice (the limits' counts, if any; the COMMIT) instead of once
+        per statement; an error surfaces at the next wait and is thrown into the plan there. Each wait is an
         await, which under load resumes only after the loop's other ready requests: measured
         at 1 to 2 ms per statement at full load, whatever the server's own time."""
         try:
@@ -109,13 +109,29 @@ class AsyncLog:
             try:
                 async with conn.pipeline() as pipeline:
                     while True:
-                        await cur.execute(step.sql, step.params)
-                        if step.want == "rowcount":
-                            await pipeline.sync()
                         try:
-                            step = plan.send(await _result(cur, step.want))
+                            await cur.execute(step.sql, step.params)
+                            if step.want in ("rowcount", "done"):
+                                await pipeline.sync()
+                            result = await _result(cur, step.want)
+                        except psycopg.Error as exc:  # thrown into the plan: it may catch it (see ``Plan``)
+                            # The statements sent after the failed one were skipped; the
+                            # pipeline takes new ones only after a sync, which re-reports the
+                            # skipped ones (PipelineAborted): consequences of ``exc``.
+                            try:
+                                await pipeline.sync()
+                            except psycopg.Error:  # noqa: BLE001 - exc, raised or handled below, is the cause
+                                pass
+                            try:
+                                step = plan.throw(exc)
+                            except StopIteration as done:
+                                answer: _T = done.value
+                                break
+                            continue
+                        try:
+                            step = plan.send(result)
                         except StopIteration as done:
-                            answer: _T = done.value
+                            answer = done.value
                             break
                 # Leaving the pipeline synced it: the statements sent unanswered (COMMIT) are done.
                 return answer

@@ -108,6 +108,10 @@ _UPSERT_SUSPENSION_SQL = text(
     "ON CONFLICT (offer_id) DO UPDATE SET suspended = excluded.suspended, reason = excluded.reason, ts = excluded.ts"
 )
 _T = TypeVar("_T")
+# What a repeated event id raises from an insert that does not skip it (SQLite's
+# IntegrityError is also raised by other constraints: the row-by-row redo then meets the
+# same error and raises it).
+_REPEATED_KEY: tuple[type[Exception], ...] = (sqlite3.IntegrityError, psycopg.errors.UniqueViolation)
 
 STORE_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, psycopg.Error, SQLAlchemyError)
 """What the log's database raises when it is down or refuses (the request path's raw
@@ -129,7 +133,9 @@ class _Compiled:
 
 class Step(NamedTuple):
     """One statement of a ``Plan`` and what its result is wanted as: ``none``, the first
-    row (``one``), every row (``all``) or the count of rows it changed (``rowcount``)."""
+    row (``one``), every row (``all``), the count of rows it changed (``rowcount``), or
+    nothing but its being done (``done``: a pipelining driver waits for every statement
+    sent so far, so that their errors reach the plan at this step)."""
 
     sql: str
     params: Sequence[Any] | dict[str, Any] | None = None
@@ -138,7 +144,8 @@ class Step(NamedTuple):
 
 Plan = Generator[Step, Any, _T]
 """A transaction written once for both drivers: a generator that yields the ``Step``s to
-run, is sent each one's result, and returns its answer. ``run_plan`` runs it on a
+run, is sent each one's result (or has the database's error thrown into it at the step
+where it surfaced: a plan may catch it, say ROLLBACK and go on), and returns its answer. ``run_plan`` runs it on a
 synchronous cursor, ``bandit.log.async_pg`` on an asynchronous one: the SQL and the logic
 (the limits' locks and counts) exist once."""
 
@@ -146,7 +153,7 @@ synchronous cursor, ``bandit.log.async_pg`` on an asynchronous one: the SQL and 
 def step_result(cur: Any, want: str) -> Any:
     """What a ``Step`` wants from the cursor that ran it (sync or async alike: these calls
     do not wait on the server once ``execute`` has returned)."""
-    if want == "none":
+    if want in ("none", "done"):
         return None
     if want == "rowcount":
         return cur.rowcount
@@ -154,16 +161,21 @@ def step_result(cur: Any, want: str) -> Any:
 
 
 def run_plan(cur: Any, plan: "Plan[_T]") -> _T:
-    """Run ``plan`` on a synchronous cursor in autocommit mode; on any error, ROLLBACK (the
-    original error is the one raised)."""
+    """Run ``plan`` on a synchronous cursor in autocommit mode. A statement's database error
+    is thrown into the plan; one it does not catch is raised, after a ROLLBACK."""
     try:
         step = next(plan)
         while True:
-            if step.params is None:
-                cur.execute(step.sql)
-            else:
-                cur.execute(step.sql, step.params)
-            step = plan.send(step_result(cur, step.want))
+            try:
+                if step.params is None:
+                    cur.execute(step.sql)
+                else:
+                    cur.execute(step.sql, step.params)
+                result = step_result(cur, step.want)
+            except STORE_ERRORS as exc:
+                step = plan.throw(exc)
+                continue
+            step = plan.send(result)
     except StopIteration as done:
         return done.value
     except BaseException:
@@ -270,7 +282,7 @@ class DecisionStore:
 
         ensure_schema(self.engine, metadata)
         d = self.engine.dialect
-        self._insert_by_rows: dict[tuple[str, int], str] = {}
+        self._insert_by_rows: dict[tuple[str, int, bool], str] = {}
         self._sql_get = _Compiled(_GET_DECISION_SQL, d)
         self._sql_history = _Compiled(_HISTORY_SQL, d)
         self._sql_histories = _Compiled(_HISTORIES_SQL, d) if d.name == "postgresql" else None
@@ -425,27 +437,32 @@ class DecisionStore:
 
         The rows go to the driver as multi-row ``INSERT`` statements (up to
         ``_ROWS_PER_STATEMENT`` rows each): one call into the driver per chunk rather than
-        per row. When fewer rows than sent were inserted (a repeated event id: rare), the
-        transaction is rolled back and redone row by row to learn which ones."""
+        per row. The inserts expect every event id to be new, so that no answer need be
+        awaited between them and the COMMIT (a pipelining driver sends them together: one
+        wait where there were three). A repeated event id (a client's retry: rare) fails
+        the transaction; it is rolled back and redone row by row, each insert skipping an
+        event id already logged, to learn which rows were new."""
         yield Step(self._begin)
         chosen = yield from self._within_limits(rows)
-        if (yield from self._insert_all("decisions", [c.decision for c in chosen])) == len(rows):
-            written = [c.status for c in chosen]
+        try:
+            yield from self._insert_all("decisions", [c.decision for c in chosen], skip_logged=False)
             yield from self._insert_all("contacts", [c.contact for c in chosen if c.contact is not None])
             yield from self._insert_all("offer_uses", [c.use for c in chosen if c.use is not None])
-        else:
+            yield Step("COMMIT", want="done")
+            return [c.status for c in chosen]
+        except _REPEATED_KEY:  # the fast path's only expected failure; any other error goes on up
             yield Step("ROLLBACK")
-            yield Step(self._begin)
-            yield from self._lock_limits(rows)
-            written = []
-            for r in rows:  # each limit's count sees the rows inserted before it
-                c = (yield from self._within_limits([r], locked=True))[0]
-                new = (yield from self._insert_all("decisions", [c.decision])) == 1
-                if new and c.contact is not None:
-                    yield from self._insert_all("contacts", [c.contact])
-                if new and c.use is not None:
-                    yield from self._insert_all("offer_uses", [c.use])
-                written.append(c.status if new else Written.DUPLICATE)
+        yield Step(self._begin)
+        yield from self._lock_limits(rows)
+        written = []
+        for r in rows:  # each limit's count sees the rows inserted before it
+            c = (yield from self._within_limits([r], locked=True))[0]
+            new = (yield from self._insert_all("decisions", [c.decision])) == 1
+            if new and c.contact is not None:
+                yield from self._insert_all("contacts", [c.contact])
+            if new and c.use is not None:
+                yield from self._insert_all("offer_uses", [c.use])
+            written.append(c.status if new else Written.DUPLICATE)
         yield Step("COMMIT")
         return written
 
@@ -525,29 +542,32 @@ class DecisionStore:
         rows = yield Step(q.sql, q.params({"since": since}), "all")
         return self._uses_cache.put([(str(o), c, float(ts)) for o, c, ts in rows], read_at)
 
-    def _insert_all(self, table: str, rows: list[tuple[Any, ...]]) -> "Plan[int]":
+    def _insert_all(self, table: str, rows: list[tuple[Any, ...]], skip_logged: bool = True) -> "Plan[int]":
         """Insert ``rows`` into ``table`` (``decisions``: skipping event ids already logged)
         in chunks of ``_ROWS_PER_STATEMENT``; how many rows were inserted (``decisions``
-        only: the others' counts are not asked for, so a pipelined driver need not wait)."""
+        when ``skip_logged``: the others' counts are not asked for, so a pipelining driver
+        need not wait). Without ``skip_logged`` an event id already logged fails the insert."""
         count = 0
-        want = "rowcount" if table == "decisions" else "none"  # only the decisions' count is ever read
+        counted = table == "decisions" and skip_logged
         for i in range(0, len(rows), _ROWS_PER_STATEMENT):
             chunk = rows[i : i + _ROWS_PER_STATEMENT]
-            count += (yield Step(self._insert_sql(table, len(chunk)), [v for row in chunk for v in row], want)) or 0
+            sql = self._insert_sql(table, len(chunk), skip_logged)
+            count += (yield Step(sql, [v for row in chunk for v in row], "rowcount" if counted else "none")) or 0
         return count
 
-    def _insert_sql(self, table: str, n: int) -> str:
+    def _insert_sql(self, table: str, n: int, skip_logged: bool = True) -> str:
         """The ``n``-row insert into ``table``, in the driver's positional parameter style
-        (built once per table and n)."""
-        sql = self._insert_by_rows.get((table, n))
+        (built once per table, n and ``skip_logged``: for ``decisions``, skip event ids
+        already logged)."""
+        sql = self._insert_by_rows.get((table, n, skip_logged))
         if sql is None:
             mark = "?" if self.engine.dialect.name == "sqlite" else "%s"
             columns = {"decisions": DECISION_COLUMNS, "contacts": CONTACT_COLUMNS, "offer_uses": USE_COLUMNS}[table]
             one = "(" + ", ".join([mark] * len(columns)) + ")"
             sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join([one] * n)}"
-            if table == "decisions":
+            if table == "decisions" and skip_logged:
                 sql += " ON CONFLICT (event_id) DO NOTHING"
-            self._insert_by_rows[(table, n)] = sql
+            self._insert_by_rows[(table, n, skip_logged)] = sql
         return sql
 
     def log_many(self, recs: list[DecisionRecord]) -> int:

@@ -17,6 +17,7 @@ from bandit.config.catalog import NO_OFFER
 from bandit.config.settings import Settings
 from bandit.decide.decider import customer_key
 from bandit.log.async_pg import AsyncLog, conninfo, request_writer
+from bandit.log.records import Written
 from bandit.log.store import DecisionStore
 from bandit.log.writer import GroupCommitWriter, PipelinedCommitWriter
 from conftest import NOW, request
@@ -212,5 +213,48 @@ def test_sqlite_keeps_the_group_commit_on_the_loop(settings: Settings) -> None:
         assert type(writer) is GroupCommitWriter and writer.log is None
         with pytest.raises(ValueError, match="PostgreSQL"):
             AsyncLog(store, 4)
+    finally:
+        store.close()
+
+
+def test_repeated_event_ids_in_a_pipelined_batch_answer_as_the_synchronous_store(pg_url: str) -> None:
+    """The commit sends its inserts unanswered (pipeline mode) expecting new event ids; a
+    repeated one (in the batch, or logged before) fails that transaction, which is redone row
+    by row. The answers, with a frequency cap checked in the same batch, are the synchronous
+    driver's on the same rows."""
+    from dataclasses import replace
+
+    from bandit.log.records import OfferLimit
+    from log.test_store import rec
+
+    store = DecisionStore(pg_url)
+    run = uuid.uuid4().hex[:8]
+
+    def rows(prefix: str) -> list:
+        def offer(e: str) -> object:
+            r = replace(rec(f"{prefix}-{e}", chosen=1), customer_key=f"{prefix}-k")
+            return store.decision_row(r, OfferLimit(f"{prefix}-k", 0.0, 1, replace(r, chosen_index=0)))
+        return [offer("p1"), store.decision_row(rec(f"{prefix}-old")), offer("p2"), offer("p1"), offer("p3")]
+
+    async def pipelined() -> list[Written]:
+        writer = PipelinedCommitWriter(store, AsyncLog(store, 2))
+        try:
+            return list(await asyncio.gather(*(writer._batcher.submit(r) for r in rows(f"a{run}"))))
+        finally:
+            await writer.log.aclose()
+
+    try:
+        for prefix in (f"a{run}", f"s{run}"):
+            store.log_decisions([rec(f"{prefix}-old")])
+        got = asyncio.run(pipelined())
+        want = store.insert_decision_rows(rows(f"s{run}"))
+        assert got == want
+        assert got == [Written.NEW, Written.DUPLICATE, Written.NEW, Written.DUPLICATE, Written.LIMITED]
+        with store.engine.connect() as c:
+            shown = [c.exec_driver_sql("SELECT count(*) FROM contacts WHERE customer_key = %(k)s AND kind = 'shown'",
+                                       {"k": f"{p}{run}-k"}).scalar_one() for p in "as"]
+            logged = [c.exec_driver_sql("SELECT count(*) FROM decisions WHERE event_id LIKE %(p)s",
+                                        {"p": f"{p}{run}-%"}).scalar_one() for p in "as"]
+        assert shown == [2, 2] and logged == [4, 4]  # p1, old, p2, p3 (over the cap: its fallback)
     finally:
         store.close()
