@@ -30,14 +30,16 @@ from datetime import datetime, timedelta
 from typing import Any, Generic, NamedTuple, TypeVar
 
 import psycopg
-from sqlalchemy import create_engine, event, func, insert, select, text, update
+from sqlalchemy import String, create_engine, event, func, insert, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.engine import Dialect, Engine
+from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 from sqlalchemy.sql.elements import TextClause
 
 from bandit.config.catalog import CAPACITY_PERIODS, NO_OFFER
 from bandit.domain.context import EMPTY_HISTORY, History, OfferEvent
 from bandit.domain.outcomes import CONTACT_KIND, Outcome
+from bandit.log.partitions import decision_ids
 from bandit.log.records import (
     DecisionRecord,
     DecisionRow,
@@ -108,6 +110,7 @@ _UPSERT_SUSPENSION_SQL = text(
     "ON CONFLICT (offer_id) DO UPDATE SET suspended = excluded.suspended, reason = excluded.reason, ts = excluded.ts"
 )
 _T = TypeVar("_T")
+_PG = PGDialect_psycopg()
 
 STORE_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, psycopg.Error, SQLAlchemyError)
 """What the log's database raises when it is down or refuses (the request path's raw
@@ -226,6 +229,26 @@ def _used_count(cap: CapacityLimit, used: dict[str, list[Any]]) -> int:
     """Uses of ``cap``'s offer at or after its ``since`` on its channels (``(offer, channel, ts)``)."""
     return sum(1 for _, channel, ts in used.get(cap.offer_id, ())
                if ts >= cap.since and (cap.channels is None or channel in cap.channels))
+
+
+def _insert_once_by_id(n: int) -> str:
+    """PostgreSQL's ``n``-row decision insert: one statement that claims each event id in
+    ``decision_ids`` (``ON CONFLICT DO NOTHING``) and inserts the decisions whose id it
+    claimed, so its row count is the new decisions' as SQLite's ``ON CONFLICT (event_id)
+    DO NOTHING`` is. Why: ``decisions`` is partitioned by time (``bandit.log.partitions``)
+    and can no longer be unique by event id alone. A repeated id within the rows counts
+    once (``DISTINCT ON``), so the count is short and the caller redoes them one by one."""
+    # cast to the column's base type (a string to text, not to varchar(n), which would cut
+    # it short where the insert refuses it)
+    cast = ", ".join("%s::text" if isinstance(decisions.c[c].type, String) else
+                     f"%s::{decisions.c[c].type.compile(dialect=_PG)}" for c in DECISION_COLUMNS)
+    columns = ", ".join(DECISION_COLUMNS)
+    return (f"WITH v ({columns}) AS (VALUES {', '.join([f'({cast})'] * n)}), "
+            "once AS (SELECT DISTINCT ON (event_id) * FROM v), "
+            "claimed AS (INSERT INTO decision_ids (event_id, ts) SELECT event_id, ts FROM once "
+            "ON CONFLICT (event_id) DO NOTHING RETURNING event_id) "
+            f"INSERT INTO decisions ({columns}) SELECT {', '.join('once.' + c for c in DECISION_COLUMNS)} "
+            "FROM once JOIN claimed USING (event_id)")
 
 
 class _Insert(NamedTuple):
@@ -545,7 +568,9 @@ class DecisionStore:
             columns = {"decisions": DECISION_COLUMNS, "contacts": CONTACT_COLUMNS, "offer_uses": USE_COLUMNS}[table]
             one = "(" + ", ".join([mark] * len(columns)) + ")"
             sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join([one] * n)}"
-            if table == "decisions":
+            if table == "decisions" and self.engine.dialect.name == "postgresql":
+                sql = _insert_once_by_id(n)
+            elif table == "decisions":
                 sql += " ON CONFLICT (event_id) DO NOTHING"
             self._insert_by_rows[(table, n)] = sql
         return sql
@@ -567,6 +592,8 @@ class DecisionStore:
                     rows.append(record_to_row(rec))
                     if (contact := shown_contact(rec)) is not None:
                         shown.append(dict(zip(CONTACT_COLUMNS, contact, strict=True)))
+            if rows and conn.dialect.name == "postgresql":  # the ids' table keeps them once (partitions)
+                conn.execute(decision_ids.insert(), [{"event_id": r["event_id"], "ts": r["ts"]} for r in rows])
             if rows:
                 conn.execute(decisions.insert(), rows)
             if shown:
