@@ -14,6 +14,7 @@ from sqlalchemy import ForeignKeyConstraint, MetaData, create_engine, text
 from bandit.cli import main
 from bandit.log.migrations import BASELINE, HEAD, REVISIONS, SCRIPTS, SchemaError, upgrade
 from bandit.log.partitions import decision_ids
+from bandit.log.records import DecisionRecord
 from bandit.log.store import DecisionStore
 from bandit.log.schema import metadata
 from conftest import REPO
@@ -230,3 +231,62 @@ def test_revision_0002_moves_the_contact_history_into_contacts(empty_url: str) -
         assert [e.offer_id for e in store.history("k2", datetime.fromtimestamp(1000, UTC), 1).shown] == ["a"]
     finally:
         store.close()
+
+
+@pytest.mark.postgres
+def test_revision_0006_partitions_a_log_with_rows_keeps_them_and_downgrades(pg_url: str) -> None:
+    """A PostgreSQL log at 0005 with decisions (one long past, one today), an outcome, a
+    contact and a capacity use: after the upgrade every row is there, each table is its own
+    history partition followed by days ahead, ``decision_ids`` holds the ids, and a repeated
+    id is refused; the downgrade gives back the unpartitioned tables with the same rows."""
+    import time
+
+    from alembic import command
+    from alembic.config import Config
+
+    engine = create_engine(pg_url)
+    cfg = Config()
+    cfg.set_main_option("script_location", str(SCRIPTS))
+    with engine.begin() as c:
+        cfg.attributes["connection"] = c
+        command.upgrade(cfg, "0005")
+        cols = "event_id, ts, customer_key, mode, model_version, chosen_id, probability, activated, source, payload"
+        now = time.time()
+        for eid, ts in [("old", 1_000_000.0), ("today", now)]:
+            c.execute(text(f"insert into decisions ({cols}) values (:e, :ts, 'k', 'online', 'm', 'a', 0.5, true, "
+                           "'live', '{}')"), {"e": eid, "ts": ts})
+        c.execute(text("insert into outcomes (event_id, type, ts, dedupe) values ('old', 'declined', 2e6, 'd')"))
+        c.execute(text("insert into contacts (customer_key, ts, kind, offer_id) values ('k', :ts, 'shown', 'a')"),
+                  {"ts": now})
+        c.execute(text("insert into offer_uses (offer_id, channel, ts, event_id) values ('a', 'chat', :ts, 'today')"),
+                  {"ts": now})
+    tables = ("decisions", "outcomes", "contacts", "offer_uses")
+
+    def counts() -> list[int]:
+        with engine.connect() as c:
+            return [c.execute(text(f"select count(*) from {t}")).scalar_one() for t in tables]
+
+    assert upgrade(pg_url)[1] == HEAD
+    assert counts() == [2, 1, 1, 1]
+    assert schema_differences(pg_url) == []
+    with engine.connect() as c:
+        assert set(c.execute(text("select event_id from decision_ids")).scalars()) == {"old", "today"}
+        kinds = set(c.execute(text("select relname from pg_class where relname like 'decisions\\_%'")).scalars())
+    assert {"decisions_history", "decisions_default"} <= kinds and len(kinds & {f"decisions_p{d}" for d in (
+        time.strftime("%Y%m%d", time.gmtime(now + k * 86400)) for k in range(1, 8))}) == 7
+    store = DecisionStore(pg_url)
+    try:
+        assert store.time_range() == (1_000_000.0, now) and store.outcomes_for("old")[0].type == "declined"
+        again = DecisionRecord(event_id="today", ts=now + 86400, mode="online", model_version="m",
+                               action_ids=["a"], pmf=[1.0], chosen_index=0, activated=True, payload={})
+        assert store.log_decision(again) is False  # the id is taken, whatever the day
+    finally:
+        store.close()
+    with engine.begin() as c:
+        cfg.attributes["connection"] = c
+        command.downgrade(cfg, "0005")
+    assert counts() == [2, 1, 1, 1]
+    with engine.connect() as c:
+        assert c.execute(text("select relkind from pg_class where relname = 'decisions' "
+                              "and relnamespace = current_schema()::regnamespace")).scalar() == "r"
+    engine.dispose()
