@@ -20,9 +20,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import delete, func, insert, select
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy import Table, delete, func, insert, select
+from sqlalchemy.engine import Connection, Engine, Row
 
 from bandit.log.partitions import decision_ids, drop_before, ensure_ahead
 from bandit.log.schema import contacts, decisions, erasures, offer_uses, outcomes
@@ -44,11 +45,21 @@ class Removed:
                 f"{self.uses} capacity uses")
 
 
-def _decisions_with_outcomes(conn: Connection, ids: list[str]) -> tuple[int, int]:
-    """Delete the decisions ``ids`` and their outcomes (PostgreSQL: their ``decision_ids``
-    rows too, which the outcomes reference); how many decisions and outcomes went."""
+def _rows_of(table: Table, key: str, found: list[Row[Any]]) -> list[Any]:
+    """Where ``table``'s rows ``found`` (``(key, ts)`` pairs) are: by key, and within their
+    times' span, so that PostgreSQL reads only the partitions of that span (by key alone,
+    every day's index would be probed for every key)."""
+    times = [r[1] for r in found]
+    return [table.c[key].in_([r[0] for r in found]), table.c.ts >= min(times), table.c.ts <= max(times)]
+
+
+def _decisions_with_outcomes(conn: Connection, found: list[Row[Any]]) -> tuple[int, int]:
+    """Delete the decisions ``found`` (``(event_id, ts)`` pairs) and their outcomes
+    (PostgreSQL: their ``decision_ids`` rows too, which the outcomes reference); how many
+    decisions and outcomes went."""
+    ids = [r[0] for r in found]
     gone_outcomes = conn.execute(delete(outcomes).where(outcomes.c.event_id.in_(ids))).rowcount
-    gone = conn.execute(delete(decisions).where(decisions.c.event_id.in_(ids))).rowcount
+    gone = conn.execute(delete(decisions).where(*_rows_of(decisions, "event_id", found))).rowcount
     if conn.dialect.name == "postgresql":
         gone = conn.execute(delete(decision_ids).where(decision_ids.c.event_id.in_(ids))).rowcount
     return gone, gone_outcomes
@@ -75,11 +86,11 @@ def purge(engine: Engine, before: float, batch: int = 5000,
     ids_of = decision_ids if engine.dialect.name == "postgresql" else decisions
     while True:
         with engine.begin() as conn:
-            ids = [r[0] for r in conn.execute(select(ids_of.c.event_id).where(ids_of.c.ts < before)
-                                              .order_by(ids_of.c.ts).limit(batch))]
-            if not ids:
+            found = conn.execute(select(ids_of.c.event_id, ids_of.c.ts).where(ids_of.c.ts < before)
+                                 .order_by(ids_of.c.ts).limit(batch)).all()
+            if not found:
                 break
-            gone, gone_outcomes = _decisions_with_outcomes(conn, ids)
+            gone, gone_outcomes = _decisions_with_outcomes(conn, found)
         total = total + Removed(gone, gone_outcomes)
         if progress is not None:
             progress(total)
@@ -87,10 +98,10 @@ def purge(engine: Engine, before: float, batch: int = 5000,
     for table, field in ((contacts, "contacts"), (offer_uses, "uses")):
         while True:
             with engine.begin() as conn:
-                ids = [r[0] for r in conn.execute(select(table.c.id).where(table.c.ts < before).limit(batch))]
-                if not ids:
+                found = conn.execute(select(table.c.id, table.c.ts).where(table.c.ts < before).limit(batch)).all()
+                if not found:
                     break
-                n = conn.execute(delete(table).where(table.c.id.in_(ids))).rowcount
+                n = conn.execute(delete(table).where(*_rows_of(table, "id", found))).rowcount
             total = total + Removed(**{field: n})
     return total
 
@@ -99,10 +110,11 @@ def forget(engine: Engine, key: str, requested_by: str | None = None, batch: int
     """Erase every row of the customer whose salted key is ``key``; audit it (without the key)
     when anything was erased. One transaction: all of it, or none."""
     with engine.begin() as conn:
-        ids = [r[0] for r in conn.execute(select(decisions.c.event_id).where(decisions.c.customer_key == key))]
+        found = conn.execute(select(decisions.c.event_id, decisions.c.ts).where(decisions.c.customer_key == key)
+                             .order_by(decisions.c.ts)).all()
         gone = gone_outcomes = 0
-        for i in range(0, len(ids), batch):
-            d, o = _decisions_with_outcomes(conn, ids[i : i + batch])
+        for i in range(0, len(found), batch):
+            d, o = _decisions_with_outcomes(conn, found[i : i + batch])
             gone, gone_outcomes = gone + d, gone_outcomes + o
         gone_contacts = conn.execute(delete(contacts).where(contacts.c.customer_key == key)).rowcount
         removed = Removed(gone, gone_outcomes, gone_contacts)

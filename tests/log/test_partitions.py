@@ -10,14 +10,15 @@ import threading
 from dataclasses import replace
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import text
 
+from bandit.domain.outcomes import Outcome
 from bandit.log.partitions import DAY, day_name, day_start, ensure_ahead, partitions
 from bandit.log.records import DecisionRecord
 from bandit.log.retention import purge
 from bandit.log.store import DecisionStore
-from bandit.domain.outcomes import Outcome
 
 pytestmark = pytest.mark.postgres
 
