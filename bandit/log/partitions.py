@@ -149,7 +149,7 @@ def _create_day(conn: Connection, table: str, start: float) -> str:
     name, end = day_name(table, start), start + DAY
     where = f"ts >= {start!r} AND ts < {end!r}"
     if not conn.execute(text(f"SELECT EXISTS (SELECT 1 FROM {table}_default WHERE {where})")).scalar():
-        _run(conn, [f"CREATE TABLE {name} PARTITION OF {table} FOR VALUES FROM ({start!r}) TO ({end!r})"])
+        _run(conn, [f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF {table} FOR VALUES FROM ({start!r}) TO ({end!r})"])
     else:
         _run(conn, [f"CREATE TABLE {name} (LIKE {table} INCLUDING DEFAULTS)",
                     f"INSERT INTO {name} SELECT * FROM {table}_default WHERE {where}",
@@ -185,7 +185,7 @@ def drop_before(target: Engine | Connection, before: float) -> dict[str, int]:
 
     def drop(conn: Connection, name: str) -> int:
         n = int(conn.execute(text(f"SELECT count(*) FROM {name}")).scalar_one())
-        conn.exec_driver_sql(f"DROP TABLE {name}")
+        conn.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
         return n
 
     for table in PARTITIONED:
@@ -200,8 +200,9 @@ def convert(conn: Connection, now: float | None = None, days_ahead: int = DAYS_A
     and a fresh PostgreSQL log right after its tables are created).
 
     Each table's rows are not copied: the table itself becomes the ``_history`` partition,
-    ``[MINVALUE, next UTC midnight)`` (after its rows were checked to be older, one scan),
-    and day partitions follow from there. Its old rows are purged by batches until the
+    ``[MINVALUE, next UTC midnight)`` (after its rows were checked to be older, one scan;
+    rows dated later go to the default partition, then into their day), and day partitions
+    follow from there. Its old rows are purged by batches until the
     history partition is entirely past the retention, then it is dropped like a day.
     ``decision_ids`` is filled from ``decisions`` and the outcomes' foreign key moved to it."""
     now = time.time() if now is None else now
@@ -209,8 +210,7 @@ def convert(conn: Connection, now: float | None = None, days_ahead: int = DAYS_A
     for fk in insp.get_foreign_keys("outcomes"):
         if fk["referred_table"] == "decisions":
             conn.exec_driver_sql(f'ALTER TABLE outcomes DROP CONSTRAINT "{fk["name"]}"')
-    latest = conn.execute(text("SELECT max(ts) FROM decisions")).scalar()
-    boundary = day_start(max(now, latest or now)) + DAY
+    boundary = day_start(now) + DAY
     for table in PARTITIONED:
         t, old = table.name, f"{table.name}_history"
         pk = insp.get_pk_constraint(t)["name"]
@@ -223,11 +223,16 @@ def convert(conn: Connection, now: float | None = None, days_ahead: int = DAYS_A
         conn.exec_driver_sql(f"ALTER TABLE {t} ADD PRIMARY KEY ({', '.join(keys)})")
         for ix in table.indexes:
             ix.create(conn)
+        conn.exec_driver_sql(f"CREATE TABLE {t}_default PARTITION OF {t} DEFAULT")
+        # rows dated after the boundary (a clock ahead, an import) go to the default, and to
+        # their day once it is made (``ensure_ahead``, below)
+        future = f"ts >= {boundary!r}"
+        conn.exec_driver_sql(f"INSERT INTO {t} SELECT * FROM {old} WHERE {future}")
+        conn.exec_driver_sql(f"DELETE FROM {old} WHERE {future}")
         # the range checked once by a constraint, so that ATTACH need not scan again
         conn.exec_driver_sql(f"ALTER TABLE {old} ADD CONSTRAINT {old}_range CHECK (ts < {boundary!r})")
         conn.exec_driver_sql(f"ALTER TABLE {t} ATTACH PARTITION {old} FOR VALUES FROM (MINVALUE) TO ({boundary!r})")
         conn.exec_driver_sql(f"ALTER TABLE {old} DROP CONSTRAINT {old}_range")
-        conn.exec_driver_sql(f"CREATE TABLE {t}_default PARTITION OF {t} DEFAULT")
         if "id" in table.c:  # the id sequence belongs to the table, not to one partition
             _own_sequence(conn, old, t)
     decision_ids.create(conn)

@@ -235,7 +235,7 @@ def test_revision_0002_moves_the_contact_history_into_contacts(empty_url: str) -
 
 @pytest.mark.postgres
 def test_revision_0006_partitions_a_log_with_rows_keeps_them_and_downgrades(pg_url: str) -> None:
-    """A PostgreSQL log at 0005 with decisions (one long past, one today), an outcome, a
+    """A PostgreSQL log at 0005 with decisions (long past, today, dated ahead), an outcome, a
     contact and a capacity use: after the upgrade every row is there, each table is its own
     history partition followed by days ahead, ``decision_ids`` holds the ids, and a repeated
     id is refused; the downgrade gives back the unpartitioned tables with the same rows."""
@@ -252,7 +252,7 @@ def test_revision_0006_partitions_a_log_with_rows_keeps_them_and_downgrades(pg_u
         command.upgrade(cfg, "0005")
         cols = "event_id, ts, customer_key, mode, model_version, chosen_id, probability, activated, source, payload"
         now = time.time()
-        for eid, ts in [("old", 1_000_000.0), ("today", now)]:
+        for eid, ts in [("old", 1_000_000.0), ("today", now), ("later", now + 3 * 86400)]:
             c.execute(text(f"insert into decisions ({cols}) values (:e, :ts, 'k', 'online', 'm', 'a', 0.5, true, "
                            "'live', '{}')"), {"e": eid, "ts": ts})
         c.execute(text("insert into outcomes (event_id, type, ts, dedupe) values ('old', 'declined', 2e6, 'd')"))
@@ -267,16 +267,18 @@ def test_revision_0006_partitions_a_log_with_rows_keeps_them_and_downgrades(pg_u
             return [c.execute(text(f"select count(*) from {t}")).scalar_one() for t in tables]
 
     assert upgrade(pg_url)[1] == HEAD
-    assert counts() == [2, 1, 1, 1]
+    assert counts() == [3, 1, 1, 1]
     assert schema_differences(pg_url) == []
     with engine.connect() as c:
-        assert set(c.execute(text("select event_id from decision_ids")).scalars()) == {"old", "today"}
+        assert set(c.execute(text("select event_id from decision_ids")).scalars()) == {"old", "today", "later"}
+        later = time.strftime("decisions_p%Y%m%d", time.gmtime(now + 3 * 86400))
+        assert c.execute(text(f"select event_id from {later}")).scalars().all() == ["later"]  # in its day
         kinds = set(c.execute(text("select relname from pg_class where relname like 'decisions\\_%'")).scalars())
     assert {"decisions_history", "decisions_default"} <= kinds and len(kinds & {f"decisions_p{d}" for d in (
         time.strftime("%Y%m%d", time.gmtime(now + k * 86400)) for k in range(1, 8))}) == 7
     store = DecisionStore(pg_url)
     try:
-        assert store.time_range() == (1_000_000.0, now) and store.outcomes_for("old")[0].type == "declined"
+        assert store.time_range() == (1_000_000.0, now + 3 * 86400) and store.outcomes_for("old")[0].type == "declined"
         again = DecisionRecord(event_id="today", ts=now + 86400, mode="online", model_version="m",
                                action_ids=["a"], pmf=[1.0], chosen_index=0, activated=True, payload={})
         assert store.log_decision(again) is False  # the id is taken, whatever the day
@@ -285,7 +287,7 @@ def test_revision_0006_partitions_a_log_with_rows_keeps_them_and_downgrades(pg_u
     with engine.begin() as c:
         cfg.attributes["connection"] = c
         command.downgrade(cfg, "0005")
-    assert counts() == [2, 1, 1, 1]
+    assert counts() == [3, 1, 1, 1]
     with engine.connect() as c:
         assert c.execute(text("select relkind from pg_class where relname = 'decisions' "
                               "and relnamespace = current_schema()::regnamespace")).scalar() == "r"
