@@ -1,7 +1,8 @@
 """The decision log: decisions, outcomes and kill-switch state, durably stored.
 
 One interface over SQLAlchemy Core, selected by URL: SQLite in WAL mode is the
-embedded default, PostgreSQL the scale-out store. A decision row is committed
+embedded default, PostgreSQL the scale-out store (its tables partitioned by day, and a
+decision kept once by event id through ``decision_ids``: ``bandit.log.partitions``). A decision row is committed
 before the decision is returned to a caller. Outcomes are appended separately by
 event id and are never updated, so the raw history is kept and the reward is
 computed at training time (``bandit.domain.outcomes``).
