@@ -49,6 +49,8 @@ with the first purge): every test's fresh log pays for each day made here (about
 day and table)."""
 LOCK_TIMEOUT = "5s"
 LOCK_ATTEMPTS = 3
+RETRY_PAUSE = 1.0
+"""Seconds before the second attempt (then twice that, ...): a reader's transaction may end."""
 
 PARTITIONED = (decisions, contacts, offer_uses)
 _T = TypeVar("_T")
@@ -132,7 +134,7 @@ def _locked(target: Engine | Connection, work: Callable[[Connection], _T]) -> _T
         except OperationalError as exc:
             if not isinstance(exc.orig, LockNotAvailable):
                 raise
-            time.sleep(1.0 + attempt)
+            time.sleep(RETRY_PAUSE * (attempt + 1))
     raise PartitionBusy(f"another transaction held the log's tables through {LOCK_ATTEMPTS} attempts of "
                         f"{LOCK_TIMEOUT} each: the next purge run tries again")
 

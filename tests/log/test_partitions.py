@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 
 from bandit.domain.outcomes import Outcome
-from bandit.log.partitions import DAY, day_name, day_start, ensure_ahead, partitions
+from bandit.log import partitions as partitions_module
+from bandit.log.partitions import DAY, PartitionBusy, day_name, day_start, drop_before, ensure_ahead, partitions
 from bandit.log.records import DecisionRecord
 from bandit.log.retention import purge
 from bandit.log.store import DecisionStore
@@ -161,3 +162,26 @@ def _tomorrow(store: DecisionStore) -> float:
 def _parts(store: DecisionStore, table: str):
     with store.engine.connect() as c:
         return partitions(c, table)
+
+
+def test_a_day_is_not_dropped_while_a_reader_holds_the_table_and_is_once_it_ends(
+        pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A long reader (a retrain's stream) holds ``decisions``: the purge gives up on the
+    drop after its attempts (``PartitionBusy``, which fails the flow run and notifies),
+    rather than queue every insert behind its lock; once the reader is done it drops."""
+    monkeypatch.setattr(partitions_module, "LOCK_TIMEOUT", "100ms")
+    monkeypatch.setattr(partitions_module, "RETRY_PAUSE", 0.0)
+    store = DecisionStore(pg_url)
+    try:
+        before = _tomorrow(store)  # the history partition is entirely older
+        reader = store.engine.connect()
+        reader.execute(text("select count(*) from decisions"))  # its transaction stays open
+        with pytest.raises(PartitionBusy):
+            drop_before(store.engine, before)
+        assert "decisions_history" in {p.name for p in _parts(store, "decisions")}
+        reader.rollback()
+        reader.close()
+        drop_before(store.engine, before)
+        assert "decisions_history" not in {p.name for p in _parts(store, "decisions")}
+    finally:
+        store.close()
