@@ -467,8 +467,9 @@ def core_commands(cli: CommandLine) -> None:
 
     sp = cli.add("purge", cmd_purge, "delete what is older than the retention period",
                  "Deletes decisions (with their outcomes), contacts and capacity uses older than --days "
-                 "(default: the policy file's retention.days), in batches of short transactions. The purge flow "
-                 "does this on a schedule (offer-bandit flows serve).")
+                 "(default: the policy file's retention.days), in batches of short transactions; on PostgreSQL "
+                 "it first makes the day partitions of the week ahead and drops the days entirely past the "
+                 "retention whole. The purge flow does this on a schedule (offer-bandit flows serve).")
     sp.add_argument("--days", type=positive("days"), help="retention in days (default: the policy file's)")
 
     sp = cli.add("train", cmd_train, "train a VW policy on the log and save it")

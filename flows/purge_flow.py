@@ -1,9 +1,11 @@
 """The ``purge`` Prefect flow: the retention period kept (``bandit.log.retention.purge``).
 
-Scheduled daily by ``flows serve`` (``OFFER_BANDIT_PURGE_CRON``). With no
-``retention.days`` in the policy file it deletes nothing and says so; otherwise it
-deletes, in batches of short transactions, the decisions (with their outcomes), contacts
-and capacity uses older than the period, and publishes what it deleted as an artifact.
+Scheduled daily by ``flows serve`` (``OFFER_BANDIT_PURGE_CRON``). On PostgreSQL it first
+creates the log's day partitions for the week ahead (``bandit.log.partitions``), whatever
+the retention. With no ``retention.days`` in the policy file it deletes nothing and says
+so; otherwise it deletes the decisions (with their outcomes), contacts and capacity uses
+older than the period (PostgreSQL: dropping the days entirely past it, then the rest in
+batches of short transactions), and publishes what it deleted as an artifact.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from prefect.artifacts import create_markdown_artifact
 from bandit.config.loader import load_config
 from bandit.config.settings import Settings, get_settings
 from bandit.deploy.runtime import open_store
+from bandit.log.partitions import ensure_ahead
 from bandit.log.retention import purge
 from flows.hooks import FAILURE_HOOKS
 
@@ -30,14 +33,16 @@ def purge_flow(as_of: float | None = None, settings: Settings | None = None) -> 
     logger = get_run_logger()
     s = settings or get_settings()
     days = load_config(s).policy.retention.days
-    if days is None:
-        logger.info("retention.days is not set in the policy file: the log is kept for ever, nothing deleted")
-        return {"days": None, "decisions": 0, "outcomes": 0, "contacts": 0, "uses": 0}
-    before = (time.time() if as_of is None else as_of) - days * 86400
+    now = time.time() if as_of is None else as_of
     store = open_store(s)
     try:
-        removed = purge(store.engine, before, progress=lambda r: logger.info("%d decisions deleted so far",
-                                                                             r.decisions))
+        if days is None:
+            created = ensure_ahead(store.engine, now)  # the days to come are ready all the same
+            logger.info("retention.days is not set in the policy file: the log is kept for ever, nothing deleted; "
+                        "%d partitions created ahead", len(created))
+            return {"days": None, "decisions": 0, "outcomes": 0, "contacts": 0, "uses": 0}
+        removed = purge(store.engine, now - days * 86400, now=now,
+                        progress=lambda r: logger.info("%d decisions deleted so far", r.decisions))
     finally:
         store.close()
     logger.info("deleted what is older than %g days: %s", days, removed)

@@ -9,10 +9,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import ForeignKeyConstraint, MetaData, create_engine, text
 
 from bandit.cli import main
 from bandit.log.migrations import BASELINE, HEAD, REVISIONS, SCRIPTS, SchemaError, upgrade
+from bandit.log.partitions import decision_ids
+from bandit.log.records import DecisionRecord
 from bandit.log.store import DecisionStore
 from bandit.log.schema import metadata
 from conftest import REPO
@@ -28,15 +30,36 @@ def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 
 def schema_differences(url: str) -> list:
-    """What Alembic's autogenerate would change to make the database match the metadata."""
+    """What Alembic's autogenerate would change to make the database match the metadata.
+
+    PostgreSQL's layout (``bandit.log.partitions``) is the metadata's tables partitioned:
+    the partitions themselves are not compared (each is its table's copy), ``decision_ids``
+    is compared with its own declaration, and the outcomes' foreign key names it."""
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
     engine = create_engine(url)
     try:
         with engine.connect() as conn:
-            ctx = MigrationContext.configure(conn, opts={"compare_type": True, "compare_server_default": True})
-            return compare_metadata(ctx, metadata)
+            if conn.dialect.name != "postgresql":
+                ctx = MigrationContext.configure(conn, opts={"compare_type": True, "compare_server_default": True})
+                return compare_metadata(ctx, metadata)
+            children = set(conn.execute(text("select inhrelid::regclass::text from pg_inherits")).scalars())
+            expected = MetaData()
+            for table in [*metadata.tables.values(), decision_ids]:
+                table.to_metadata(expected)
+            fk = next(iter(expected.tables["outcomes"].foreign_keys))
+            expected.tables["outcomes"].c.event_id.foreign_keys.discard(fk)
+            expected.tables["outcomes"].constraints.discard(fk.constraint)
+            expected.tables["outcomes"].append_constraint(ForeignKeyConstraint(["event_id"], ["decision_ids.event_id"]))
+
+            def include(obj: object, name: str | None, type_: str, reflected: bool, compare_to: object) -> bool:
+                table = obj if type_ == "table" else getattr(obj, "table", None)
+                return getattr(table, "name", name) not in children
+
+            ctx = MigrationContext.configure(conn, opts={"compare_type": True, "compare_server_default": True,
+                                                         "include_object": include})
+            return compare_metadata(ctx, expected)
     finally:
         engine.dispose()
 
@@ -208,3 +231,64 @@ def test_revision_0002_moves_the_contact_history_into_contacts(empty_url: str) -
         assert [e.offer_id for e in store.history("k2", datetime.fromtimestamp(1000, UTC), 1).shown] == ["a"]
     finally:
         store.close()
+
+
+@pytest.mark.postgres
+def test_revision_0006_partitions_a_log_with_rows_keeps_them_and_downgrades(pg_url: str) -> None:
+    """A PostgreSQL log at 0005 with decisions (long past, today, dated ahead), an outcome, a
+    contact and a capacity use: after the upgrade every row is there, each table is its own
+    history partition followed by days ahead, ``decision_ids`` holds the ids, and a repeated
+    id is refused; the downgrade gives back the unpartitioned tables with the same rows."""
+    import time
+
+    from alembic import command
+    from alembic.config import Config
+
+    engine = create_engine(pg_url)
+    cfg = Config()
+    cfg.set_main_option("script_location", str(SCRIPTS))
+    with engine.begin() as c:
+        cfg.attributes["connection"] = c
+        command.upgrade(cfg, "0005")
+        cols = "event_id, ts, customer_key, mode, model_version, chosen_id, probability, activated, source, payload"
+        now = time.time()
+        for eid, ts in [("old", 1_000_000.0), ("today", now), ("later", now + 3 * 86400)]:
+            c.execute(text(f"insert into decisions ({cols}) values (:e, :ts, 'k', 'online', 'm', 'a', 0.5, true, "
+                           "'live', '{}')"), {"e": eid, "ts": ts})
+        c.execute(text("insert into outcomes (event_id, type, ts, dedupe) values ('old', 'declined', 2e6, 'd')"))
+        c.execute(text("insert into contacts (customer_key, ts, kind, offer_id) values ('k', :ts, 'shown', 'a')"),
+                  {"ts": now})
+        c.execute(text("insert into offer_uses (offer_id, channel, ts, event_id) values ('a', 'chat', :ts, 'today')"),
+                  {"ts": now})
+    tables = ("decisions", "outcomes", "contacts", "offer_uses")
+
+    def counts() -> list[int]:
+        with engine.connect() as c:
+            return [c.execute(text(f"select count(*) from {t}")).scalar_one() for t in tables]
+
+    assert upgrade(pg_url)[1] == HEAD
+    assert counts() == [3, 1, 1, 1]
+    assert schema_differences(pg_url) == []
+    with engine.connect() as c:
+        assert set(c.execute(text("select event_id from decision_ids")).scalars()) == {"old", "today", "later"}
+        later = time.strftime("decisions_p%Y%m%d", time.gmtime(now + 3 * 86400))
+        assert c.execute(text(f"select event_id from {later}")).scalars().all() == ["later"]  # in its day
+        kinds = set(c.execute(text("select relname from pg_class where relname like 'decisions\\_%'")).scalars())
+    assert {"decisions_history", "decisions_default"} <= kinds and len(kinds & {f"decisions_p{d}" for d in (
+        time.strftime("%Y%m%d", time.gmtime(now + k * 86400)) for k in range(1, 8))}) == 7
+    store = DecisionStore(pg_url)
+    try:
+        assert store.time_range() == (1_000_000.0, now + 3 * 86400) and store.outcomes_for("old")[0].type == "declined"
+        again = DecisionRecord(event_id="today", ts=now + 86400, mode="online", model_version="m",
+                               action_ids=["a"], pmf=[1.0], chosen_index=0, activated=True, payload={})
+        assert store.log_decision(again) is False  # the id is taken, whatever the day
+    finally:
+        store.close()
+    with engine.begin() as c:
+        cfg.attributes["connection"] = c
+        command.downgrade(cfg, "0005")
+    assert counts() == [3, 1, 1, 1]
+    with engine.connect() as c:
+        assert c.execute(text("select relkind from pg_class where relname = 'decisions' "
+                              "and relnamespace = current_schema()::regnamespace")).scalar() == "r"
+    engine.dispose()

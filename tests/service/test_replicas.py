@@ -167,7 +167,8 @@ def traffic(cluster: Cluster) -> Traffic:
     dups = [duplicate(n) for n in range(DUPLICATES)]
     t = Traffic(contacts, dups, outcomes[0], seconds, peak[0])
     n = CUSTOMERS * CONTACTS
-    size = cluster.query("select pg_total_relation_size('decisions') / count(*) from decisions")[0][0]
+    size = cluster.query("select ((select sum(pg_total_relation_size(relid)) from pg_partition_tree('decisions')) "
+                         "/ count(*))::bigint from decisions")[0][0]  # the table is partitioned: its days summed
     print(f"\nreplicas: {n} decisions and {t.outcomes} outcomes through 2 replicas from {THREADS} client "
           f"threads in {seconds:.1f} s: {n / seconds:.0f} decisions/s, {(n + t.outcomes) / seconds:.0f} requests/s; "
           f"at most {peak[0]} connections to PostgreSQL from both replicas; {size} bytes per logged decision "

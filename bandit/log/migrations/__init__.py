@@ -7,7 +7,8 @@ service, every command and the test suite open stores all the time) and must nev
 race another process, so opening does not run Alembic:
 
 - an empty database is created at the head revision in one transaction (the tables from
-  ``bandit.log.schema.metadata``, then the version stamped), under a lock: SQLite's write lock
+  ``bandit.log.schema.metadata``, on PostgreSQL partitioned by time as revision 0006 makes
+  them, ``bandit.log.partitions``; then the version stamped), under a lock: SQLite's write lock
   (``BEGIN IMMEDIATE``), or a PostgreSQL advisory lock per schema, so replicas starting
   together on a fresh database create it once. A test proves the migrations produce
   exactly these tables on both backends;
@@ -32,12 +33,13 @@ from sqlalchemy import Column, MetaData, PrimaryKeyConstraint, String, Table, in
 from sqlalchemy.engine import Connection, Engine, make_url
 
 from bandit.domain.errors import OfferBanditError
+from bandit.log import partitions
 
 # The newest revision in versions/. Kept here so that opening a store needs no Alembic;
 # tests/log/test_migrations.py fails when it differs from Alembic's own head.
-HEAD = "0005"
+HEAD = "0006"
 # Every revision this code knows, oldest first (the same test checks it against Alembic).
-REVISIONS = ("0001", "0002", "0003", "0004", "0005")
+REVISIONS = ("0001", "0002", "0003", "0004", "0005", "0006")
 BASELINE = "0001"
 # The columns the log had before revisions existed (revision 0001): a database with
 # these tables and no version is stamped at 0001 by ``upgrade`` before it upgrades.
@@ -119,6 +121,8 @@ def ensure_schema(engine: Engine, metadata: MetaData) -> None:
             state = read_state(conn)  # another process may have created it meanwhile
             if state.empty:
                 metadata.create_all(conn)
+                if conn.dialect.name == "postgresql":  # what migration 0006 makes of the tables
+                    partitions.convert(conn, days_ahead=partitions.FRESH_DAYS_AHEAD)
                 _version_table.create(conn)
                 conn.execute(_version_table.insert().values(version_num=HEAD))
                 state = SchemaState(HEAD, frozenset(BASELINE_COLUMNS))
