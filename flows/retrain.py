@@ -15,7 +15,9 @@ One retrain over a window of the log that ends at ``as_of``:
    A first model (no champion), with ``promotion.first_model: progressive`` (the default), is
    trained on the whole window instead and judged by progressive validation over it
    (``bandit.learn.progressive``): night 1's 2,000 decisions all count, where a held-out fifth
-   (400) was under any sensible ``min_events``;
+   (400) was under any sensible ``min_events``. Its progressive rows are what VW's driver
+   predicted for each decision while training on it, and the baselines are scored in the same
+   pass: the window is read once;
 4. log everything to one MLflow run (parameters, metrics per policy, the evaluation
    report, the window's decisions as input datasets, the plots of ``flows.plots``, the
    pyfunc model), register the candidate, and promote it only if the gate
@@ -27,8 +29,9 @@ returns its result: same window, same result, no second registration.
 Why streamed: a window of a contact center's week is millions of decisions; held as
 records (``load_window``, which tuning still uses) a million took 11.5 GB. Streamed, the
 retrain keeps per decision only columns (``bandit.learn.evaluation.Columns``), and the
-log is read twice in SQL order (the training part, then the held-out part after the
-last key trained on), so the same log gives the same candidate and estimates.
+log is read in SQL order (the training part, then the held-out part after the last key
+trained on; a first model's window once), so the same log gives the same candidate and
+estimates.
 """
 
 from __future__ import annotations
