@@ -171,3 +171,12 @@ def normalized_rows(values: np.ndarray, n_actions: np.ndarray, starts: np.ndarra
     for i in np.flatnonzero(empty):  # rare: VW gave no mass to any action
         values[starts[i]:starts[i] + n_actions[i]] = 1.0 / n_actions[i]
     return values
+
+
+def progressive_policy(vw_args: list[str], reward_cfg: RewardConfig) -> Policy:
+    """``progressive_matrix`` as a ``bandit.learn.evaluation.Policy``, for ``evaluate``."""
+
+    def policy(evals: EvalSet) -> np.ndarray:
+        return progressive_matrix(vw_args, evals, reward_cfg)
+
+    return policy
