@@ -15,7 +15,9 @@ One retrain over a window of the log that ends at ``as_of``:
    A first model (no champion), with ``promotion.first_model: progressive`` (the default), is
    trained on the whole window instead and judged by progressive validation over it
    (``bandit.learn.progressive``): night 1's 2,000 decisions all count, where a held-out fifth
-   (400) was under any sensible ``min_events``;
+   (400) was under any sensible ``min_events``. Its progressive rows are what VW's driver
+   predicted for each decision while training on it, and the baselines are scored in the same
+   pass: the window is read once;
 4. log everything to one MLflow run (parameters, metrics per policy, the evaluation
    report, the window's decisions as input datasets, the plots of ``flows.plots``, the
    pyfunc model), register the candidate, and promote it only if the gate
@@ -27,8 +29,9 @@ returns its result: same window, same result, no second registration.
 Why streamed: a window of a contact center's week is millions of decisions; held as
 records (``load_window``, which tuning still uses) a million took 11.5 GB. Streamed, the
 retrain keeps per decision only columns (``bandit.learn.evaluation.Columns``), and the
-log is read twice in SQL order (the training part, then the held-out part after the
-last key trained on), so the same log gives the same candidate and estimates.
+log is read in SQL order (the training part, then the held-out part after the last key
+trained on; a first model's window once), so the same log gives the same candidate and
+estimates.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ import json
 import logging
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,7 +64,7 @@ from tracking.runs import RETRAIN_EXPERIMENT, experiment
 from bandit.log.records import DecisionRecord
 from bandit.domain.outcomes import Outcome
 from bandit.learn.ope import Ragged
-from bandit.learn.progressive import ProgressiveReplay, progressive_policy
+from bandit.learn.progressive import driver_rows, progressive_policy
 from bandit.learn.training import train_dsjson, train_dsjson_stream
 from bandit.learn.window import DEFAULT_HOLDOUT, DEFAULT_WINDOW_DAYS, Window, split_window
 from bandit.decide.vw import VWModel
@@ -145,20 +148,29 @@ def count_window(settings: Settings, reward_cfg: RewardConfig, window: Window) -
 class Trained:
     """What the train step hands on: the candidate, how many decisions it learned from, the
     log key of the last one (the held-out part starts after it) and the training part as
-    columns (for the run's breakdowns)."""
+    columns (for the run's breakdowns). For a first model judged progressively, also the
+    candidate's progressive rows (``progressive``: ``bandit.learn.progressive.driver_rows``)
+    and, in ``columns``, the baselines' probabilities: the window is read once."""
 
     model: VWModel
     trained_on: int
     last: Key | None
     columns: Columns
+    progressive: np.ndarray | None = None
 
 
 def train_window(settings: Settings, vw_args: list[str], reward_cfg: RewardConfig, window: Window, cut: int,
-                 warm_from: VWModel | None = None) -> Trained:
+                 warm_from: VWModel | None = None, progressive: Mapping[str, ByDecision] | None = None) -> Trained:
     """VW on the window's ``cut`` oldest learnable decisions, streamed from the log into VW's
     driver as DSJSON lines (``bandit.learn.training.train_dsjson_stream``), fresh or from
-    ``warm_from``: the candidate ``train_candidate`` makes from ``load_window``'s first ``cut``."""
-    columns = Columns()
+    ``warm_from``: the candidate ``train_candidate`` makes from ``load_window``'s first ``cut``.
+
+    With ``progressive`` (a first model's evaluation: the policies it is compared with, the
+    baselines), each decision is also scored by those policies as it streams, and VW's
+    driver writes what it predicted for each decision before learning it: the candidate's
+    progressive validation (``bandit.learn.progressive.driver_rows``), taken from the
+    training pass itself instead of a second replay of the window through VW from Python."""
+    columns = Columns(progressive)
     last: list[Key] = []
     store = open_store(settings)
 
@@ -172,46 +184,43 @@ def train_window(settings: Settings, vw_args: list[str], reward_cfg: RewardConfi
                 last[:] = [(rec.ts, rec.event_id)]
                 yield dsjson_text(dsjson_fields(rec, outs, reward_cfg), context_text(shared, actions))
 
+    rows = None
     try:
-        if warm_from is None:
-            model, n = train_dsjson_stream(vw_args, lines())
-        else:
-            with tempfile.TemporaryDirectory() as d:
+        with tempfile.TemporaryDirectory() as d:
+            predictions = Path(d) / "predictions.txt" if progressive is not None else None
+            warm = None
+            if warm_from is not None:
                 warm = Path(d) / "champion.vw"
                 warm_from.save(warm)
-                model, n = train_dsjson_stream(vw_args, lines(), warm_start=warm)
+            model, n = train_dsjson_stream(vw_args, lines(), warm_start=warm, predictions=predictions)
+            if predictions is not None:
+                rows = driver_rows(predictions, columns.n_actions())
     finally:
         store.close()
-    return Trained(model, n, last[0] if last else None, columns)
+    return Trained(model, n, last[0] if last else None, columns, rows)
 
 
-def evaluate_window(settings: Settings, cfg: Config, trained: Trained, champion: VWModel | None, window: Window,
-                    progressive_args: list[str] | None = None) -> tuple[Comparison, Verdict, RunBreakdown | None]:
+def evaluate_window(settings: Settings, cfg: Config, trained: Trained, champion: VWModel | None,
+                    window: Window) -> tuple[Comparison, Verdict, RunBreakdown | None]:
     """``compare_in_detail`` on the window's held-out part (the learnable decisions after
     ``trained.last``), each decision scored by every policy as it streams from the log and
-    kept as columns (``bandit.learn.evaluation.Columns``). With ``progressive_args`` (a first
-    model) the whole window, the candidate scored by progressive validation
-    (``bandit.learn.progressive.ProgressiveReplay``: each decision by the learner trained on
-    the ones before it, which then learns it)."""
-    policies = _policies(cfg, trained.model, champion)
-    replay = None
-    if progressive_args is not None:
-        replay = ProgressiveReplay(progressive_args, cfg.policy.reward)
-        policies["candidate"] = ByDecision(replay.probabilities)
-    # progressively, the same decisions as the training part's columns: only the policies are kept anew
-    held = Columns(policies, like=trained.columns, over=trained.columns if replay is not None else None)
-    after = None if replay is not None else trained.last
+    kept as columns (``bandit.learn.evaluation.Columns``). For a first model trained with
+    ``progressive`` (``train_window``) the whole window, without reading it again: the
+    candidate's progressive rows and the baselines' probabilities were kept as it trained."""
+    if trained.progressive is not None:
+        evals = trained.columns.eval_set()
+        matrices = {"candidate": Ragged(trained.progressive, evals.rewards.n_actions),
+                    **trained.columns.matrices()}
+        return _judge(cfg, evals, matrices, champion is not None, trained.columns.frame("train"))
+    held = Columns(_policies(cfg, trained.model, champion), like=trained.columns)
     store = open_store(settings)
     try:
         with closing(iter_learnable_features(store.engine, cfg.policy.reward, window.start, window.as_of,
-                                             window.as_of, after=after)) as rows:
+                                             window.as_of, after=trained.last)) as rows:
             for rec, outs, shared, actions in rows:
                 # the features the models score, parsed; the rest of the payload never is
                 rec.payload.update(shared=json.loads(shared), actions=json.loads(actions))
-                scored = judged(rec, outs, cfg.policy.reward)
-                held.add(rec, scored)
-                if replay is not None:
-                    replay.learn(rec, scored[0])
+                held.add(rec, judged(rec, outs, cfg.policy.reward))
     finally:
         store.close()
     evals = held.eval_set()
@@ -271,8 +280,13 @@ def _policies(cfg: Config, candidate: VWModel, champion: VWModel | None) -> dict
     policies: dict[str, Any] = {"candidate": model_policy(candidate)}
     if champion is not None:
         policies["champion"] = model_policy(champion)
-    policies.update(baselines(cfg.catalog, cfg.policy.control.rules_min_sentiment))
+    policies.update(_baselines(cfg))
     return policies
+
+
+def _baselines(cfg: Config) -> dict[str, Any]:
+    """The baselines every candidate is compared with (``bandit.learn.evaluation.baselines``)."""
+    return baselines(cfg.catalog, cfg.policy.control.rules_min_sentiment)
 
 
 def _judge(cfg: Config, held_out: EvalSet, matrices: dict[str, np.ndarray | Ragged], has_champion: bool,
@@ -406,8 +420,7 @@ def retrain(settings: Settings, as_of: float | None = None, window_days: float =
         verdict = Verdict(False, [f"not enough learnable decisions in the window ({n})"])
         return step("record", record, settings, window, params, None, cut, None, verdict)
     trained = step("train", train_window, settings, vw_args, cfg.policy.reward, window, cut,
-                   champion if warm_start else None)
-    comparison, verdict, details = step("evaluate", evaluate_window, settings, cfg, trained, champion, window,
-                                        vw_args if progressive else None)
+                   champion if warm_start else None, _baselines(cfg) if progressive else None)
+    comparison, verdict, details = step("evaluate", evaluate_window, settings, cfg, trained, champion, window)
     return step("record", record, settings, window, params, trained.model, trained.trained_on, comparison, verdict,
                 details)

@@ -334,12 +334,16 @@ class Columns:
                        LoggedRounds(n_actions, chosen, propensity, np.frombuffer(self._complaint, dtype=float).copy()),
                        columns=self.frame(None), offers=offers)
 
+    def n_actions(self) -> np.ndarray:
+        """Each decision's number of eligible actions (the columns' own memory, not a copy)."""
+        return np.frombuffer(self._base()._n, dtype=np.int32)
+
     def matrices(self) -> dict[str, Ragged]:
         """Each policy's probabilities over each decision's eligible actions (``Ragged``: the
         rows of the (n, K) matrix its ``Policy`` gives, without the padding; the columns'
         own memory, not a copy). Why not the matrix: at ten million decisions each (n, 11)
         matrix was 880 MB; the eligible actions alone are a third of that or less."""
-        n_actions = np.frombuffer(self._base()._n, dtype=np.int32)
+        n_actions = self.n_actions()
         return {name: Ragged(np.frombuffer(flat, dtype=float), n_actions) for name, flat in self._probs.items()}
 
     def frame(self, split: str | None) -> pd.DataFrame:

@@ -47,9 +47,11 @@ def train_dsjson(args: list[str], lines: Iterable[str], warm_start: Path | None 
 
 
 def train_dsjson_file(args: list[str], data: Path, warm_start: Path | None = None,
-                      events: int | None = None) -> tuple[VWModel, int]:
+                      events: int | None = None, predictions: Path | None = None) -> tuple[VWModel, int]:
     """Train on a DSJSON file with VW's own driver (``-d``), exactly as its command-line
     trainer does; returns the model and the number of events (counted when not given).
+    With ``predictions``, VW writes there what it predicted for each event before learning
+    it (``-p``: ``bandit.learn.progressive.driver_rows`` reads them).
 
     Why the driver: a Python loop handing VW one parsed event at a time ran at 0.38 of
     raw VW's events/s in ``experiments/bench/training.py``."""
@@ -58,7 +60,7 @@ def train_dsjson_file(args: list[str], data: Path, warm_start: Path | None = Non
             events = sum(1 for line in fh if line.strip())
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "model.vw"
-        ws = vowpalwabbit.Workspace(" ".join(vw_argv(args, str(data), path, warm_start)))
+        ws = vowpalwabbit.Workspace(" ".join(vw_argv(args, str(data), path, warm_start, predictions)))
         ws.finish()  # writes the model (-f)
         model = VWModel.load(path)
     return model, events
@@ -68,19 +70,31 @@ class TrainingFailed(RuntimeError):
     """VW's driver refused the stream (its own message, last lines of its standard error)."""
 
 
-def vw_argv(args: list[str], data: str, model: Path, warm_start: Path | None = None) -> list[str]:
+def vw_argv(args: list[str], data: str, model: Path, warm_start: Path | None = None,
+            predictions: Path | None = None) -> list[str]:
     """VW's command line for training on DSJSON ``data`` into ``model``: the learner's
     ``args``, or with ``warm_start`` the saved model's own (``-i``; a saved model carries
-    its arguments). One list for the file and the stream, so both train the same model."""
+    its arguments). One list for the file and the stream, so both train the same model.
+
+    With ``predictions``, ``-p``: VW's prediction for each event, made before it learns it.
+    Several passes' cache (``--cache``, which VW names ``<data>.cache``) is put beside the
+    model: for the stream, ``data`` is ``/dev/stdin``, and ``/dev/stdin.cache`` was written
+    into ``/dev`` (as root) and shared by every retrain running at once, or not writable."""
     argv = ["--quiet", *READER_ARGS, "-d", data, "-f", str(model)]
-    return argv + (["-i", str(warm_start)] if warm_start else list(args))
+    if predictions is not None:
+        argv += ["-p", str(predictions)]
+    if warm_start:
+        return argv + ["-i", str(warm_start)]
+    cache = ["--cache_file", str(model.with_suffix(".cache"))]
+    return argv + [x for a in args for x in (cache if a in ("--cache", "-c") else [a])]
 
 
 def train_dsjson_stream(args: list[str], lines: Iterable[str], warm_start: Path | None = None,
-                        chunk: int = 512) -> tuple[VWModel, int]:
+                        chunk: int = 512, predictions: Path | None = None) -> tuple[VWModel, int]:
     """Train on DSJSON lines streamed into VW's own driver in a child process
     (``python -m vowpalwabbit ... -d /dev/stdin``); returns the model and the number of
-    events.
+    events. With ``predictions``, VW writes there its prediction for each event before it
+    learns it (``vw_argv``).
 
     Why: the lines are made while VW learns, on the other core, and nothing is kept: not
     the window (``train_dsjson`` writes it to a file first, then VW reads it, one after
@@ -92,7 +106,7 @@ def train_dsjson_stream(args: list[str], lines: Iterable[str], warm_start: Path 
         path = Path(d) / "model.vw"
         errors = Path(d) / "vw.stderr"
         with open(errors, "wb") as err:
-            child = subprocess.Popen([sys.executable, "-m", "vowpalwabbit", *vw_argv(args, "/dev/stdin", path, warm_start)],
+            child = subprocess.Popen([sys.executable, "-m", "vowpalwabbit", *vw_argv(args, "/dev/stdin", path, warm_start, predictions)],
                                      stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err)
         assert child.stdin is not None
         n, pending = 0, []

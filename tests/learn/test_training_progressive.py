@@ -3,6 +3,7 @@ trained, as the retrain trains, on exactly the decisions before it."""
 
 import json
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,8 +13,10 @@ from bandit.config.policyfile import PolicyFile, Retrain
 from bandit.decide.vw import VWModel
 from bandit.domain.outcomes import Outcome, RewardConfig
 from bandit.learn.evaluation import eval_set
-from bandit.learn.progressive import one_pass, progressive_matrix
-from bandit.learn.training import train_dsjson
+from bandit.decide.sampling import normalized
+from bandit.learn.ope import Ragged
+from bandit.learn.progressive import driver_rows, normalized_rows, one_pass, progressive_matrix
+from bandit.learn.training import train_dsjson, train_dsjson_file
 from bandit.log.dsjson import to_dsjson
 from bandit.log.records import DecisionRecord
 
@@ -69,18 +72,53 @@ def test_rows_are_probabilities_over_the_eligible_actions(n: int, seed: int) -> 
     assert np.all(pi[~evals.rewards.mask()] == 0) and np.all(pi >= 0)
 
 
-def test_the_streamed_replay_gives_the_matrix_rows() -> None:
-    """``ProgressiveReplay`` (the retrain's streamed window) row by row equals ``progressive_matrix``."""
-    from bandit.learn.progressive import ProgressiveReplay
-
-    pairs = window(60, seed=3)
+@pytest.mark.parametrize(("algorithm", "passes"), [("regcbopt", 1), ("epsilon", 1), ("epsilon", 3)])
+def test_the_drivers_predictions_while_training_are_the_matrix_rows(tmp_path: Path, algorithm: str,
+                                                                     passes: int) -> None:
+    """VW's driver, training on the window's DSJSON lines (``-p``), predicts each decision
+    before learning it: ``driver_rows`` gives ``progressive_matrix``'s rows (to the six digits
+    VW prints). With several passes (``--holdout_off``) pass 1 is the one-pass learner's."""
+    policy = PolicyFile.model_validate({"exploration": {"algorithm": algorithm}, "retrain": {"passes": passes}})
+    args = policy.retrain_args()
+    pairs = window(300, seed=5)
     evals = eval_set(pairs, CFG, as_of=T0 + 86400)
-    pi = progressive_matrix(ARGS, evals, CFG)
-    replay = ProgressiveReplay(ARGS, CFG)
-    for i, (rec, _) in enumerate(pairs):
-        row = replay.probabilities(rec)
-        assert row == pytest.approx(list(pi[i, : len(rec.action_ids)]), abs=1e-9), i
-        replay.learn(rec, float(evals.rewards.reward[i]))
+    expected = Ragged.of(progressive_matrix(args, evals, CFG), evals.rewards.n_actions).values
+    data, predictions = tmp_path / "events.json", tmp_path / "predictions.txt"
+    data.write_text("".join(json.dumps(to_dsjson(rec, outs, CFG)) + "\n" for rec, outs in pairs))
+    train_dsjson_file(args, data, predictions=predictions)
+    assert sum(1 for line in predictions.read_text().splitlines() if line) == passes * len(pairs)
+    rows = driver_rows(predictions, evals.rewards.n_actions)
+    assert rows == pytest.approx(expected, abs=2e-6)
+    assert np.array_equal(driver_rows(predictions, evals.rewards.n_actions, block=10), rows)  # lines cut by reads
+    if algorithm == "epsilon":  # probabilities that are not 0 or 1, learned: the comparison has work to do
+        assert len(np.unique(np.round(rows, 3))) > 5
+
+
+def test_driver_rows_refuse_predictions_that_do_not_match_the_decisions(tmp_path: Path) -> None:
+    path = tmp_path / "p.txt"
+    path.write_text("1:0.9,0:0.1\n\n0:1\n\n2:0.5,0:0.25,1:0.25\n\n")
+    assert list(driver_rows(path, np.array([2, 1, 3]))) == pytest.approx([0.1, 0.9, 1.0, 0.25, 0.25, 0.5])
+    for n_actions, message in (([2, 2, 3], "predicted 1 actions for decision 1"),
+                               ([2, 1, 3, 1], "predicted 3 of the 4"),
+                               ([2, 1, 2], "predicted 3 actions for decision 2")):
+        with pytest.raises(ValueError, match=message):
+            driver_rows(path, np.array(n_actions))
+    path.write_text("1:0.9,1:0.1\n\n")
+    with pytest.raises(ValueError, match="twice"):
+        driver_rows(path, np.array([2]))
+    path.write_text("2:0.9,0:0.1\n\n")
+    with pytest.raises(ValueError, match="out of range"):
+        driver_rows(path, np.array([2]))
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.lists(st.floats(-0.5, 2.0, allow_nan=False) | st.just(0.0), min_size=1, max_size=6),
+                min_size=1, max_size=8))
+def test_normalized_rows_is_the_served_pmfs_normalization(rows: list[list[float]]) -> None:
+    n_actions = np.array([len(r) for r in rows])
+    starts = np.concatenate([[0], np.cumsum(n_actions)[:-1]])
+    got = normalized_rows(np.array([p for r in rows for p in r]), n_actions, starts)
+    assert list(got) == pytest.approx([p for r in rows for p in normalized(r)], abs=1e-12)
 
 
 def test_one_pass_drops_what_several_passes_need() -> None:

@@ -17,7 +17,10 @@ from bandit.config.loader import load_config
 from bandit.config.settings import get_settings
 from bandit.decide.vw import VWModel
 from bandit.deploy.runtime import open_store
-from bandit.learn.training import TrainingFailed, train_dsjson, train_dsjson_stream
+from bandit.learn.evaluation import eval_set
+from bandit.learn.ope import Ragged
+from bandit.learn.progressive import progressive_matrix
+from bandit.learn.training import TrainingFailed, train_dsjson, train_dsjson_stream, vw_argv
 from bandit.learn.window import split_window
 from bandit.log.dsjson import to_dsjson
 from bandit.log.reader import iter_joined
@@ -29,8 +32,8 @@ def _digest(model: VWModel, path: Path) -> str:
     return model.save(path)
 
 
-def _same(a: float, b: float) -> bool:
-    return a == b or (math.isnan(a) and math.isnan(b))
+def _same(a: float, b: float, rel: float = 0.0) -> bool:
+    return a == b or (math.isnan(a) and math.isnan(b)) or math.isclose(a, b, rel_tol=rel, abs_tol=rel)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -58,15 +61,17 @@ def _window(tmp_path: Path, database_url: str | None) -> tuple:
     return settings, cfg, reward_cfg, as_of, window, pairs
 
 
-def _same_comparison(old, new) -> None:  # noqa: ANN001 - two Comparisons
+def _same_comparison(old, new, rel: float = 0.0) -> None:  # noqa: ANN001 - two Comparisons
+    """Equal estimates (``rel``: to that relative tolerance)."""
     assert new.n == old.n
     assert set(new.policies) == set(old.policies)
     for name, ev in old.policies.items():
         got, want = new.policies[name].as_metrics(), ev.as_metrics()
-        assert got.keys() == want.keys() and all(_same(got[k], want[k]) for k in want), name
+        assert got.keys() == want.keys() and all(_same(got[k], want[k], rel) for k in want), (name, got, want)
     for pair, by_estimator in old.differences.items():
         for est, d in by_estimator.items():
-            assert _same(new.differences[pair][est].value, d.value) and _same(new.differences[pair][est].se, d.se)
+            assert _same(new.differences[pair][est].value, d.value, rel) and \
+                _same(new.differences[pair][est].se, d.se, rel)
 
 
 def test_the_streamed_retrain_gives_the_held_windows_candidate_and_estimates(tmp_path: Path,
@@ -109,24 +114,43 @@ def test_the_streamed_retrain_gives_the_held_windows_candidate_and_estimates(tmp
                        new_details.lift.select_dtypes("number").to_numpy(dtype=float), equal_nan=True, rtol=0, atol=0)
 
 
-def test_a_first_models_streamed_progressive_evaluation_gives_the_held_windows_estimates(tmp_path: Path) -> None:
+def test_a_first_models_progressive_evaluation_from_the_training_pass_gives_the_held_windows_estimates(
+        tmp_path: Path) -> None:
     """No champion: the candidate is trained on the whole window and judged by progressive
-    validation over it; the streamed evaluation keeps only the policies' probabilities over
-    the training part's columns (``Columns(over=...)``), and gives what the held path gives."""
-    from flows.retrain import compare_in_detail, count_window, evaluate_window, train_window
+    validation over it. The streamed retrain takes the candidate's rows from what VW's driver
+    predicted while it trained (``bandit.learn.progressive.driver_rows``) and the baselines'
+    from the same pass; the held path replays the window through VW from Python
+    (``progressive_matrix``). Same rows and estimates up to the six digits VW prints."""
+    from flows.retrain import _baselines, compare_in_detail, count_window, evaluate_window, train_window
 
     settings, cfg, reward_cfg, as_of, window, pairs = _window(tmp_path, None)
     vw_args = cfg.policy.retrain_args()
     n = count_window(settings, reward_cfg, window)
-    trained = train_window(settings, vw_args, reward_cfg, window, n)
+    trained = train_window(settings, vw_args, reward_cfg, window, n, progressive=_baselines(cfg))
+    evals = eval_set(pairs, reward_cfg, as_of)
+    replayed = progressive_matrix(vw_args, evals, reward_cfg)
+    assert trained.progressive is not None
+    assert trained.progressive == pytest.approx(Ragged.of(replayed, evals.rewards.n_actions).values, abs=2e-6)
+    # the learner learned as it went (its first row uniform; later, some rows all on no_offer, some all on
+    # an offer): the rows have work to do
+    counts = evals.rewards.n_actions
+    no_offer = Ragged(trained.progressive, counts).at(np.zeros(len(counts), dtype=np.int64))[counts > 1]
+    assert no_offer[0] == pytest.approx(1 / counts[counts > 1][0]) and {0.0, 1.0} <= set(no_offer)
     old, old_verdict, old_details = compare_in_detail(cfg, trained.model, None, pairs, as_of, pairs,
                                                       progressive_args=vw_args)
-    new, new_verdict, new_details = evaluate_window(settings, cfg, trained, None, window, progressive_args=vw_args)
+    new, new_verdict, new_details = evaluate_window(settings, cfg, trained, None, window)
     assert new.n == old.n == len(pairs) and new_verdict == old_verdict
-    _same_comparison(old, new)
+    assert list(new.policies) == list(old.policies) == ["candidate", "no_offer", "uniform", "rules"]
+    for name in ("no_offer", "uniform", "rules"):  # scored as the window streamed into VW: exactly
+        assert new.policies[name].as_metrics() == pytest.approx(old.policies[name].as_metrics(), rel=0, abs=0,
+                                                               nan_ok=True), name
+    _same_comparison(old, new, rel=1e-5)
     assert old_details is not None and new_details is not None
     assert len(new_details.decisions) == len(old_details.decisions) == 2 * len(pairs)
-    assert old_details.mix.equals(new_details.mix)
+    a, b = old_details.mix, new_details.mix
+    assert list(a.columns) == list(b.columns) and a.select_dtypes(exclude="number").equals(b.select_dtypes(exclude="number"))
+    assert np.allclose(a.select_dtypes("number").to_numpy(dtype=float), b.select_dtypes("number").to_numpy(dtype=float),
+                       rtol=1e-5, atol=1e-6)
 
 
 def test_streamed_training_equals_training_on_the_file_and_reports_vws_refusal(tmp_path: Path) -> None:
@@ -137,5 +161,12 @@ def test_streamed_training_equals_training_on_the_file_and_reports_vws_refusal(t
     filed, m = train_dsjson(args, lines)
     assert n == m == 300
     assert streamed.save(tmp_path / "a.vw") == filed.save(tmp_path / "b.vw")
+    # several passes: VW's cache beside the model, not ``/dev/stdin.cache`` (shared by every retrain, or unwritable)
+    passes = [*args, "--passes", "2", "--cache", "--holdout_off"]
+    argv = vw_argv(passes, "/dev/stdin", tmp_path / "m.vw")
+    assert "--cache" not in argv and argv[argv.index("--cache_file") + 1] == str(tmp_path / "m.cache")
+    streamed, _ = train_dsjson_stream(passes, iter(lines), chunk=7)
+    assert streamed.save(tmp_path / "c.vw") == train_dsjson(passes, lines)[0].save(tmp_path / "d.vw") != \
+        filed.save(tmp_path / "b.vw")
     with pytest.raises(TrainingFailed, match="no_such_option"):  # VW's own message
         train_dsjson_stream([*args, "--no_such_option"], iter(lines * 100))
