@@ -120,7 +120,13 @@ class Exploration(Strict):
     and the same magnitude below (no offer's margin, 150 at most in the example catalog,
     comes near 300); raise ``max_cost`` with ``reward.complaint_penalty / reward.scale``.
     They apply to ``regcb``, ``regcbopt`` and ``squarecb`` with ``elim`` (SquareCB's
-    action elimination, which uses the same bounds)."""
+    action elimination, which uses the same bounds).
+
+    ``floor`` is applied by the service to a trained model's probabilities, whatever the
+    explorer (``bandit.decide.sampling.with_floor``): RegCB-optimistic is deterministic, and
+    a model frozen for a day that always plays its own choice logs nothing the nightly
+    evaluation can judge a different choice by. Cold start has its own
+    (``cold_start_epsilon``)."""
 
     algorithm: Literal["epsilon", "softmax", "bag", "cover", "squarecb", "regcb", "regcbopt"] = "regcbopt"
     epsilon: float = Field(0.1, ge=0, le=1)
@@ -137,6 +143,9 @@ class Exploration(Strict):
     max_cost: float = Field(3.0, allow_inf_nan=False, description="The highest VW cost: at least "
                             "reward.complaint_penalty / reward.scale.")
     cold_start_epsilon: float = Field(0.1, ge=0, le=1, description="Without a model: exploration around no_offer.")
+    floor: float = Field(0.05, ge=0, lt=1, description="The share of every served model's decisions spread "
+                         "uniformly over the eligible actions (served pmf = (1 - floor) x the model's + floor / n), "
+                         "so the log holds rounds of every eligible action for evaluation and training.")
 
     @model_validator(mode="after")
     def _cost_range(self) -> "Exploration":

@@ -56,7 +56,7 @@ from bandit.decide.guardrails import (
 )
 from bandit.config.policyfile import PolicyFile
 from bandit.domain.outcomes import OUTCOME_FACTS, OUTCOME_TYPES, OutcomeType, ValueRule, conflicting
-from bandit.decide.sampling import baseline_pmf, sample_index, uniform_from
+from bandit.decide.sampling import baseline_pmf, sample_index, uniform_from, with_floor
 from bandit.log.writer import GroupCommitWriter
 from typing import TYPE_CHECKING
 
@@ -329,6 +329,8 @@ class Decider:
             i = request.interaction
             pmf = control_pmf(elig.eligible, catalog, i.resolved.value, i.sentiment, policy.control)
             mode = Mode.control
+        elif mode is Mode.online:
+            pmf = with_floor(model_pmf, policy.exploration.floor)
         else:
             pmf = model_pmf
         chosen = sample_index(pmf, u)

@@ -56,6 +56,12 @@ def test_a_cost_range_that_is_empty_is_refused_naming_both_fields() -> None:
         Exploration(mellowness=0)
 
 
+@pytest.mark.parametrize("value, message", [("1", "less than 1"), ("-0.1", "greater than or equal to 0")])
+def test_an_exploration_floor_outside_0_to_1_is_refused_naming_the_field(value: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=rf"policy.yaml: field 'exploration.floor': Input should be {message}"):
+        parse_policy(f"exploration: {{floor: {value}}}", "policy.yaml")
+
+
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
 def test_every_explorer_with_its_parameters_is_a_workspace_vw_runs(algorithm: str) -> None:
     e = Exploration(algorithm=algorithm, elim=True)
