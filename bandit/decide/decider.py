@@ -56,7 +56,7 @@ from bandit.decide.guardrails import (
 )
 from bandit.config.policyfile import PolicyFile
 from bandit.domain.outcomes import OUTCOME_FACTS, OUTCOME_TYPES, OutcomeType, ValueRule, conflicting
-from bandit.decide.sampling import baseline_pmf, sample_index, uniform_from
+from bandit.decide.sampling import baseline_pmf, sample_index, uniform_from, with_floor
 from bandit.log.writer import GroupCommitWriter
 from typing import TYPE_CHECKING
 
@@ -499,19 +499,23 @@ def score_request(
 
     Returns the eligibility, the shared and per-action features, the pmf and the version
     of the model that gave it (``cold-start`` if the model failed to score: a broken model
-    must not take decisions down)."""
+    must not take decisions down). A model's pmf is served with the policy file's
+    ``exploration.floor`` (``with_floor``), so what is sampled, logged and predicted is one pmf."""
     elig = eligible_offers(request, catalog, history, policy.guardrails, now, suspended, at_capacity)
     common = shared(request, history, now)
     actions = [action_features(request, catalog, oid) for oid in elig.eligible]
     if len(actions) == 1:
         return elig, common, actions, [1.0], scorer.version
     try:
-        return elig, common, actions, scorer.pmf(common, actions), scorer.version
+        pmf = scorer.pmf(common, actions)
     except Exception as exc:  # noqa: BLE001 - counted (``failed``) and logged; a model must not take decisions down
         log.error("model %s failed to score, using cold start: %s", scorer.version, exc)
         if failed is not None:
             failed(scorer.version, exc)
         return elig, common, actions, baseline_pmf(len(actions), policy.exploration.cold_start_epsilon), COLD_START
+    if scorer.version == COLD_START:
+        return elig, common, actions, pmf, scorer.version
+    return elig, common, actions, with_floor(pmf, policy.exploration.floor), scorer.version
 
 
 def outcome_type(type_: object) -> OutcomeType:

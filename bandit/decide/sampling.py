@@ -49,3 +49,20 @@ def baseline_pmf(n: int, epsilon: float) -> list[float]:
         return [1.0]
     share = epsilon / n
     return [1.0 - epsilon + share] + [share] * (n - 1)
+
+
+def with_floor(pmf: Sequence[float], floor: float) -> list[float]:
+    """The served pmf: ``(1 - floor) * pmf + floor / n`` for each of the ``n`` actions.
+
+    Why: a deterministic explorer (RegCB-optimistic puts probability 1 on one action) frozen
+    for a day logs no exploration at all, so off-policy evaluation, the promotion gate and
+    ``tune`` have no rounds of any action the served model did not pick. The floor keeps
+    every eligible action's probability at least ``floor / n`` (and the model's choice at
+    least ``1 - floor``). It only ever spreads mass over the actions it is given, which are
+    the guardrails' eligible ones, so it cannot reach an excluded offer; with ``no_offer``
+    alone eligible the pmf stays ``[1.0]``. The result sums to 1 whenever ``pmf`` does, and
+    it is what is sampled and logged, so the logged propensities are exact.
+    """
+    n = len(pmf)
+    share = floor / n
+    return [(1.0 - floor) * float(p) + share for p in pmf]

@@ -123,7 +123,10 @@ def baselines(settings: Settings, work: Path, sim: Simulator, states: dict[str, 
     cfg = load_config(settings)
 
     def with_control(share: float) -> Config:
-        return Config(cfg.catalog, cfg.policy.model_copy(update={"control": ControlGroup(share=share)}))
+        # floor 0: a baseline serves exactly its own choice (the floor is the bandit's exploration)
+        return Config(cfg.catalog, cfg.policy.model_copy(update={
+            "control": ControlGroup(share=share),
+            "exploration": cfg.policy.exploration.model_copy(update={"floor": 0.0})}))
 
     oracle = OracleScorer(sim, states["oracle"])
     setups: dict[str, tuple[Config, Any]] = {  # no control group: each baseline serves everyone

@@ -124,7 +124,7 @@ from bandit.decide.control import rules_choice  # noqa: E402
 from bandit.decide.features import Namespaces, offer_features, shared_features, token  # noqa: E402
 from bandit.decide.guardrails import eligible_offers  # noqa: E402
 from bandit.config.policyfile import Exploration, PolicyFile, load_policy, vw_accepts  # noqa: E402
-from bandit.decide.sampling import sample_index  # noqa: E402
+from bandit.decide.sampling import sample_index, with_floor  # noqa: E402
 from bandit.decide.vw import VWModel  # noqa: E402
 from experiments.simulator import Interaction, SimParams, SimState, Simulator, load_params  # noqa: E402
 from experiments.simulator.world import _seed as sim_seed  # noqa: E402
@@ -202,13 +202,18 @@ def shipped_vw_args() -> list[str]:
 
 
 class VWPolicy:
-    """The service's learner (``VWModel``) under one explorer, learning after every decision.
+    """The service's learner (``VWModel``) under one explorer, learning after every decision
+    (``batch`` 1) or, as the service does, in batches: with ``batch`` 2,000 (a simulated day)
+    the model is frozen for a day and learns the day's decisions at its end.
 
-    ``shipped``: its VW arguments are the shipped policy file's (``shipped_vw_args``)."""
+    It serves what the service serves: the model's pmf with the policy file's
+    ``exploration.floor`` (``bandit.decide.sampling.with_floor``), and learns the served
+    probability. ``shipped``: its VW arguments are the shipped policy file's (``shipped_vw_args``)."""
 
     kind = "VW cb_explore_adf"
 
-    def __init__(self, explorer: str, policy: PolicyFile, seed: int, shipped_args: Sequence[str] = ()):
+    def __init__(self, explorer: str, policy: PolicyFile, seed: int, shipped_args: Sequence[str] = (),
+                 batch: int = 1):
         if not vw_accepts(explorer, CB_TYPE):
             raise ValueError(f"VW does not train {explorer} with cb_type {CB_TYPE}")
         pf = policy.model_copy(update={"exploration": policy.exploration.model_copy(update={"algorithm": explorer}),
@@ -219,14 +224,21 @@ class VWPolicy:
         self.model = VWModel.fresh(self.args)
         self.scale = policy.reward.scale
         self.rng = random.Random(_seed(seed, self.name))
+        self.floor = policy.exploration.floor
+        self.batch = batch
+        self.pending: list[tuple[Step, int, float, float]] = []
 
     def choose(self, step: Step) -> tuple[int, float]:
-        pmf = self.model.pmf(step.shared, step.actions)
+        pmf = with_floor(self.model.pmf(step.shared, step.actions), self.floor)
         k = sample_index(pmf, self.rng.random())
         return k, pmf[k]
 
     def learn(self, step: Step, index: int, prob: float, reward: float) -> None:
-        self.model.learn(step.shared, step.actions, index, -reward / self.scale + 0.0, prob)
+        self.pending.append((step, index, prob, -reward / self.scale + 0.0))
+        if len(self.pending) >= self.batch:
+            for st, i, p, c in self.pending:
+                self.model.learn(st.shared, st.actions, i, c, p)
+            self.pending.clear()
 
 
 # -- the peer library ----------------------------------------------------------------------
@@ -526,11 +538,11 @@ class Comparison:
 
 def build_policies(sim: Simulator, pf: PolicyFile, seed: int, batch: int, linucb_alphas: Sequence[float],
                    lints_alpha: float, explorers: Sequence[str] = EXPLORERS,
-                   peers: bool = True) -> tuple[list[Policy], list[str], ContextEncoder]:
+                   peers: bool = True, vw_batch: int = 1) -> tuple[list[Policy], list[str], ContextEncoder]:
     """Every learner and reference; the MABWiser ones only when the extra is installed (and
     ``peers``). One LinUCB per alpha (named with it when there are several)."""
     shipped = shipped_vw_args()
-    policies: list[Policy] = [VWPolicy(e, pf, seed, shipped) for e in explorers]
+    policies: list[Policy] = [VWPolicy(e, pf, seed, shipped, vw_batch) for e in explorers]
     notes: list[str] = []
     encoder = ContextEncoder(sim.params)
     mab = mabwiser() if peers else None
@@ -551,13 +563,14 @@ def compare(days: int, per_day: int | None, seed: int, *, batch: int = 50,
             linucb_alphas: Sequence[float] = LINUCB_ALPHAS, lints_alpha: float = 0.25,
             params_path: Path | None = None, policy_path: Path | None = None,
             vw_learning_rate: float | None = None, explorers: Sequence[str] = EXPLORERS, peers: bool = True,
-            progress: Callable[[str], None] | None = None) -> Comparison:
+            progress: Callable[[str], None] | None = None, vw_batch: int = 1) -> Comparison:
     """Run every learner over the same ``days`` x ``per_day`` stream (see the module docstring).
 
     ``policy_path``: a policy file for the guardrails, the explorers' parameters, the VW
     learner and the reward (default: ``PolicyFile()``'s defaults, which are the shipped
     file's for these blocks); ``vw_learning_rate`` overrides its ``learner.learning_rate``;
-    ``explorers``: the VW rows to run; ``peers``: False leaves MABWiser out."""
+    ``explorers``: the VW rows to run; ``peers``: False leaves MABWiser out; ``vw_batch``:
+    VW learns every this many decisions (``VWPolicy``)."""
     params = load_params(params_path)
     if per_day is not None:
         params = params.model_copy(update={"calendar": params.calendar.model_copy(
@@ -567,7 +580,8 @@ def compare(days: int, per_day: int | None, seed: int, *, batch: int = 50,
         pf = pf.model_copy(update={"learner": pf.learner.model_copy(update={"learning_rate": vw_learning_rate})})
     sim = Simulator(params, load_catalog(CATALOG), seed, complaint_penalty=pf.reward.complaint_penalty)
     stream = [inter for d in range(days) for inter in sim.interactions(d)]
-    policies, notes, encoder = build_policies(sim, pf, seed, batch, linucb_alphas, lints_alpha, explorers, peers)
+    policies, notes, encoder = build_policies(sim, pf, seed, batch, linucb_alphas, lints_alpha, explorers, peers,
+                                              vw_batch)
     results = []
     for p in policies:
         results.append(run_policy(p, sim, stream, pf))
@@ -711,6 +725,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                          "(default experiments/results/; with --seeds, one pair per seed, suffixed _seed<N>)")
     ap.add_argument("--json", type=Path, default=None, help="also write the rows as JSON to this file")
     ap.add_argument("--batch", type=int, default=50, help="MABWiser partial_fit every this many decisions (default 50)")
+    ap.add_argument("--vw-batch", type=int, default=1,
+                    help="VW learns every this many decisions (default 1: after each; 2000, a simulated day, is "
+                         "the service's nightly retrain, the model frozen in between; --batch does the same for "
+                         "MABWiser)")
     ap.add_argument("--linucb-alphas", default=",".join(f"{a:g}" for a in LINUCB_ALPHAS),
                     help="MABWiser LinUCB alphas, comma-separated: one LinUCB row each, the best (lowest regret) "
                          "marked (default 0.1,0.25,0.5,1,2; the library's default is 1)")
@@ -726,8 +744,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--params", type=Path, default=None,
                     help="simulator parameter file (default experiments/simulator/simulator.yaml)")
     args = ap.parse_args(argv)
-    if args.days < 1 or (args.per_day is not None and args.per_day < 1) or args.batch < 1:
-        ap.error("--days, --per-day and --batch must be at least 1")
+    if args.days < 1 or (args.per_day is not None and args.per_day < 1) or args.batch < 1 or args.vw_batch < 1:
+        ap.error("--days, --per-day, --batch and --vw-batch must be at least 1")
     if args.seed is not None and args.seeds is not None:
         ap.error("--seed and --seeds: give one of them")
     try:
@@ -773,7 +791,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         c = compare(args.days, args.per_day, seed, batch=args.batch, linucb_alphas=args.alphas,
                     lints_alpha=args.lints_alpha, params_path=args.params, policy_path=args.policy,
                     vw_learning_rate=args.vw_learning_rate, explorers=args.explorer_list, peers=not args.no_peers,
-                    progress=lambda s: print(s, file=sys.stderr, flush=True))
+                    progress=lambda s: print(s, file=sys.stderr, flush=True), vw_batch=args.vw_batch)
         runs.append(c)
         table = markdown_table(c)
         stem = f"compare_learners_seed{seed}" if several else "compare_learners"

@@ -56,6 +56,25 @@ def test_a_cost_range_that_is_empty_is_refused_naming_both_fields() -> None:
         Exploration(mellowness=0)
 
 
+def test_clip_p_reaches_the_regcb_learners_only_and_vw_keeps_it_in_the_model(tmp_path: Path) -> None:
+    """The floor logs rounds at p = floor / n; ``clip_p`` is what keeps each from counting
+    1 / p times in RegCB's regression. VW stores it in the model, as it does the cost range."""
+    for a in ("regcb", "regcbopt"):
+        assert Exploration(algorithm=a, clip_p=1).vw_args()[-2:] == ["--clip_p", "1.0"]
+        assert "--clip_p" not in Exploration(algorithm=a, clip_p=0).vw_args()
+    assert "--clip_p" not in Exploration(algorithm="epsilon", clip_p=1).vw_args()
+    model = VWModel.load(_trained(tmp_path / "m.vw", Exploration(clip_p=1)))
+    assert "--clip_p 1" in model.arguments()
+    with pytest.raises(ConfigError, match=r"field 'exploration.clip_p': Input should be less than or equal to 1"):
+        parse_policy("exploration: {clip_p: 2}", "policy.yaml")
+
+
+@pytest.mark.parametrize("value, message", [("1", "less than 1"), ("-0.1", "greater than or equal to 0")])
+def test_an_exploration_floor_outside_0_to_1_is_refused_naming_the_field(value: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=rf"policy.yaml: field 'exploration.floor': Input should be {message}"):
+        parse_policy(f"exploration: {{floor: {value}}}", "policy.yaml")
+
+
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
 def test_every_explorer_with_its_parameters_is_a_workspace_vw_runs(algorithm: str) -> None:
     e = Exploration(algorithm=algorithm, elim=True)

@@ -3,13 +3,14 @@
 from datetime import timedelta
 
 import pytest
+from hypothesis import given, strategies as st
 from sqlalchemy import text
 
 from bandit.config.catalog import NO_OFFER
 from bandit.decide.decider import Decider, NullObserver, customer_key
 from bandit.domain.errors import EventConflict, InvalidRequest, UnknownEvent
 from bandit.config.policyfile import PolicyFile
-from bandit.decide.sampling import baseline_pmf, sample_index, uniform_from
+from bandit.decide.sampling import baseline_pmf, normalized, sample_index, uniform_from, with_floor
 from conftest import NOW, REPO, request
 
 
@@ -69,6 +70,15 @@ def test_sampling_replays_from_event_id() -> None:
     picks = [sample_index(pmf, uniform_from(f"e{i}", "s")) for i in range(2000)]
     assert picks == [sample_index(pmf, uniform_from(f"e{i}", "s")) for i in range(2000)]
     assert abs(picks.count(0) / 2000 - 0.5) < 0.05 and sample_index([0.0, 1.0], 0.0) == 1
+
+
+@given(weights=st.lists(st.floats(0, 1), min_size=1, max_size=12), floor=st.floats(0, 0.999))
+def test_the_floor_keeps_a_pmf_and_the_models_choice(weights: list[float], floor: float) -> None:
+    pmf = normalized(weights)
+    served = with_floor(pmf, floor)
+    assert sum(served) == pytest.approx(1) and min(served) >= floor / len(pmf) - 1e-12
+    assert served.index(max(served)) == pmf.index(max(pmf))  # the floor never changes the model's choice
+    assert with_floor(pmf, 0.0) == pmf and with_floor([1.0], floor) == pytest.approx([1.0])
 
 
 def test_unknown_candidate_is_a_precise_error(decider: Decider) -> None:

@@ -1,5 +1,6 @@
 """Guardrails: each default rule, then properties that hold whatever the input."""
 
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -200,11 +201,21 @@ class AdversarialScorer:
         return [x / sum(w) for x in w]
 
 
-@given(req=requests, weights=st.lists(st.floats(0, 1), min_size=1, max_size=12))
+@given(req=requests, weights=st.lists(st.floats(0, 1), min_size=1, max_size=12),
+       floor=st.sampled_from([0.0, 0.05, 0.5, 0.99]), complained=st.none() | times)
 @hsettings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-def test_chosen_action_is_always_eligible(decider: Decider, req, weights) -> None:
-    decider.models = ModelSlot(AdversarialScorer(weights))
-    seen = decider.history_of(req.customer.id, NOW)
+def test_chosen_action_is_always_eligible(decider: Decider, req, weights, floor, complained) -> None:
+    """Whatever the model and the exploration floor: the action served is eligible, the pmf
+    logged is the one sampled (the model's with the floor spread over the eligible actions
+    only), and a distressed, opted-out or cooling-down customer gets no offer."""
+    if complained is not None:
+        req = req.model_copy(update={"history": History(last_complaint=NOW - timedelta(days=complained))})
+    cfg = decider.config.current
+    decider.config.apply(replace(cfg, policy=cfg.policy.model_copy(update={
+        "exploration": cfg.policy.exploration.model_copy(update={"floor": floor})})))
+    scorer = AdversarialScorer(weights)
+    decider.models = ModelSlot(scorer)
+    seen = decider.history_of(req.customer.id, NOW).merged(req.history)
     d = decider.decide(req)
     # the guardrails the decider serves (the shipped policy file's: its `unknown` rules allow what
     # the defaults block, e.g. an unknown resolution on the web)
@@ -214,8 +225,14 @@ def test_chosen_action_is_always_eligible(decider: Decider, req, weights) -> Non
     assert rec.action_ids == list(e.eligible)
     assert abs(sum(r.probability for r in d.ranking) - 1) < 1e-6
     assert {r.id for r in d.ranking} == set(rec.action_ids)
-    if req.customer.opted_out or req.interaction.distress:
-        assert d.offer_id == NO_OFFER and d.content is None
+    assert d.probability == rec.pmf[rec.chosen_index] > 0
+    n = len(e.eligible)
+    if d.mode == "online" and n > 1:
+        model = scorer.pmf(None, [None] * n)
+        assert rec.pmf == pytest.approx([(1 - floor) * p + floor / n for p in model])
+        assert min(rec.pmf) >= floor / n - 1e-12
+    if req.customer.opted_out or req.interaction.distress or (complained is not None and complained < 30):
+        assert d.offer_id == NO_OFFER and d.content is None and rec.pmf == [1.0]
 
 
 def test_the_policy_file_refuses_interactions_on_namespaces_that_do_not_exist() -> None:
