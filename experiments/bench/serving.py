@@ -239,11 +239,13 @@ def main() -> int:
     model = train_model(work)
     base_env = {**os.environ, "DO_NOT_TRACK": "1", "BENTOML_DO_NOT_TRACK": "True"}
 
-    def svc_env(home: str, db_url: str | None) -> dict:
+    def svc_env(home: str, db_url: str | None, tree: Path) -> dict:
+        """A replica's environment; its catalog and policy file are its own tree's (a
+        baseline's code may not read this tree's policy file)."""
         env = {**base_env, "OFFER_BANDIT_HOME": str(work / home), "OFFER_BANDIT_API_KEYS": KEY,
                "OFFER_BANDIT_ADMIN_KEY": "bench-admin", "OFFER_BANDIT_MODEL_PATH": str(model),
-               "OFFER_BANDIT_CATALOG": str(REPO / "config/offers.yaml"), "OFFER_BANDIT_SALT": "bench-salt",
-               "OFFER_BANDIT_POLICY": str(REPO / "config/policy.yaml")}
+               "OFFER_BANDIT_CATALOG": str(tree / "config/offers.yaml"), "OFFER_BANDIT_SALT": "bench-salt",
+               "OFFER_BANDIT_POLICY": str(tree / "config/policy.yaml")}
         if db_url is not None:
             env["OFFER_BANDIT_DATABASE_URL"] = db_url
             if args.pool_size is not None:
@@ -270,7 +272,7 @@ def main() -> int:
                     print(f"starting {name} replica {i + 1} (offer-bandit serve, {tree}) ...", flush=True)
                     port = free_port()
                     servers.append(start(f"{name}-r{i + 1}", [str(python), "-m", "bandit.cli", "serve", "--port",
-                                                              str(port)], svc_env(f"{name}/r{i + 1}", db_url),
+                                                              str(port)], svc_env(f"{name}/r{i + 1}", db_url, tree),
                                          f"http://127.0.0.1:{port}/readyz", work, tree))
                     urls.append(f"http://127.0.0.1:{port}/decide")
                 targets.append(Target(name, servers, urls, work))
