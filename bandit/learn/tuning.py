@@ -49,8 +49,8 @@ class Grid(Strict):
     and every point is a training run, so at most ``max_points`` are tried: a seeded
     all-pairs sample (every two values of two axes meet in some point, see
     ``_pairwise_sample``), plus the policy file's own setting, so the report says whether
-    anything beats what is served now. The shipped setting (``regcbopt``, ``mtr``,
-    ``DEFAULT_INTERACTIONS``, learning rate 0.04) is a point of the default grid."""
+    anything beats what is served now. The shipped setting (``squarecb``, ``mtr``,
+    ``DEFAULT_INTERACTIONS``, learning rate 0.03) is a point of the default grid."""
 
     explorers: tuple[dict[str, Any], ...] = Field(
         (
@@ -67,7 +67,7 @@ class Grid(Strict):
     cb_types: tuple[str, ...] = Field(("ips", "dr", "mtr"), min_length=1)
     interactions: tuple[tuple[str, ...], ...] = Field(
         (DEFAULT_INTERACTIONS, FORMER_INTERACTIONS, MORE_INTERACTIONS), min_length=1)
-    learning_rates: tuple[float, ...] = Field((0.04, 0.1, 0.5), min_length=1)
+    learning_rates: tuple[float, ...] = Field((0.03, 0.1, 0.5), min_length=1)
     max_points: int = Field(24, ge=1, description="Sample the product down to this many points.")
     seed: int = Field(0, description="The sample's seed: the same grid gives the same points.")
     include_current: bool = Field(True, description="Always evaluate the policy file's own setting too.")

@@ -32,18 +32,17 @@ def test_the_shipped_policy_files_exploration_and_learner_are_the_defaults() -> 
         assert f"  {field}:" in text, field
 
 
-def test_the_default_explorer_is_regcb_optimistic_over_the_cost_range() -> None:
+def test_the_default_explorer_is_squarecb_over_a_regression_of_weight_one_rounds() -> None:
     args = PolicyFile().vw_args()
-    assert args[:8] == ["--cb_explore_adf", "--regcbopt", "--mellowness", "1.0", "--cb_min_cost", "-3.0",
-                        "--cb_max_cost", "3.0"]
-    assert "--epsilon" not in args
-    assert Learner().vw_args() == ["--cb_type", "mtr", "-l", "0.04", "-b", "18", "--power_t", "0.5",
+    assert args[:5] == ["--cb_explore_adf", "--squarecb", "--gamma_scale", "10.0", "--clip_p"]
+    assert "--epsilon" not in args and "--coin" not in PolicyFile().retrain_args()
+    assert Learner().vw_args() == ["--cb_type", "mtr", "-l", "0.03", "-b", "18", "--power_t", "0.5",
                                    "--interactions", "co", "--interactions", "eo", "--interactions", "cco"]
 
 
 def test_squarecb_takes_elimination_with_the_same_bounds_only_when_asked() -> None:
-    assert Exploration(algorithm="squarecb").vw_args() == ["--squarecb", "--gamma_scale", "10.0"]
-    assert Exploration(algorithm="squarecb", elim=True, mellowness=0.1).vw_args() == [
+    assert Exploration(algorithm="squarecb", clip_p=0).vw_args() == ["--squarecb", "--gamma_scale", "10.0"]
+    assert Exploration(algorithm="squarecb", clip_p=0, elim=True, mellowness=0.1).vw_args() == [
         "--squarecb", "--gamma_scale", "10.0", "--elim", "--mellowness", "0.1", "--cb_min_cost", "-3.0",
         "--cb_max_cost", "3.0"]
 
@@ -56,15 +55,17 @@ def test_a_cost_range_that_is_empty_is_refused_naming_both_fields() -> None:
         Exploration(mellowness=0)
 
 
-def test_clip_p_reaches_the_regcb_learners_only_and_vw_keeps_it_in_the_model(tmp_path: Path) -> None:
-    """The floor logs rounds at p = floor / n; ``clip_p`` is what keeps each from counting
-    1 / p times in RegCB's regression. VW stores it in the model, as it does the cost range."""
-    for a in ("regcb", "regcbopt"):
-        assert Exploration(algorithm=a, clip_p=1).vw_args()[-2:] == ["--clip_p", "1.0"]
-        assert "--clip_p" not in Exploration(algorithm=a, clip_p=0).vw_args()
-    assert "--clip_p" not in Exploration(algorithm="epsilon", clip_p=1).vw_args()
-    model = VWModel.load(_trained(tmp_path / "m.vw", Exploration(clip_p=1)))
+@pytest.mark.parametrize("algorithm", ["regcb", "regcbopt", "squarecb", "epsilon", "softmax", "bag", "cover"])
+def test_clip_p_reaches_every_learner_and_vw_keeps_it_in_the_model(tmp_path: Path, algorithm: str) -> None:
+    """Exploration logs rounds at small p; ``clip_p`` is what keeps each from counting 1 / p
+    times in the learner's regression (``cb_type mtr``). VW stores it in the model."""
+    assert Exploration(algorithm=algorithm, clip_p=1).vw_args()[-2:] == ["--clip_p", "1.0"]
+    assert "--clip_p" not in Exploration(algorithm=algorithm, clip_p=0).vw_args()
+    model = VWModel.load(_trained(tmp_path / "m.vw", Exploration(algorithm=algorithm, clip_p=1)))
     assert "--clip_p 1" in model.arguments()
+
+
+def test_clip_p_out_of_range_is_refused_naming_the_field() -> None:
     with pytest.raises(ConfigError, match=r"field 'exploration.clip_p': Input should be less than or equal to 1"):
         parse_policy("exploration: {clip_p: 2}", "policy.yaml")
 

@@ -129,12 +129,12 @@ def test_linucb_runs_once_per_alpha_and_the_best_is_the_lowest_regret(tiny: tupl
 def test_several_seeds_give_a_table_each_and_a_verdict_per_seed(tmp_path: Path,
                                                                  capsys: pytest.CaptureFixture[str]) -> None:
     assert cl.main(["--days", "1", "--per-day", "40", "--seeds", "3,4", "--out", str(tmp_path), "--json",
-                    str(tmp_path / "s.json"), "--linucb-alphas", "1", "--explorers", "regcbopt"]) == 0
+                    str(tmp_path / "s.json"), "--linucb-alphas", "1", "--explorers", "squarecb"]) == 0
     res = json.loads((tmp_path / "s.json").read_text())
     assert [s["seed"] for s in res["seeds"]] == [3, 4] and [v["seed"] for v in res["verdicts"]] == [3, 4]
     assert (tmp_path / "compare_learners_seed3.md").is_file() and (tmp_path / "compare_learners_seed4.png").is_file()
     out = capsys.readouterr().out
-    assert "Seed 3:" in out and "Seed 4:" in out and "| 3 | vw-regcbopt |" in out and "| mean |" in out
+    assert "Seed 3:" in out and "Seed 4:" in out and "| 3 | vw-squarecb |" in out and "| mean |" in out
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -60,7 +60,8 @@ def test_each_row_is_the_retrains_model_trained_on_the_decisions_before() -> Non
     late = [i for i in range(60, 80) if pairs[i][0].payload["shared"]["context"]["x"] > 0.5
             and len(pairs[i][0].action_ids) > 1]
     assert late and all(np.argmax(pi[i]) == 1 for i in late)
-    assert np.argmax(pi[0]) == 0  # the fresh learner: no_offer first
+    first = len(pairs[0][0].action_ids)  # the fresh learner: every eligible action alike
+    assert pi[0, :first] == pytest.approx([1 / first] * first, abs=1e-6)
 
 
 @settings(max_examples=15, deadline=None)
@@ -126,16 +127,16 @@ def test_one_pass_drops_what_several_passes_need() -> None:
     assert "--passes" in args and one_pass(args) == ARGS
 
 
-def test_the_retrain_block_says_coin_by_default() -> None:
-    assert Retrain().vw_args() == ["--coin"]
-    assert Retrain(optimizer="learner").vw_args() == []
+def test_the_retrain_block_says_the_learners_rate_by_default() -> None:
+    assert Retrain().vw_args() == []
+    assert Retrain(optimizer="coin").vw_args() == ["--coin"]
 
 
 @pytest.mark.parametrize("algorithm", ["epsilon", "regcbopt"])
 def test_coin_only_where_the_explorer_still_explores_by_its_own_rule(algorithm: str) -> None:
     """RegCB-optimistic plays one action with probability 1; trained with --coin it put the
     same probability on every eligible action, so the retrain leaves coin out for it."""
-    policy = PolicyFile.model_validate({"exploration": {"algorithm": algorithm}})
+    policy = PolicyFile.model_validate({"exploration": {"algorithm": algorithm}, "retrain": {"optimizer": "coin"}})
     pairs = window(80)
     evals = eval_set(pairs, CFG, as_of=T0 + 86400)
     pi = progressive_matrix(policy.retrain_args(), evals, CFG)

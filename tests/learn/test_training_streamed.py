@@ -131,11 +131,12 @@ def test_a_first_models_progressive_evaluation_from_the_training_pass_gives_the_
     replayed = progressive_matrix(vw_args, evals, reward_cfg)
     assert trained.progressive is not None
     assert trained.progressive == pytest.approx(Ragged.of(replayed, evals.rewards.n_actions).values, abs=2e-6)
-    # the learner learned as it went (its first row uniform; later, some rows all on no_offer, some all on
-    # an offer): the rows have work to do
+    # the learner learned as it went (its first row uniform; later, some rows mostly on no_offer, some
+    # mostly on an offer): the rows have work to do
     counts = evals.rewards.n_actions
     no_offer = Ragged(trained.progressive, counts).at(np.zeros(len(counts), dtype=np.int64))[counts > 1]
-    assert no_offer[0] == pytest.approx(1 / counts[counts > 1][0]) and {0.0, 1.0} <= set(no_offer)
+    assert no_offer[0] == pytest.approx(1 / counts[counts > 1][0])
+    assert no_offer.max() > 0.8 and no_offer.min() < 0.2, (no_offer.min(), no_offer.max())
     old, old_verdict, old_details = compare_in_detail(cfg, trained.model, None, pairs, as_of, pairs,
                                                       progressive_args=vw_args)
     new, new_verdict, new_details = evaluate_window(settings, cfg, trained, None, window)

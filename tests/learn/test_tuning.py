@@ -29,7 +29,7 @@ from bandit.learn.tuning import (
 from simlog import simulated_log
 
 REPO = Path(__file__).resolve().parents[2]
-SMALL = Grid(explorers=({"algorithm": "epsilon", "epsilon": 0.2}, {"algorithm": "squarecb"}), cb_types=("ips", "mtr"),
+SMALL = Grid(explorers=({"algorithm": "epsilon", "epsilon": 0.2}, {"algorithm": "squarecb", "gamma_scale": 50}), cb_types=("ips", "mtr"),
              interactions=(DEFAULT_INTERACTIONS,), learning_rates=(Learner().learning_rate,))
 
 
@@ -76,15 +76,15 @@ def test_the_default_grid_covers_every_pair_of_settings_vw_accepts_together() ->
 def test_a_small_grid_is_tried_in_full_with_the_current_setting_and_without_what_vw_refuses() -> None:
     points = expand(SMALL, PolicyFile())
     assert [(p.current, p.policy.exploration.algorithm, p.policy.exploration.epsilon, p.policy.learner.cb_type)
-            for p in points] == [(True, "regcbopt", 0.1, "mtr"), (False, "epsilon", 0.2, "ips"),
+            for p in points] == [(True, "squarecb", 0.1, "mtr"), (False, "epsilon", 0.2, "ips"),
                                  (False, "epsilon", 0.2, "mtr"), (False, "squarecb", 0.1, "mtr")]
     without = expand(SMALL.model_copy(update={"include_current": False}), PolicyFile())
     assert [p.vw_args() for p in without] == [p.vw_args() for p in points[1:]]
     # the current setting already in the grid is marked, not added twice
-    same = expand(SMALL.model_copy(update={"explorers": ({"algorithm": "epsilon"}, {"algorithm": "regcbopt"})}),
+    same = expand(SMALL.model_copy(update={"explorers": ({"algorithm": "epsilon"}, {"algorithm": "squarecb"})}),
                   PolicyFile())
     assert [(p.current, p.policy.exploration.algorithm, p.policy.learner.cb_type) for p in same] == [
-        (False, "epsilon", "ips"), (False, "epsilon", "mtr"), (False, "regcbopt", "ips"), (True, "regcbopt", "mtr")]
+        (False, "epsilon", "ips"), (False, "epsilon", "mtr"), (True, "squarecb", "mtr")]
 
 
 @pytest.mark.parametrize("algorithm", ["epsilon", "softmax", "bag", "cover", "squarecb", "regcb", "regcbopt"])
